@@ -1,0 +1,46 @@
+#pragma once
+// The one wrapper around the TBB scheduler. Kernels call these helpers and never touch TBB directly.
+//
+// Determinism rule: a parallel loop only partitions work; it never decides how floating-point values are
+// combined. Each output element is written by exactly one task, and where partial sums cannot be avoided
+// they are computed over fixed blocks (parallel_chunks) and added in index order afterwards, so results are
+// bit-identical for any thread count.
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+namespace stride {
+
+// Runs body(begin, end) over [0, n) in blocks of about `grain` indices, in parallel. Block boundaries are
+// not specified: the body must write disjoint outputs for disjoint index ranges.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
+
+// Runs body(chunk, begin, end) for every fixed chunk [chunk*size, min(n, (chunk+1)*size)) in parallel.
+// Chunk boundaries depend only on n and size, never on the number of threads.
+void parallel_chunks(int64_t n, int64_t size, const std::function<void(int64_t, int64_t, int64_t)>& body);
+
+inline int64_t chunk_count(int64_t n, int64_t size) { return (n + size - 1) / size; }
+
+// Index of the calling thread in the current pool, in [0, worker_slots()). Lets a kernel keep one scratch
+// buffer per thread. Valid only in bodies that do not start nested parallel loops (a thread waiting on a
+// nested loop may run another task of the outer loop with the same slot).
+int worker_slot();
+int worker_slots();
+
+// Threads the scheduler may use now (the cap set by ThreadLimit, or the hardware count).
+int max_threads();
+
+// Caps the number of threads for its lifetime (`--threads N`). Create one, early, in `main` or a test.
+class ThreadLimit {
+ public:
+  explicit ThreadLimit(int threads);
+  ~ThreadLimit();
+  ThreadLimit(const ThreadLimit&) = delete;
+  ThreadLimit& operator=(const ThreadLimit&) = delete;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stride
