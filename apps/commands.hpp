@@ -1,0 +1,8 @@
+#pragma once
+// One function per `stride` subcommand. Each parses its own options (Boost.Program_options, --help on every
+// one) and returns the process exit code; errors are thrown and reported by main.
+namespace stride::app {
+
+int summary(int argc, char** argv);
+
+}  // namespace stride::app

@@ -1,0 +1,52 @@
+// The `stride` command: one binary, one subcommand per job.
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "apps/commands.hpp"
+
+namespace {
+
+struct Command {
+  int (*run)(int, char**);
+  const char* help;
+};
+
+const std::map<std::string, Command>& commands() {
+  static const std::map<std::string, Command> table = {
+      {"summary", {stride::app::summary, "layer table with shapes, parameter counts and FLOPs"}},
+  };
+  return table;
+}
+
+void usage(std::ostream& out) {
+  out << "usage: stride COMMAND [OPTIONS]   (stride COMMAND --help for a command's options)\n\ncommands:\n";
+  for (const auto& [name, cmd] : commands()) out << "  " << name << std::string(12 - name.size(), ' ') << cmd.help << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(std::cerr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    usage(std::cout);
+    return 0;
+  }
+  auto it = commands().find(name);
+  if (it == commands().end()) {
+    std::cerr << "error: unknown command '" << name << "'\n";
+    usage(std::cerr);
+    return 2;
+  }
+  try {
+    return it->second.run(argc - 1, argv + 1);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}

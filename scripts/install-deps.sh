@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what stride builds and runs with, from Debian 12's packages (run as root). Idempotent.
+set -euo pipefail
+packages=(
+  cmake g++ make pkg-config
+  libtbb-dev libhdf5-dev libboost-program-options-dev doctest-dev nlohmann-json3-dev
+  libopenblas-dev zlib1g-dev libpng-dev
+  libopenmpi-dev openmpi-bin
+  dataset-fashion-mnist
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "stride: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

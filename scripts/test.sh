@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds stride (Release) and runs every test. The README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$(nproc)"
+ctest --test-dir build --output-on-failure -j"$(nproc)"
