@@ -1,0 +1,52 @@
+#pragma once
+// From stored uint8 images to a normalized, augmented float batch. Everything random about a sample is a
+// pure function of (seed, epoch, dataset index, purpose), so batches do not depend on the thread count and a
+// resumed run sees exactly the batches an uninterrupted one would.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "framework/tensor.hpp"
+#include "io/dataset.hpp"
+
+namespace stride {
+
+// Per-channel mean and standard deviation of pixel/255 over a training set; applied as (p/255 - mean) / std.
+struct Normalization {
+  std::vector<float> mean, stddev;
+};
+
+// Exact statistics over every pixel of `source` (sums in fixed-size blocks added in order: bit-identical for
+// any thread count).
+Normalization compute_normalization(const SampleSource& source);
+
+enum class Augment {
+  none,
+  crop_flip,  // random 32x32 crop of the image zero-padded by 4 pixels, and a random horizontal flip
+};
+Augment parse_augment(const std::string& name);  // "none" | "crop-flip"
+std::string augment_name(Augment a);
+
+// Dataset indices in the order epoch `epoch` visits them: a Fisher-Yates shuffle keyed by (seed, epoch), or
+// 0..count-1 when shuffle is false.
+std::vector<int64_t> epoch_order(int64_t count, uint64_t seed, uint32_t epoch, bool shuffle);
+
+class BatchAssembler {
+ public:
+  BatchAssembler(const SampleSource& source, Normalization norm, Augment augment, uint64_t seed);
+
+  // Fills x (n, C, H, W) and labels for the given dataset indices of epoch `epoch`; x is resized (no
+  // allocation once it has held a full batch).
+  void assemble(std::span<const int64_t> indices, uint32_t epoch, Tensor& x, std::vector<int32_t>& labels) const;
+  const SampleSource& source() const { return source_; }
+
+ private:
+  const SampleSource& source_;
+  Normalization norm_;
+  Augment augment_;
+  uint64_t seed_;
+  int64_t c_, h_, w_;
+};
+
+}  // namespace stride

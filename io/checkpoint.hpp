@@ -1,0 +1,51 @@
+#pragma once
+// HDF5 checkpoints (layout in docs/checkpoint.md). A checkpoint holds everything a run needs to continue
+// bit-identically: parameters, batch-norm state, optimizer slots, the position (epoch, step), the seed, the
+// model spec and the input normalization. Files are written to a temporary name, fsynced and renamed, so a
+// crash or a full disk never replaces a good checkpoint with a partial one.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "framework/shape.hpp"
+
+namespace stride {
+
+inline constexpr const char* kCheckpointFormat = "stride-checkpoint";
+inline constexpr int64_t kCheckpointVersion = 1;
+
+struct StoredArray {
+  Shape shape;
+  std::vector<float> values;
+};
+
+struct Checkpoint {
+  // Root attributes.
+  int64_t version = kCheckpointVersion;
+  std::string stride_version;
+  int64_t epoch = 0;         // epochs completed before `step`'s epoch began (the epoch in progress)
+  int64_t step = 0;          // global iteration count (optimizer steps taken)
+  int64_t samples_seen = 0;  // within the current epoch
+  uint64_t seed = 0;
+  double wall_time = 0;      // seconds of training so far
+  std::string model_spec;    // the JSON spec text
+  std::string run_config;    // JSON of the training settings (optimizer, schedule, batch, ...)
+  std::vector<float> norm_mean, norm_std;
+  std::vector<std::string> class_names;
+  // /params/<layer>/<param> (learnable and state), /optimizer/<layer>/<param>/<slot>.
+  std::map<std::string, StoredArray> params;
+  std::string optimizer_kind;  // empty when the file has no optimizer state
+  int64_t optimizer_steps = 0;
+  std::map<std::string, StoredArray> optimizer;  // key "<layer>/<param>/<slot>"
+};
+
+// Writes atomically: PATH.tmp.<pid> in the same directory, flushed and fsynced, renamed over PATH, and the
+// directory fsynced. On any failure the temporary is removed, PATH is untouched, and IoError says why.
+void write_checkpoint(const std::string& path, const Checkpoint& ckpt);
+
+// Reads and validates (format, version, checksums via HDF5's Fletcher32 filter, shapes). Throws IoError
+// naming the file and what is wrong.
+Checkpoint read_checkpoint(const std::string& path);
+
+}  // namespace stride
