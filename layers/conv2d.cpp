@@ -1,0 +1,397 @@
+#include "layers/conv2d.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <tuple>
+
+#include "framework/errors.hpp"
+#include "framework/gemm.hpp"
+#include "framework/init.hpp"
+#include "framework/layer_config.hpp"
+#include "framework/parallel.hpp"
+
+namespace stride {
+
+namespace {
+
+std::string pair_str(int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); }
+
+// The input index read at padded-space index i (may be negative or >= n), or -1 for a zero. The caller
+// guarantees i is within [-pad, n + pad), and pad <= n (circular) or pad < n (reflect).
+int64_t map_index(int64_t i, int64_t n, Padding mode) {
+  if (i >= 0 && i < n) return i;
+  switch (mode) {
+    case Padding::valid:
+    case Padding::zeros: return -1;
+    case Padding::circular: return i < 0 ? i + n : i - n;
+    case Padding::replicate: return i < 0 ? 0 : n - 1;
+    case Padding::reflect: return i < 0 ? -i : 2 * (n - 1) - i;
+  }
+  return -1;
+}
+
+// Boundary tables shared by im2col and col2im.
+struct ColTables {
+  const int64_t* row_map;  // (R, P)
+  const int64_t* col_map;  // (S, Q)
+  const int64_t* q_begin;  // (S)
+  const int64_t* q_end;    // (S)
+};
+
+// One sample. x: (C, H, W) -> col: (C*R*S, P*Q), the boundary treatment applied while gathering.
+void im2col(const float* x, float* col, const ConvGeom& g, const ColTables& t) {
+  const int64_t P = g.P, Q = g.Q, sw = g.stride_w;
+  for (int64_t c = 0; c < g.C; ++c) {
+    const float* xc = x + c * g.H * g.W;
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t* rm = t.row_map + r * P;
+      for (int64_t s = 0; s < g.S; ++s) {
+        float* out_rs = col + ((c * g.R + r) * g.S + s) * P * Q;
+        const int64_t* cm = t.col_map + s * Q;
+        const int64_t qb = t.q_begin[s], qe = t.q_end[s];
+        const int64_t base = s * g.dilation_w - g.pad_w;  // input column of q = 0 before mapping
+        for (int64_t p = 0; p < P; ++p) {
+          float* out = out_rs + p * Q;
+          if (rm[p] < 0) {
+            std::fill(out, out + Q, 0.0f);
+            continue;
+          }
+          const float* src = xc + rm[p] * g.W;
+          for (int64_t q = 0; q < qb; ++q) out[q] = cm[q] >= 0 ? src[cm[q]] : 0.0f;
+          if (sw == 1) {
+            if (qe > qb) std::memcpy(out + qb, src + qb + base, static_cast<size_t>(qe - qb) * sizeof(float));
+          } else {
+            for (int64_t q = qb; q < qe; ++q) out[q] = src[q * sw + base];
+          }
+          for (int64_t q = std::max(qe, qb); q < Q; ++q) out[q] = cm[q] >= 0 ? src[cm[q]] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// One sample, the adjoint of im2col. col: (C*R*S, P*Q) -> dx: (C, H, W) += each column entry at the input
+// element it was read from (for circular/replicate/reflect, the element a padded value copies).
+void col2im_add(const float* col, float* dx, const ConvGeom& g, const ColTables& t) {
+  const int64_t P = g.P, Q = g.Q, sw = g.stride_w;
+  for (int64_t c = 0; c < g.C; ++c) {
+    float* dxc = dx + c * g.H * g.W;
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t* rm = t.row_map + r * P;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const float* in_rs = col + ((c * g.R + r) * g.S + s) * P * Q;
+        const int64_t* cm = t.col_map + s * Q;
+        const int64_t qb = t.q_begin[s], qe = t.q_end[s];
+        const int64_t base = s * g.dilation_w - g.pad_w;
+        for (int64_t p = 0; p < P; ++p) {
+          if (rm[p] < 0) continue;
+          const float* in = in_rs + p * Q;
+          float* dst = dxc + rm[p] * g.W;
+          for (int64_t q = 0; q < qb; ++q)
+            if (cm[q] >= 0) dst[cm[q]] += in[q];
+          if (sw == 1) {
+            float* d = dst + base;
+            for (int64_t q = qb; q < qe; ++q) d[q] += in[q];
+          } else {
+            for (int64_t q = qb; q < qe; ++q) dst[q * sw + base] += in[q];
+          }
+          for (int64_t q = std::max(qe, qb); q < Q; ++q)
+            if (cm[q] >= 0) dst[cm[q]] += in[q];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name)), opt_(options) {
+  const std::string& n = this->name();
+  if (opt_.out_channels < 1)
+    throw ConfigError(n + ": expected out_channels >= 1, got " + std::to_string(opt_.out_channels));
+  if (opt_.kernel_h < 1 || opt_.kernel_w < 1)
+    throw ConfigError(n + ": expected kernel >= 1, got " + pair_str(opt_.kernel_h, opt_.kernel_w));
+  if (opt_.stride_h < 1 || opt_.stride_w < 1)
+    throw ConfigError(n + ": expected stride >= 1, got " + pair_str(opt_.stride_h, opt_.stride_w));
+  if (opt_.dilation_h < 1 || opt_.dilation_w < 1)
+    throw ConfigError(n + ": expected dilation >= 1, got " + pair_str(opt_.dilation_h, opt_.dilation_w));
+  if (opt_.pad_h < 0 || opt_.pad_w < 0)
+    throw ConfigError(n + ": expected pad >= 0, got " + pair_str(opt_.pad_h, opt_.pad_w));
+  if (opt_.padding == Padding::valid && (opt_.pad_h != 0 || opt_.pad_w != 0))
+    throw ConfigError(n + ": padding 'valid' expects pad 0, got " + pair_str(opt_.pad_h, opt_.pad_w));
+}
+
+std::unique_ptr<Layer> Conv2d::from_config(const LayerConfig& c) {
+  Conv2dOptions o;
+  o.out_channels = c.get_int("out_channels");
+  if (!c.has("kernel")) throw ConfigError(c.context() + "missing required field 'kernel'");
+  std::tie(o.kernel_h, o.kernel_w) = c.get_pair("kernel", {0, 0});
+  std::tie(o.stride_h, o.stride_w) = c.get_pair("stride", {1, 1});
+  std::tie(o.pad_h, o.pad_w) = c.get_pair("pad", {0, 0});
+  std::tie(o.dilation_h, o.dilation_w) = c.get_pair("dilation", {1, 1});
+  const std::string padding =
+      c.get_choice("padding", "zeros", {"valid", "zeros", "circular", "replicate", "reflect"});
+  if (padding == "valid") o.padding = Padding::valid;
+  if (padding == "zeros") o.padding = Padding::zeros;
+  if (padding == "circular") o.padding = Padding::circular;
+  if (padding == "replicate") o.padding = Padding::replicate;
+  if (padding == "reflect") o.padding = Padding::reflect;
+  o.bias = c.get_bool("bias", true);
+  o.weight_init = parse_init(c.get_string("init", "pytorch"), c.context());
+  c.finish();
+  return std::make_unique<Conv2d>(c.name(), o);
+}
+
+ConvGeom Conv2d::geometry(const Shape& in) const {
+  const std::string& n = name();
+  if (in.rank != 4) throw ShapeError(n + ": expected a rank-4 input (N, C, H, W), got " + in.str());
+  if (in.n() < 1 || in.c() < 1 || in.h() < 1 || in.w() < 1)
+    throw ShapeError(n + ": expected a non-empty input, got " + in.str());
+  if (in_channels_ != 0 && in.c() != in_channels_)
+    throw ShapeError(n + ": expected input with " + std::to_string(in_channels_) + " channels, got " + in.str());
+  if (opt_.padding == Padding::reflect && (opt_.pad_h >= in.h() || opt_.pad_w >= in.w()))
+    throw ShapeError(n + ": padding 'reflect' needs pad < input size, got pad " + pair_str(opt_.pad_h, opt_.pad_w) +
+                     " for input " + in.str());
+  if (opt_.padding == Padding::circular && (opt_.pad_h > in.h() || opt_.pad_w > in.w()))
+    throw ShapeError(n + ": padding 'circular' needs pad <= input size, got pad " +
+                     pair_str(opt_.pad_h, opt_.pad_w) + " for input " + in.str());
+  ConvGeom g;
+  g.N = in.n();
+  g.C = in.c();
+  g.H = in.h();
+  g.W = in.w();
+  g.K = opt_.out_channels;
+  g.R = opt_.kernel_h;
+  g.S = opt_.kernel_w;
+  g.stride_h = opt_.stride_h;
+  g.stride_w = opt_.stride_w;
+  g.pad_h = opt_.pad_h;
+  g.pad_w = opt_.pad_w;
+  g.dilation_h = opt_.dilation_h;
+  g.dilation_w = opt_.dilation_w;
+  g.padding = opt_.padding;
+  // As torch.nn.Conv2d: floor((H + 2*pad - dilation*(R-1) - 1) / stride) + 1.
+  const int64_t span_h = g.H + 2 * g.pad_h - g.dilation_h * (g.R - 1) - 1;
+  const int64_t span_w = g.W + 2 * g.pad_w - g.dilation_w * (g.S - 1) - 1;
+  if (span_h < 0 || span_w < 0)
+    throw ShapeError(n + ": kernel " + pair_str(g.R, g.S) + " (dilation " + pair_str(g.dilation_h, g.dilation_w) +
+                     ", pad " + pair_str(g.pad_h, g.pad_w) + ") does not fit input " + in.str() +
+                     ": the output would be empty");
+  g.P = span_h / g.stride_h + 1;
+  g.Q = span_w / g.stride_w + 1;
+  return g;
+}
+
+Shape Conv2d::output_shape(const Shape& in) const {
+  const ConvGeom g = geometry(in);
+  return Shape{g.N, g.K, g.P, g.Q};
+}
+
+std::vector<ParamSpec> Conv2d::param_specs(const Shape& in) const {
+  const ConvGeom g = geometry(in);
+  std::vector<ParamSpec> specs;
+  ParamSpec w;
+  w.name = "weight";
+  w.shape = Shape{g.K, g.C, g.R, g.S};
+  w.role = ParamRole::learnable;
+  w.init = opt_.weight_init;
+  w.fan_in = g.C * g.R * g.S;
+  w.fan_out = g.K * g.R * g.S;
+  specs.push_back(w);
+  if (opt_.bias) {
+    ParamSpec b;
+    b.name = "bias";
+    b.shape = Shape{g.K};
+    b.role = ParamRole::learnable;
+    b.init = Init::pytorch_default;  // torch.nn.Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias too
+    b.fan_in = g.C * g.R * g.S;
+    b.fan_out = g.K * g.R * g.S;
+    b.weight_decay = false;
+    specs.push_back(b);
+  }
+  return specs;
+}
+
+double Conv2d::forward_flops(const Shape& in) const {
+  const ConvGeom g = geometry(in);
+  const double outputs = static_cast<double>(g.N) * static_cast<double>(g.K) * static_cast<double>(g.pq());
+  return 2.0 * outputs * static_cast<double>(g.crs()) + (opt_.bias ? outputs : 0.0);
+}
+
+void Conv2d::bind(std::span<const ParamView> params) {
+  const size_t expected = opt_.bias ? 2 : 1;
+  if (params.size() != expected)
+    throw ShapeError(name() + ": expected " + std::to_string(expected) + " parameter views, got " +
+                     std::to_string(params.size()));
+  const int64_t krs = opt_.out_channels * opt_.kernel_h * opt_.kernel_w;
+  const auto wsize = static_cast<int64_t>(params[0].value.size());
+  if (wsize == 0 || wsize % krs != 0)
+    throw ShapeError(name() + ": expected a weight view of K*C*R*S elements (a multiple of " + std::to_string(krs) +
+                     "), got " + std::to_string(wsize));
+  if (static_cast<int64_t>(params[0].grad.size()) != wsize)
+    throw ShapeError(name() + ": expected a weight gradient view of " + std::to_string(wsize) + " elements, got " +
+                     std::to_string(params[0].grad.size()));
+  if (opt_.bias && (static_cast<int64_t>(params[1].value.size()) != opt_.out_channels ||
+                    static_cast<int64_t>(params[1].grad.size()) != opt_.out_channels))
+    throw ShapeError(name() + ": expected bias views of " + std::to_string(opt_.out_channels) + " elements, got " +
+                     std::to_string(params[1].value.size()) + " and " + std::to_string(params[1].grad.size()));
+  in_channels_ = wsize / krs;
+  weight_ = params[0];
+  bias_ = opt_.bias ? params[1] : ParamView{};
+  prepared_for_ = Shape{};  // channels may have changed
+}
+
+bool Conv2d::direct_1x1() const {
+  return opt_.kernel_h == 1 && opt_.kernel_w == 1 && opt_.stride_h == 1 && opt_.stride_w == 1 && opt_.pad_h == 0 &&
+         opt_.pad_w == 0;
+}
+
+const ConvGeom& Conv2d::prepare(const Shape& in) {
+  if (in_channels_ == 0) throw Error(name() + ": forward/backward called before bind");
+  const ConvGeom g = geometry(in);
+  const Shape sample = in.with_batch(1);
+  if (sample == prepared_for_) {
+    geom_.N = g.N;
+    return geom_;
+  }
+  geom_ = g;
+  row_map_.assign(static_cast<size_t>(g.R * g.P), -1);
+  col_map_.assign(static_cast<size_t>(g.S * g.Q), -1);
+  q_begin_.assign(static_cast<size_t>(g.S), 0);
+  q_end_.assign(static_cast<size_t>(g.S), 0);
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t p = 0; p < g.P; ++p)
+      row_map_[static_cast<size_t>(r * g.P + p)] =
+          map_index(p * g.stride_h - g.pad_h + r * g.dilation_h, g.H, g.padding);
+  for (int64_t s = 0; s < g.S; ++s) {
+    const int64_t base = s * g.dilation_w - g.pad_w;
+    int64_t qb = g.Q, qe = g.Q;  // first q inside the image, and one past the last
+    for (int64_t q = 0; q < g.Q; ++q) {
+      const int64_t iw = q * g.stride_w + base;
+      col_map_[static_cast<size_t>(s * g.Q + q)] = map_index(iw, g.W, g.padding);
+      if (iw >= 0 && iw < g.W) {
+        if (qb == g.Q) qb = q;
+        qe = q + 1;
+      }
+    }
+    if (qb == g.Q) qe = qb;  // no column inside: the tables cover every q
+    q_begin_[static_cast<size_t>(s)] = qb;
+    q_end_[static_cast<size_t>(s)] = qe;
+  }
+  // One column buffer per worker slot; max_threads() covers a ThreadLimit above the arena size.
+  const auto slots = static_cast<size_t>(std::max(worker_slots(), max_threads()));
+  col_scratch_.resize(slots);
+  dcol_scratch_.resize(slots);
+  if (!direct_1x1()) {
+    for (auto& t : col_scratch_) t.resize(Shape{g.crs(), g.pq()});
+    for (auto& t : dcol_scratch_) t.resize(Shape{g.crs(), g.pq()});
+  }
+  prepared_for_ = sample;
+  return geom_;
+}
+
+// x: (N, C, H, W) -> y: (N, K, P, Q)
+void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
+  const ConvGeom& g = prepare(x.shape());
+  y.resize(Shape{g.N, g.K, g.P, g.Q});
+  const ColTables t{row_map_.data(), col_map_.data(), q_begin_.data(), q_end_.data()};
+  const bool direct = direct_1x1();
+  const float* w = weight_.value.data();
+  const float* b = opt_.bias ? bias_.value.data() : nullptr;
+  const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
+  const float* xd = x.data();
+  float* yd = y.data();
+  // One sample per task: each y sample is written by exactly one task, by one gemm call whose arguments do
+  // not depend on the thread count.
+  parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
+    const size_t slot = static_cast<size_t>(worker_slot());
+    assert(slot < col_scratch_.size());
+    float* col = direct ? nullptr : col_scratch_[slot].data();
+    for (int64_t n = begin; n < end; ++n) {
+      const float* xn = xd + n * chw;
+      float* yn = yd + n * g.K * PQ;
+      if (!direct) im2col(xn, col, g, t);
+      // y_n (K, PQ) = W (K, CRS) * col (CRS, PQ)
+      gemm(false, false, g.K, PQ, CRS, 1.0f, w, CRS, direct ? xn : col, PQ, 0.0f, yn, PQ);
+      if (b)
+        for (int64_t k = 0; k < g.K; ++k) {
+          float* row = yn + k * PQ;
+          const float bk = b[k];
+          for (int64_t i = 0; i < PQ; ++i) row[i] += bk;
+        }
+    }
+  });
+}
+
+// dy: (N, K, P, Q) -> dx: (N, C, H, W) overwritten; dW (K, C, R, S) and db (K) accumulated.
+void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx, const RunContext& /*ctx*/) {
+  const ConvGeom& g = prepare(x.shape());
+  check_shape(name(), "output gradient", Shape{g.N, g.K, g.P, g.Q}, dy.shape());
+  if (dx) dx->resize(x.shape());
+  const ColTables t{row_map_.data(), col_map_.data(), q_begin_.data(), q_end_.data()};
+  const bool direct = direct_1x1();
+  const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
+  const int64_t wsize = g.K * CRS, psize = wsize + (opt_.bias ? g.K : 0);
+  const int64_t chunks = chunk_count(g.N, kBatchChunk);
+  partials_.resize(Shape{chunks, psize});
+  const float* w = weight_.value.data();
+  const float* xd = x.data();
+  const float* dyd = dy.data();
+  float* dxd = dx ? dx->data() : nullptr;
+  float* part = partials_.data();
+
+  // Fixed chunks of kBatchChunk samples: chunk c sums its samples' weight/bias gradients in sample order
+  // into its own partial buffer; dx of each sample is written by the one task that owns the sample.
+  parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
+    const size_t slot = static_cast<size_t>(worker_slot());
+    assert(slot < col_scratch_.size());
+    float* col = direct ? nullptr : col_scratch_[slot].data();
+    float* dcol = direct ? nullptr : dcol_scratch_[slot].data();
+    float* pw = part + chunk * psize;
+    float* pb = pw + wsize;
+    for (int64_t n = begin; n < end; ++n) {
+      const float* xn = xd + n * chw;
+      const float* dyn = dyd + n * g.K * PQ;
+      const float first = n == begin ? 0.0f : 1.0f;
+      if (!direct) im2col(xn, col, g, t);
+      // dW_chunk (K, CRS) (+)= dy_n (K, PQ) * col^T (PQ, CRS)
+      gemm(false, true, g.K, CRS, PQ, 1.0f, dyn, PQ, direct ? xn : col, PQ, first, pw, CRS);
+      if (opt_.bias)
+        for (int64_t k = 0; k < g.K; ++k) {
+          const float* row = dyn + k * PQ;
+          float s = 0.0f;
+          for (int64_t i = 0; i < PQ; ++i) s += row[i];
+          pb[k] = n == begin ? s : pb[k] + s;
+        }
+      if (dxd) {
+        float* dxn = dxd + n * chw;
+        if (direct) {
+          // dx_n (C, HW) = W^T (C, K) * dy_n (K, HW)
+          gemm(true, false, g.C, PQ, g.K, 1.0f, w, CRS, dyn, PQ, 0.0f, dxn, PQ);
+        } else {
+          // dcol (CRS, PQ) = W^T (CRS, K) * dy_n (K, PQ), then scattered back onto the input
+          gemm(true, false, CRS, PQ, g.K, 1.0f, w, CRS, dyn, PQ, 0.0f, dcol, PQ);
+          std::fill(dxn, dxn + chw, 0.0f);
+          col2im_add(dcol, dxn, g, t);
+        }
+      }
+    }
+  });
+
+  // Chunks are added in index order, per element, so the sum is the same for any thread count.
+  float* gw = weight_.grad.data();
+  float* gb = opt_.bias ? bias_.grad.data() : nullptr;
+  parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float acc = part[i];
+      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + i];
+      if (i < wsize)
+        gw[i] += acc;
+      else
+        gb[i - wsize] += acc;
+    }
+  });
+}
+
+}  // namespace stride

@@ -1,0 +1,142 @@
+#include "layers/linear.hpp"
+
+#include <cassert>
+#include <string>
+
+#include "framework/errors.hpp"
+#include "framework/gemm.hpp"
+#include "framework/init.hpp"
+#include "framework/parallel.hpp"
+
+namespace stride {
+namespace {
+
+// Fixed work blocks: they never depend on the thread count, so every gemm call (and hence every bit of the
+// result) is the same for 1 or 64 threads.
+constexpr int64_t kBatchBlock = 32;   // rows of x per forward / dx task
+constexpr int64_t kOutBlock = 64;     // rows of dW per weight-gradient tile
+constexpr int64_t kInBlock = 256;     // columns of dW per weight-gradient tile
+
+struct LinearGeom {
+  int64_t N, in, out;
+};
+
+// x: (N, in), W: (out, in), b: (out) or null -> y: (N, out)
+void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearGeom& g) {
+  parallel_chunks(g.N, kBatchBlock, [&](int64_t, int64_t n0, int64_t n1) {
+    float* yb = y + n0 * g.out;
+    gemm(false, true, n1 - n0, g.out, g.in, 1.0f, x + n0 * g.in, g.in, w, g.in, 0.0f, yb, g.out);
+    if (b)
+      for (int64_t n = 0; n < n1 - n0; ++n) {
+        float* row = yb + n * g.out;
+        for (int64_t k = 0; k < g.out; ++k) row[k] += b[k];
+      }
+  });
+}
+
+// dy: (N, out), W: (out, in) -> dx: (N, in), overwritten
+void linear_backward_data(const float* dy, const float* w, float* dx, const LinearGeom& g) {
+  parallel_chunks(g.N, kBatchBlock, [&](int64_t, int64_t n0, int64_t n1) {
+    gemm(false, false, n1 - n0, g.in, g.out, 1.0f, dy + n0 * g.out, g.out, w, g.in, 0.0f, dx + n0 * g.in, g.in);
+  });
+}
+
+// dy: (N, out), x: (N, in) -> dW: (out, in) += dy^T x, db: (out) += sum_n dy
+// Each fixed (out-block, in-block) tile of dW is one gemm over the whole batch, so no partial sums are needed.
+void linear_backward_params(const float* dy, const float* x, float* dw, float* db, const LinearGeom& g) {
+  const int64_t out_tiles = chunk_count(g.out, kOutBlock);
+  const int64_t in_tiles = chunk_count(g.in, kInBlock);
+  parallel_chunks(out_tiles * in_tiles, 1, [&](int64_t t, int64_t, int64_t) {
+    const int64_t o0 = (t / in_tiles) * kOutBlock, o1 = std::min(g.out, o0 + kOutBlock);
+    const int64_t i0 = (t % in_tiles) * kInBlock, i1 = std::min(g.in, i0 + kInBlock);
+    gemm(true, false, o1 - o0, i1 - i0, g.N, 1.0f, dy + o0, g.out, x + i0, g.in, 1.0f, dw + o0 * g.in + i0, g.in);
+    if (db && i0 == 0)
+      for (int64_t o = o0; o < o1; ++o) {
+        float s = 0.0f;  // fixed order over the batch
+        for (int64_t n = 0; n < g.N; ++n) s += dy[n * g.out + o];
+        db[o] += s;
+      }
+  });
+}
+
+}  // namespace
+
+Linear::Linear(std::string name, LinearOptions options) : Layer(std::move(name)), options_(options) {
+  if (options_.out_features <= 0)
+    throw ConfigError(this->name() + ": out_features must be positive, got " + std::to_string(options_.out_features));
+}
+
+std::unique_ptr<Layer> Linear::from_config(const LayerConfig& c) {
+  LinearOptions o;
+  o.out_features = c.get_int("out_features");
+  o.bias = c.get_bool("bias", true);
+  o.init = parse_init(c.get_string("init", "pytorch"), c.context());
+  c.finish();
+  if (o.out_features <= 0)
+    throw ConfigError(c.context() + "field 'out_features': expected a positive integer, got " +
+                      std::to_string(o.out_features));
+  return std::make_unique<Linear>(c.name(), o);
+}
+
+Shape Linear::output_shape(const Shape& in) const {
+  if (in.rank < 2 || in.per_sample() <= 0)
+    throw ShapeError(name() + ": expected input of rank >= 2 (N, ...), got " + in.str());
+  return Shape{in[0], options_.out_features};
+}
+
+std::vector<ParamSpec> Linear::param_specs(const Shape& in) const {
+  output_shape(in);  // validates
+  const int64_t f = in.per_sample(), k = options_.out_features;
+  std::vector<ParamSpec> specs;
+  specs.push_back({"weight", Shape{k, f}, ParamRole::learnable, options_.init, f, k, true});
+  if (options_.bias) specs.push_back({"bias", Shape{k}, ParamRole::learnable, Init::pytorch_default, f, k, false});
+  return specs;
+}
+
+double Linear::forward_flops(const Shape& in) const {
+  return 2.0 * static_cast<double>(in[0]) * static_cast<double>(in.per_sample()) *
+         static_cast<double>(options_.out_features);
+}
+
+void Linear::bind(std::span<const ParamView> params) {
+  const size_t expected = options_.bias ? 2 : 1;
+  if (params.size() != expected)
+    throw ShapeError(name() + ": expected " + std::to_string(expected) + " parameter views, got " +
+                     std::to_string(params.size()));
+  weight_ = params[0];
+  bias_ = options_.bias ? params[1] : ParamView{};
+  const auto k = static_cast<size_t>(options_.out_features);
+  if (weight_.value.size() % k != 0 || weight_.value.empty() || bias_.value.size() != (options_.bias ? k : 0))
+    throw ShapeError(name() + ": bound weight of " + std::to_string(weight_.value.size()) +
+                     " values is not (out_features=" + std::to_string(k) + ", in)");
+  in_features_ = static_cast<int64_t>(weight_.value.size() / k);
+}
+
+void Linear::check_input(const Shape& in) const {
+  if (in_features_ == 0) throw Error(name() + ": forward called before bind");
+  if (in.rank < 2 || in.per_sample() != in_features_)
+    throw ShapeError(name() + ": expected input with " + std::to_string(in_features_) + " features per sample, got " +
+                     in.str());
+}
+
+void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
+  check_input(x.shape());
+  const LinearGeom g{x.shape()[0], in_features_, options_.out_features};
+  y.resize(Shape{g.N, g.out});
+  linear_forward(x.data(), weight_.value.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g);
+}
+
+void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, const RunContext&) {
+  check_input(x.shape());
+  const LinearGeom g{x.shape()[0], in_features_, options_.out_features};
+  check_shape(name(), "output gradient", Shape{g.N, g.out}, dy.shape());
+  if (!weight_.grad.empty())
+    linear_backward_params(dy.data(), x.data(), weight_.grad.data(),
+                           options_.bias && !bias_.grad.empty() ? bias_.grad.data() : nullptr, g);
+  if (dx) {
+    dx->resize(x.shape());
+    linear_backward_data(dy.data(), weight_.value.data(), dx->data(), g);
+  }
+}
+
+}  // namespace stride

@@ -1,0 +1,106 @@
+#include "layers/max_pool2d.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+#include "framework/errors.hpp"
+#include "framework/layer_config.hpp"
+#include "framework/parallel.hpp"
+
+namespace stride {
+
+namespace {
+
+// x: (N, C, H, W) -> y: (N, C, P, Q), argmax: (N, C, P, Q) index into the input plane.
+// The comparison is PyTorch's (val > max || isnan(val)), starting from -inf at the first in-window element,
+// so ties keep the first maximum in scan order and an all -inf window still records a valid index.
+void max_pool2d_forward(const float* x, float* y, int32_t* argmax, const Pool2dGeometry& g) {
+  const int64_t plane_in = g.H * g.W, plane_out = g.P * g.Q;
+  parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const float* xp = x + nc * plane_in;
+      float* yp = y + nc * plane_out;
+      int32_t* ap = argmax + nc * plane_out;
+      for (int64_t p = 0; p < g.P; ++p) {
+        const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
+        for (int64_t q = 0; q < g.Q; ++q) {
+          const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
+          assert(hs.begin < hs.end && ws.begin < ws.end);
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t best_index = hs.begin * g.W + ws.begin;
+          for (int64_t h = hs.begin; h < hs.end; ++h) {
+            for (int64_t w = ws.begin; w < ws.end; ++w) {
+              const float v = xp[h * g.W + w];
+              if (v > best || std::isnan(v)) {
+                best = v;
+                best_index = h * g.W + w;
+              }
+            }
+          }
+          yp[p * g.Q + q] = best;
+          ap[p * g.Q + q] = static_cast<int32_t>(best_index);
+        }
+      }
+    }
+  });
+}
+
+// dy: (N, C, P, Q), argmax -> dx: (N, C, H, W), overwritten. Overlapping windows may pick the same input,
+// so the plane is zeroed and added to in output order, all inside one task.
+void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, const Pool2dGeometry& g) {
+  const int64_t plane_in = g.H * g.W, plane_out = g.P * g.Q;
+  parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      float* dxp = dx + nc * plane_in;
+      const float* dyp = dy + nc * plane_out;
+      const int32_t* ap = argmax + nc * plane_out;
+      std::fill(dxp, dxp + plane_in, 0.0f);
+      for (int64_t i = 0; i < plane_out; ++i) dxp[ap[i]] += dyp[i];
+    }
+  });
+}
+
+}  // namespace
+
+MaxPool2d::MaxPool2d(std::string name, const Pool2dOptions& options)
+    : Layer(std::move(name)), options_(resolve_pool2d_options(this->name(), options)) {}
+
+std::unique_ptr<Layer> MaxPool2d::from_config(const LayerConfig& c) {
+  Pool2dOptions opt = pool2d_options_from_config(c);
+  c.finish();
+  return std::make_unique<MaxPool2d>(c.name(), opt);
+}
+
+Shape MaxPool2d::output_shape(const Shape& in) const {
+  const Pool2dGeometry g = pool2d_geometry(name(), options_, in);
+  return Shape{g.N, g.C, g.P, g.Q};
+}
+
+double MaxPool2d::forward_flops(const Shape& in) const {
+  const Pool2dGeometry g = pool2d_geometry(name(), options_, in);
+  return static_cast<double>(g.N * g.C * g.P * g.Q) * static_cast<double>(g.R * g.S);
+}
+
+void MaxPool2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
+  const Pool2dGeometry g = pool2d_geometry(name(), options_, x.shape());
+  y.resize(Shape{g.N, g.C, g.P, g.Q});
+  argmax_.resize(static_cast<size_t>(y.numel()));  // keeps capacity once the largest batch has been seen
+  argmax_input_ = x.shape();
+  max_pool2d_forward(x.data(), y.data(), argmax_.data(), g);
+}
+
+void MaxPool2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx,
+                         const RunContext& /*ctx*/) {
+  if (dx == nullptr) return;
+  const Pool2dGeometry g = pool2d_geometry(name(), options_, x.shape());
+  check_shape(name(), "output gradient", Shape{g.N, g.C, g.P, g.Q}, dy.shape());
+  if (argmax_input_ != x.shape())
+    throw ShapeError(name() + ": backward for input " + x.shape().str() + " but the last forward saw " +
+                     (argmax_input_.rank == 0 ? std::string("no input") : argmax_input_.str()));
+  dx->resize(x.shape());
+  max_pool2d_backward(dy.data(), argmax_.data(), dx->data(), g);
+}
+
+}  // namespace stride
