@@ -8,6 +8,16 @@
 
 namespace stride {
 
+PrefixSource::PrefixSource(const SampleSource& inner, int64_t limit) : inner_(inner), info_(inner.info()) {
+  info_.count = std::min(limit, info_.count);
+  labels_.assign(inner.labels().begin(), inner.labels().begin() + info_.count);
+}
+
+void PrefixSource::read_images(int64_t first, int64_t count, uint8_t* out) const {
+  check_read_range(info_, first, count);
+  inner_.read_images(first, count, out);
+}
+
 Normalization compute_normalization(const SampleSource& source) {
   const DatasetInfo& info = source.info();
   const int64_t n = info.count, C = info.channels, HW = info.height * info.width;

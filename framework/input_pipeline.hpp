@@ -12,6 +12,20 @@
 
 namespace stride {
 
+// The first `limit` samples of another source (quick runs, tests, --limit flags).
+class PrefixSource final : public SampleSource {
+ public:
+  PrefixSource(const SampleSource& inner, int64_t limit);
+  const DatasetInfo& info() const override { return info_; }
+  const std::vector<uint8_t>& labels() const override { return labels_; }
+  void read_images(int64_t first, int64_t count, uint8_t* out) const override;
+
+ private:
+  const SampleSource& inner_;
+  DatasetInfo info_;
+  std::vector<uint8_t> labels_;
+};
+
 // Per-channel mean and standard deviation of pixel/255 over a training set; applied as (p/255 - mean) / std.
 struct Normalization {
   std::vector<float> mean, stddev;

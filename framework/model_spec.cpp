@@ -155,6 +155,14 @@ ModelSource resolve_model(const std::string& name_or_path) {
   return {ss.str(), name_or_path};
 }
 
+std::string spec_with_input(const std::string& spec_text, const Shape& input) {
+  json spec = json::parse(spec_text);
+  json dims = json::array();
+  for (int i = 0; i < input.rank; ++i) dims.push_back(input[i]);
+  spec["input"] = dims;
+  return spec.dump(2) + "\n";
+}
+
 Shape parse_input_shape(const std::string& text) {
   Shape s;
   std::stringstream ss(text);

@@ -22,6 +22,10 @@ struct ModelSource {
 // listing the zoo when it is neither.
 ModelSource resolve_model(const std::string& name_or_path);
 
+// The spec text with its "input" set to `input` (what a checkpoint stores, so a model trained with an
+// input-agnostic spec such as mlp can be rebuilt without the data).
+std::string spec_with_input(const std::string& spec_text, const Shape& input);
+
 std::vector<std::string> zoo_names();
 // The spec text of a zoo model, or nullopt.
 std::optional<std::string> zoo_spec(const std::string& name);

@@ -157,6 +157,10 @@ std::span<float> Network::values_of(const std::string& full_name) {
   return buffer.subspan(static_cast<size_t>(e.offset), static_cast<size_t>(e.size));
 }
 
+std::span<const float> Network::values_of(const std::string& full_name) const {
+  return const_cast<Network*>(this)->values_of(full_name);
+}
+
 void Network::zero_grad() { grads_.zero(); }
 
 const Tensor& Network::forward(const Tensor& x, const RunContext& ctx) {

@@ -76,6 +76,7 @@ class Network {
   std::span<const float> state() const { return state_.span(); }
   // Values of one parameter by its full name; throws Error for an unknown name.
   std::span<float> values_of(const std::string& full_name);
+  std::span<const float> values_of(const std::string& full_name) const;
   const ParamEntry& entry(const std::string& full_name) const;
 
   void zero_grad();

@@ -13,6 +13,7 @@
 
 #include "framework/errors.hpp"
 #include "framework/model_spec.hpp"
+#include "framework/model_state.hpp"
 #include "io/checkpoint.hpp"
 #include "io/detect.hpp"
 #include "layers/softmax_cross_entropy.hpp"
@@ -25,25 +26,6 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// The first `limit` samples of another source (quick runs and tests).
-class PrefixSource final : public SampleSource {
- public:
-  PrefixSource(const SampleSource& inner, int64_t limit) : inner_(inner), info_(inner.info()) {
-    info_.count = std::min(limit, info_.count);
-    labels_.assign(inner.labels().begin(), inner.labels().begin() + info_.count);
-  }
-  const DatasetInfo& info() const override { return info_; }
-  const std::vector<uint8_t>& labels() const override { return labels_; }
-  void read_images(int64_t first, int64_t count, uint8_t* out) const override {
-    inner_.read_images(first, count, out);
-  }
-
- private:
-  const SampleSource& inner_;
-  DatasetInfo info_;
-  std::vector<uint8_t> labels_;
-};
 
 std::string format_eta(double seconds) {
   const auto s = static_cast<int64_t>(seconds + 0.5);
@@ -119,17 +101,7 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
     for (int64_t k = 0; k < num_classes; ++k) class_names.push_back(std::to_string(k));
   }
   net.init(config.seed);
-  if (!config.init_weights.empty()) {
-    Checkpoint init = read_checkpoint(config.init_weights);
-    for (const auto& e : net.param_entries()) {
-      auto it = init.params.find(e.name);
-      if (it == init.params.end()) throw IoError(config.init_weights + ": has no /params/" + e.name);
-      if (it->second.shape != e.shape)
-        throw IoError(config.init_weights + ": /params/" + e.name + ": expected shape " + e.shape.str() + ", got " +
-                      it->second.shape.str());
-      std::copy(it->second.values.begin(), it->second.values.end(), net.values_of(e.name).begin());
-    }
-  }
+  if (!config.init_weights.empty()) restore_parameters(net, read_checkpoint(config.init_weights), config.init_weights);
 
   const Augment augment = config.augment == "auto"
                               ? (info.channels == 3 && info.height == 32 && info.width == 32 ? Augment::crop_flip : Augment::none)
@@ -273,22 +245,12 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
   ckpt.step = step;
   ckpt.seed = config.seed;
   ckpt.wall_time = seconds_since(t_start);
-  ckpt.model_spec = model.text;
+  ckpt.model_spec = spec_with_input(model.text, net.input_shape());
   ckpt.norm_mean = norm.mean;
   ckpt.norm_std = norm.stddev;
   ckpt.class_names = class_names;
-  for (const auto& e : net.param_entries()) {
-    auto v = net.values_of(e.name);
-    ckpt.params[e.name] = StoredArray{e.shape, std::vector<float>(v.begin(), v.end())};
-  }
-  ckpt.optimizer_kind = optimizer->kind();
-  ckpt.optimizer_steps = optimizer->step_count();
-  const auto slots = optimizer->slot_names();
-  for (size_t i = 0; i < slots.size(); ++i)
-    for (const auto& p : opt_params) {
-      auto v = optimizer->slot(i).subspan(static_cast<size_t>(p.offset), static_cast<size_t>(p.size));
-      ckpt.optimizer[p.name + "/" + slots[i]] = StoredArray{net.entry(p.name).shape, std::vector<float>(v.begin(), v.end())};
-    }
+  store_parameters(net, ckpt);
+  store_optimizer(*optimizer, net, ckpt);
   TrainResult result;
   result.final_path = (fs::path(config.out) / "final.h5").string();
   write_checkpoint(result.final_path, ckpt);
