@@ -10,13 +10,13 @@
 #include "framework/errors.hpp"
 #include "framework/parallel.hpp"
 
-// The update rules below reproduce torch's float arithmetic operation by operation: torch fuses a*alpha + b
-// into one FMA (Tensor.add with alpha, vectorized as vec::fmadd; addcmul's self + (value*t1)*t2, contracted
-// by the compiler in torch's AVX2 build) and rounds every other operation separately (mul_, the division
-// and eps of the Adam denominator, addcdiv_). The fused steps are
-// written as std::fma; contraction is switched off for the rest of this file so the compiler cannot fuse a
-// product into the following add where torch rounds twice. That keeps us within torch's rounding (the
-// tests check bit equality) and makes the arithmetic independent of how a loop is vectorized.
+// The update rules below reproduce torch's float arithmetic operation by operation. Torch rounds once where
+// it fuses a multiply into an add (Tensor.add with alpha is vec::fmadd; addcmul's self + (value*t1)*t2 is
+// contracted to an FMA by the compiler in torch's AVX2 build) and rounds every other operation separately
+// (mul_, the division and eps of the Adam denominator, addcdiv_). The fused steps are written as explicit
+// FMAs; contraction is switched off for the rest of this file so the compiler cannot fuse a product into
+// the following add where torch rounds twice. The tests check bit equality with torch, and the result of
+// an element does not depend on whether a vector loop or its scalar tail computed it.
 #pragma GCC optimize("fp-contract=off")
 // GCC 12 false positive on _mm512_undefined_ps() inside the AVX-512 sqrt that stdx::sqrt expands to.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
