@@ -4,5 +4,9 @@
 namespace stride::app {
 
 int summary(int argc, char** argv);
+int train(int argc, char** argv);
+int eval(int argc, char** argv);
+int predict(int argc, char** argv);
+int convert(int argc, char** argv);
 
 }  // namespace stride::app

@@ -16,6 +16,10 @@ struct Command {
 const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
       {"summary", {stride::app::summary, "layer table with shapes, parameter counts and FLOPs"}},
+      {"train", {stride::app::train, "train a model on CIFAR-10, MNIST-style IDX or HDF5 data"}},
+      {"eval", {stride::app::eval, "accuracy, per-class accuracy and confusion matrix of trained weights"}},
+      {"predict", {stride::app::predict, "top classes for PNG/PPM/PGM images"}},
+      {"convert", {stride::app::convert, "convert CIFAR-10 or IDX files to one HDF5 dataset"}},
   };
   return table;
 }
