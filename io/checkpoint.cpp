@@ -142,6 +142,7 @@ std::string read_string_attr(hid_t obj, const char* name, const std::string& fil
   if (H5Tis_variable_str(ftype.get()) > 0) {
     Handle mtype = check(H5Tcopy(H5T_C_S1), H5Tclose, "string type");
     H5Tset_size(mtype.get(), H5T_VARIABLE);
+    H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get()));  // HDF5 converts no character sets
     char* p = nullptr;
     check(H5Aread(attr.get(), mtype.get(), &p), file + ": attribute " + name);
     std::string s = p ? p : "";
@@ -152,6 +153,7 @@ std::string read_string_attr(hid_t obj, const char* name, const std::string& fil
   std::string s(size, '\0');
   Handle mtype = check(H5Tcopy(H5T_C_S1), H5Tclose, "string type");
   H5Tset_size(mtype.get(), size);
+  H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get()));
   check(H5Aread(attr.get(), mtype.get(), s.data()), file + ": attribute " + name);
   return s.substr(0, s.find('\0'));
 }
@@ -161,8 +163,10 @@ std::vector<std::string> read_strings_attr(hid_t obj, const char* name, const st
   Handle attr = check(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, file + ": attribute " + name);
   Handle space = check(H5Aget_space(attr.get()), H5Sclose, file + ": attribute " + name);
   hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  Handle ftype = check(H5Aget_type(attr.get()), H5Tclose, file + ": attribute " + name);
   Handle mtype = check(H5Tcopy(H5T_C_S1), H5Tclose, "string type");
   H5Tset_size(mtype.get(), H5T_VARIABLE);
+  H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get()));
   std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
   if (n) check(H5Aread(attr.get(), mtype.get(), ptrs.data()), file + ": attribute " + name);
   std::vector<std::string> out;
