@@ -43,8 +43,8 @@ class ByteReader {
       if (got < 0) {
         int code = 0;
         const char* msg = gzerror(file_, &code);
-        throw IoError(path_ + ": corrupt gzip data near uncompressed offset " + std::to_string(offset_ + done) +
-                      " (" + (msg ? msg : "zlib error") + ")");
+        throw IoError(path_ + ": corrupt gzip data near uncompressed offset " + std::to_string(offset_ + done) + " (" +
+                      (msg ? msg : "zlib error") + ")");
       }
       if (got == 0) break;
       done += got;
@@ -109,8 +109,7 @@ IdxArray read_idx(const std::string& path, int rank) {
     // Images must have positive H, W; the count may be zero only in principle, so reject it too: an empty
     // split is always a mistake in a training set.
     if (dim == 0)
-      throw IoError(what + ": dimension " + std::to_string(d) + " (offset " + std::to_string(4 + 4 * d) +
-                    ") is 0");
+      throw IoError(what + ": dimension " + std::to_string(d) + " (offset " + std::to_string(4 + 4 * d) + ") is 0");
     a.dims.push_back(dim);
     total *= dim;
     if (total > (int64_t{1} << 40)) throw IoError(what + ": dimensions are implausibly large");
@@ -143,8 +142,8 @@ InMemoryDataset read_idx_split(const std::string& images_path, const std::string
   IdxArray images = read_idx(images_path, 3);
   IdxArray labels = read_idx(labels_path, 1);
   if (images.dims[0] != labels.dims[0])
-    throw IoError(images_path + ": holds " + std::to_string(images.dims[0]) + " images but " + labels_path +
-                  " holds " + std::to_string(labels.dims[0]) + " labels");
+    throw IoError(images_path + ": holds " + std::to_string(images.dims[0]) + " images but " + labels_path + " holds " +
+                  std::to_string(labels.dims[0]) + " labels");
   check_label_range(labels.data, static_cast<int64_t>(class_names.size()), labels_path);
   DatasetInfo info;
   info.count = images.dims[0];
@@ -167,8 +166,7 @@ std::string find_idx_file(const std::string& dir, const std::string& stem) {
 DatasetSplits load_idx_dir(const std::string& dir, std::vector<std::string> class_names) {
   auto need = [&](const std::string& stem) {
     std::string p = find_idx_file(dir, stem);
-    if (p.empty())
-      throw IoError((std::filesystem::path(dir) / stem).string() + "[.gz]: missing IDX file");
+    if (p.empty()) throw IoError((std::filesystem::path(dir) / stem).string() + "[.gz]: missing IDX file");
     return p;
   };
   const std::string tri = need("train-images-idx3-ubyte"), trl = need("train-labels-idx1-ubyte");

@@ -66,13 +66,27 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 // PNG fixtures built with Python's zlib + struct (hand-made chunks, so bit depth and colour type are exactly
 // as stated), then decoded by PIL to confirm the expected pixels.
 // 2x2 16-bit gray: 0, 65535 / 32896, 1000.
-const std::vector<uint8_t> kGray16 = {137,80,78,71,13,10,26,10,0,0,0,13,73,72,68,82,0,0,0,2,0,0,0,2,16,0,0,0,0,7,77,142,187,0,0,0,18,73,68,65,84,120,156,99,96,96,248,255,159,161,161,129,249,5,0,17,107,3,234,133,126,5,40,0,0,0,0,73,69,78,68,174,66,96,130};
+const std::vector<uint8_t> kGray16 = {
+    137, 80,  78,  71, 13, 10, 26,  10,  0,   0,   0,   13, 73, 72, 68, 82, 0,   0,   0,  2,  0,  0,   0,   2,   16,
+    0,   0,   0,   0,  7,  77, 142, 187, 0,   0,   0,   18, 73, 68, 65, 84, 120, 156, 99, 96, 96, 248, 255, 159, 161,
+    161, 129, 249, 5,  0,  17, 107, 3,   234, 133, 126, 5,  40, 0,  0,  0,  0,   73,  69, 78, 68, 174, 66,  96,  130};
 // 3x2 4-bit palette (red, green, blue) with tRNS alpha (255, 128): rows 0,1,2 / 2,1,0.
-const std::vector<uint8_t> kPalette4 = {137,80,78,71,13,10,26,10,0,0,0,13,73,72,68,82,0,0,0,3,0,0,0,2,4,3,0,0,0,111,90,123,41,0,0,0,9,80,76,84,69,255,0,0,0,255,0,0,0,255,45,74,205,138,0,0,0,2,116,82,78,83,255,128,8,15,179,106,0,0,0,14,73,68,65,84,120,156,99,96,84,96,80,100,0,0,0,205,0,67,103,48,149,219,0,0,0,0,73,69,78,68,174,66,96,130};
+const std::vector<uint8_t> kPalette4 = {
+    137, 80,  78,  71, 13,  10,  26, 10,  0,   0,   0,   13,  73, 72, 68,  82, 0,  0,   0,   3,   0, 0,
+    0,   2,   4,   3,  0,   0,   0,  111, 90,  123, 41,  0,   0,  0,  9,   80, 76, 84,  69,  255, 0, 0,
+    0,   255, 0,   0,  0,   255, 45, 74,  205, 138, 0,   0,   0,  2,  116, 82, 78, 83,  255, 128, 8, 15,
+    179, 106, 0,   0,  0,   14,  73, 68,  65,  84,  120, 156, 99, 96, 84,  96, 80, 100, 0,   0,   0, 205,
+    0,   67,  103, 48, 149, 219, 0,  0,   0,   0,   73,  69,  78, 68, 174, 66, 96, 130};
 // 8x1 1-bit gray: 1,0,1,1,0,0,0,1.
-const std::vector<uint8_t> kGray1 = {137,80,78,71,13,10,26,10,0,0,0,13,73,72,68,82,0,0,0,8,0,0,0,1,1,0,0,0,0,203,123,210,238,0,0,0,10,73,68,65,84,120,156,99,216,8,0,0,179,0,178,33,146,81,202,0,0,0,0,73,69,78,68,174,66,96,130};
+const std::vector<uint8_t> kGray1 = {137, 80,  78, 71,  13, 10, 26, 10,  0,   0,  0,   13, 73,  72,  68,  82,  0,
+                                     0,   0,   8,  0,   0,  0,  1,  1,   0,   0,  0,   0,  203, 123, 210, 238, 0,
+                                     0,   0,   10, 73,  68, 65, 84, 120, 156, 99, 216, 8,  0,   0,   179, 0,   178,
+                                     33,  146, 81, 202, 0,  0,  0,  0,   73,  69, 78,  68, 174, 66,  96,  130};
 // 1x1 16-bit RGB: (65535, 257, 0x1234).
-const std::vector<uint8_t> kRgb16 = {137,80,78,71,13,10,26,10,0,0,0,13,73,72,68,82,0,0,0,1,0,0,0,1,16,2,0,0,0,192,231,143,157,0,0,0,15,73,68,65,84,120,156,99,248,255,159,145,81,200,4,0,11,91,2,71,174,75,201,170,0,0,0,0,73,69,78,68,174,66,96,130};
+const std::vector<uint8_t> kRgb16 = {
+    137, 80,  78, 71, 13, 10,  26,  10,  0,   0,  0,   13,  73, 72, 68, 82, 0,  0,   0,   1,  0,   0,   0,   1,
+    16,  2,   0,  0,  0,  192, 231, 143, 157, 0,  0,   0,   15, 73, 68, 65, 84, 120, 156, 99, 248, 255, 159, 145,
+    81,  200, 4,  0,  11, 91,  2,   71,  174, 75, 201, 170, 0,  0,  0,  0,  73, 69,  78,  68, 174, 66,  96,  130};
 
 }  // namespace
 
@@ -130,11 +144,11 @@ TEST_CASE("PNG decoding: 16-bit scaled with rounding, palette with tRNS to RGBA,
   CHECK(im.height == 2);
   CHECK(im.width == 3);
   // PIL: Image.open(pal.png).convert("RGBA") = [[(255,0,0,255), (0,255,0,128), (0,0,255,255)], reversed row].
-  CHECK(im.pixels == std::vector<uint8_t>{255, 0, 0, 0, 0, 255,          // R
-                                          0, 255, 0, 0, 255, 0,          // G
-                                          0, 0, 255, 255, 0, 0,          // B
+  CHECK(im.pixels == std::vector<uint8_t>{255, 0,   0,   0,   0,   255,    // R
+                                          0,   255, 0,   0,   255, 0,      // G
+                                          0,   0,   255, 255, 0,   0,      // B
                                           255, 128, 255, 255, 128, 255});  // A
-  const Image rgb = convert_channels(im, 3);  // alpha dropped, as PIL's convert("RGB")
+  const Image rgb = convert_channels(im, 3);                               // alpha dropped, as PIL's convert("RGB")
   CHECK(rgb.pixels == std::vector<uint8_t>(im.pixels.begin(), im.pixels.begin() + 18));
 
   write_bytes(tmp / "g1.png", kGray1);
@@ -149,7 +163,8 @@ TEST_CASE("PNG decoding: 16-bit scaled with rounding, palette with tRNS to RGBA,
 
 TEST_CASE("convert_channels: BT.601 gray equals PIL's convert('L'), gray to RGB copies, alpha is dropped") {
   Image rgb(3, 1, 7);
-  const uint8_t px[7][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {12, 200, 99}, {255, 255, 255}, {1, 2, 3}, {128, 128, 127}};
+  const uint8_t px[7][3] = {{255, 0, 0},     {0, 255, 0}, {0, 0, 255},    {12, 200, 99},
+                            {255, 255, 255}, {1, 2, 3},   {128, 128, 127}};
   for (int x = 0; x < 7; ++x)
     for (int c = 0; c < 3; ++c) rgb.at(c, 0, x) = px[x][c];
   // PIL 9.4: Image.fromarray(px, "RGB").convert("L").
@@ -196,7 +211,8 @@ TEST_CASE("resize_bilinear matches torch interpolate(bilinear, align_corners=Fal
     CHECK(r.height == h);
     CHECK(r.width == w);
     for (int64_t c = 0; c < 3; ++c)
-      for (int64_t i = 0; i < h * w; ++i) CHECK(r.pixels[static_cast<size_t>(c * h * w + i)] == (c == 0 ? 0 : c == 1 ? 137 : 255));
+      for (int64_t i = 0; i < h * w; ++i)
+        CHECK(r.pixels[static_cast<size_t>(c * h * w + i)] == (c == 0 ? 0 : c == 1 ? 137 : 255));
   }
   // Same size is the identity.
   const Image p = pattern(2, 6, 5, 3);

@@ -39,8 +39,8 @@ struct TempDir {
   fs::path path;
   TempDir() {
     static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("stride-io-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    path =
+        fs::temp_directory_path() / ("stride-io-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -160,10 +160,10 @@ TEST_CASE("CIFAR-10 sample: record counts from file size, labels and pixels of t
   std::vector<uint8_t> img(3072);
   s.train->read_images(0, 1, img.data());
   CHECK(std::vector<uint8_t>(img.begin(), img.begin() + 5) == std::vector<uint8_t>{59, 43, 50, 68, 98});
-  CHECK(img[1023] == 123);  // R(31, 31)
-  CHECK(img[1024] == 62);   // G(0, 0)
-  CHECK(img[2048] == 63);   // B(0, 0)
-  CHECK(img[3071] == 72);   // B(31, 31)
+  CHECK(img[1023] == 123);                            // R(31, 31)
+  CHECK(img[1024] == 62);                             // G(0, 0)
+  CHECK(img[2048] == 63);                             // B(0, 0)
+  CHECK(img[3071] == 72);                             // B(31, 31)
   s.train->read_images(5 * 1017 - 1, 1, img.data());  // last record of data_batch_5
   CHECK(s.train->labels().back() == 3);
   CHECK(img[0] == 172);
@@ -258,8 +258,8 @@ TEST_CASE("MNIST sample (IDX gz): header, counts, labels and pixels of the real 
   CHECK(std::vector<uint8_t>(s.train->labels().begin(), s.train->labels().begin() + 10) == first);
   std::vector<uint8_t> img(784);
   s.train->read_images(0, 1, img.data());
-  const std::vector<uint8_t> row14{0, 0, 0, 0, 0, 0, 37, 252, 252, 221, 41, 84, 191, 252,
-                                   252, 252, 62, 217, 252, 168, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> row14{0,   0,   0,  0,   0,   0,   37, 252, 252, 221, 41, 84, 191, 252,
+                                   252, 252, 62, 217, 252, 168, 0,  0,   0,   0,   0,  0,  0,   0};
   CHECK(std::vector<uint8_t>(img.begin() + 14 * 28, img.begin() + 15 * 28) == row14);
   int64_t sum = 0;
   for (uint8_t b : img) sum += b;
