@@ -380,6 +380,8 @@ TEST_CASE("IDX errors name the file and the offset or field: magic, truncation, 
   std::string msg = io_error([&] { read_idx(tmp / "cut.gz", 3); });
   CHECK(contains(msg, tmp / "cut.gz"));
   CHECK(contains(msg, "gzip"));
+  CHECK(contains(msg, "truncated data at offset"));
+  CHECK(contains(msg, "expected 39216 bytes"));  // 16 + 50 * 28 * 28
 
   msg = io_error([&] { load_idx_dir(tmp.path.string()); });
   CHECK(contains(msg, "train-images-idx3-ubyte"));
