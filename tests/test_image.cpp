@@ -105,7 +105,7 @@ TEST_CASE("PNG round trip for gray, gray+alpha, RGB and RGBA keeps every byte") 
   }
 }
 
-TEST_CASE("PGM (P5) and PPM (P6) round trips; comments and 16-bit maxval in the header") {
+TEST_CASE("PGM (P5) and PPM (P6) round trips with comments and 16-bit maxval in the header") {
   TempDir tmp;
   for (int64_t c : {1, 3}) {
     const Image im = pattern(c, 3, 4, 10 + static_cast<int>(c));

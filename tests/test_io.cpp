@@ -289,7 +289,7 @@ TEST_CASE("Fashion-MNIST (Debian's dataset-fashion-mnist): headers, counts and c
         std::vector<uint8_t>{9, 2, 1, 1, 6});
 }
 
-TEST_CASE("IDX plain and gzip read the same bytes; gzip is found by magic bytes, not by name") {
+TEST_CASE("IDX plain and gzip read the same bytes and gzip is found by magic bytes, not by name") {
   TempDir tmp;
   const auto images = idx_images(5, 4, 3), labels = idx_labels(5);
   write_bytes(tmp / "plain-images", images);
@@ -493,7 +493,7 @@ TEST_CASE("HDF5 dataset round trip: every byte, labels, attributes, chunked part
 #endif
 }
 
-TEST_CASE("HDF5 write failures leave no file behind; shape mismatch between splits is refused") {
+TEST_CASE("HDF5 write failures leave no file behind and a shape mismatch between splits is refused") {
   TempDir tmp;
   const InMemoryDataset a = synthetic(10, 1, 4, 4, 1), b = synthetic(3, 1, 4, 4, 2);
   std::string msg = io_error([&] { write_hdf5_dataset(tmp / "missing-dir/out.h5", a, b); });
