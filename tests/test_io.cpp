@@ -221,6 +221,18 @@ TEST_CASE("CIFAR-10 reader: any record count, meta names, truncated file, bad la
   CHECK(contains(msg, "missing"));
 }
 
+TEST_CASE("InMemoryDataset validates its sizes and labels against the class names") {
+  DatasetInfo info{2, 1, 2, 2, {"a", "b"}, "hand-made"};
+  CHECK(InMemoryDataset(info, std::vector<uint8_t>(8, 1), {0, 1}).info().count == 2);
+  std::string msg = io_error([&] { InMemoryDataset(info, std::vector<uint8_t>(7, 1), {0, 1}); });
+  CHECK(contains(msg, "hand-made"));
+  CHECK(contains(msg, "expected 8 image bytes"));
+  msg = io_error([&] { InMemoryDataset(info, std::vector<uint8_t>(8, 1), {0, 2}); });
+  CHECK(contains(msg, "label of sample 1 is 2"));
+  info.class_names.clear();  // names derived from the largest label
+  CHECK(InMemoryDataset(info, std::vector<uint8_t>(8, 1), {0, 4}).info().class_names.size() == 5);
+}
+
 TEST_CASE("CIFAR-100 reader keeps the fine label of the 2-byte header") {
   TempDir tmp;
   write_bytes(tmp / "train.bin", cifar_records(4, 3, 2));
@@ -451,6 +463,16 @@ TEST_CASE("HDF5 dataset round trip: every byte, labels, attributes, chunked part
     });
   }
   CHECK(par == train.images());
+
+  // An empty split is written and read back as empty (chunk dims may not be 0: the writer clamps them).
+  const InMemoryDataset none = synthetic(0, 3, 5, 4, 3);
+  write_hdf5_dataset(tmp / "empty-test.h5", train, none);
+  DatasetSplits e = open_dataset(tmp / "empty-test.h5");
+  CHECK(e.test->info().count == 0);
+  CHECK(e.test->labels().empty());
+  CHECK(e.test->info().width == 4);
+  e.test->read_images(0, 0, one.data());
+  CHECK(all_images(*e.train) == train.images());
 
 #ifdef STRIDE_TEST_HDF5
   // The layout itself, as any HDF5 reader (h5py) sees it.
