@@ -2,6 +2,7 @@
 // checks for every configuration variant, thread-count bit-identity, and the boundary errors.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -432,4 +433,35 @@ TEST_CASE("conv2d: from_config reads every key, applies defaults and rejects unk
   auto bad_valid = LayerConfig::parse(
       R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "valid", "pad": 1})");
   CHECK_THROWS_AS(Conv2d::from_config(bad_valid), ConfigError);
+}
+
+// Timing, not a check: skipped by default. Run with
+//   stride_tests -tc='conv2d: benchmark*' --no-skip
+// (bench/conv2d_vs_torch.py runs it next to the same shape in PyTorch).
+TEST_CASE("conv2d: benchmark cifar10_quick conv2 forward+backward" * doctest::skip()) {
+  for (int threads : {1, 2}) {
+  ThreadLimit limit(threads);
+  Conv2d conv("conv2", conv_opts(32, 5, 5, Padding::zeros, 2, 2, true));
+  const Shape in{100, 32, 16, 16};
+  LayerParams params(conv, in);
+  const Tensor x = random_tensor(in, 1);
+  Tensor y, dx;
+  conv.forward(x, y, RunContext{});
+  const Tensor dy = random_tensor(y.shape(), 2);
+  conv.backward(x, y, dy, &dx, RunContext{});
+  const int iters = 20;
+  double fwd = 0, bwd = 0;
+  for (int i = 0; i < iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    conv.forward(x, y, RunContext{});
+    const auto t1 = std::chrono::steady_clock::now();
+    conv.backward(x, y, dy, &dx, RunContext{});
+    const auto t2 = std::chrono::steady_clock::now();
+    fwd += std::chrono::duration<double, std::milli>(t1 - t0).count();
+    bwd += std::chrono::duration<double, std::milli>(t2 - t1).count();
+  }
+  MESSAGE("stride conv2 (N=100, 32->32, 16x16, 5x5 pad 2), " << threads << " threads: forward " << fwd / iters << " ms, backward "
+                                                                                << bwd / iters << " ms, total "
+                                                                                << (fwd + bwd) / iters << " ms");
+  }
 }
