@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstring>
 #include <tuple>
 
 #include "framework/errors.hpp"
@@ -16,6 +15,22 @@ namespace stride {
 namespace {
 
 std::string pair_str(int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); }
+
+// Throws ConfigError "<prefix>expected ..., got ..." for an option out of range. from_config passes the spec
+// file's context so the message names the file as well as the layer.
+void check_options(const Conv2dOptions& o, const std::string& prefix) {
+  if (o.out_channels < 1)
+    throw ConfigError(prefix + "expected out_channels >= 1, got " + std::to_string(o.out_channels));
+  if (o.kernel_h < 1 || o.kernel_w < 1)
+    throw ConfigError(prefix + "expected kernel >= 1, got " + pair_str(o.kernel_h, o.kernel_w));
+  if (o.stride_h < 1 || o.stride_w < 1)
+    throw ConfigError(prefix + "expected stride >= 1, got " + pair_str(o.stride_h, o.stride_w));
+  if (o.dilation_h < 1 || o.dilation_w < 1)
+    throw ConfigError(prefix + "expected dilation >= 1, got " + pair_str(o.dilation_h, o.dilation_w));
+  if (o.pad_h < 0 || o.pad_w < 0) throw ConfigError(prefix + "expected pad >= 0, got " + pair_str(o.pad_h, o.pad_w));
+  if (o.padding == Padding::valid && (o.pad_h != 0 || o.pad_w != 0))
+    throw ConfigError(prefix + "padding 'valid' expects pad 0, got " + pair_str(o.pad_h, o.pad_w));
+}
 
 // The input index read at padded-space index i (may be negative or >= n), or -1 for a zero. The caller
 // guarantees i is within [-pad, n + pad), and pad <= n (circular) or pad < n (reflect).
@@ -140,19 +155,7 @@ int64_t dcol_block_channels(const ConvGeom& g) {
 }  // namespace
 
 Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name)), opt_(options) {
-  const std::string& n = this->name();
-  if (opt_.out_channels < 1)
-    throw ConfigError(n + ": expected out_channels >= 1, got " + std::to_string(opt_.out_channels));
-  if (opt_.kernel_h < 1 || opt_.kernel_w < 1)
-    throw ConfigError(n + ": expected kernel >= 1, got " + pair_str(opt_.kernel_h, opt_.kernel_w));
-  if (opt_.stride_h < 1 || opt_.stride_w < 1)
-    throw ConfigError(n + ": expected stride >= 1, got " + pair_str(opt_.stride_h, opt_.stride_w));
-  if (opt_.dilation_h < 1 || opt_.dilation_w < 1)
-    throw ConfigError(n + ": expected dilation >= 1, got " + pair_str(opt_.dilation_h, opt_.dilation_w));
-  if (opt_.pad_h < 0 || opt_.pad_w < 0)
-    throw ConfigError(n + ": expected pad >= 0, got " + pair_str(opt_.pad_h, opt_.pad_w));
-  if (opt_.padding == Padding::valid && (opt_.pad_h != 0 || opt_.pad_w != 0))
-    throw ConfigError(n + ": padding 'valid' expects pad 0, got " + pair_str(opt_.pad_h, opt_.pad_w));
+  check_options(opt_, this->name() + ": ");
 }
 
 std::unique_ptr<Layer> Conv2d::from_config(const LayerConfig& c) {
@@ -173,6 +176,7 @@ std::unique_ptr<Layer> Conv2d::from_config(const LayerConfig& c) {
   o.bias = c.get_bool("bias", true);
   o.weight_init = parse_init(c.get_string("init", "pytorch"), c.context());
   c.finish();
+  check_options(o, c.context());
   return std::make_unique<Conv2d>(c.name(), o);
 }
 

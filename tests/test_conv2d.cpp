@@ -524,7 +524,12 @@ TEST_CASE("conv2d: from_config reads every key, applies defaults and rejects unk
   CHECK(error_of([&] { Conv2d::from_config(bad_mode); }).find("conv1") != std::string::npos);
   auto bad_valid = LayerConfig::parse(
       R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "valid", "pad": 1})");
-  CHECK_THROWS_AS(Conv2d::from_config(bad_valid), ConfigError);
+  CHECK(error_of([&] { Conv2d::from_config(bad_valid); }) ==
+        "spec: layer 'conv1' (conv2d): padding 'valid' expects pad 0, got 1x1");
+  auto zero_kernel = LayerConfig::parse(
+      R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": [0, 3]})", "model.json");
+  CHECK(error_of([&] { Conv2d::from_config(zero_kernel); }) ==
+        "model.json: layer 'conv1' (conv2d): expected kernel >= 1, got 0x3");
 }
 
 // Timing, not a check: skipped by default. Run with
