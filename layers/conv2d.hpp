@@ -84,7 +84,6 @@ class Conv2d final : public Layer {
     Tensor dpadded;  // same shape: the input gradient before the border is folded back
     Tensor col;      // (C*R*S, P*Q)
     Tensor dcol;     // (channel block * R*S, P*Q)
-    Tensor yt;       // (P*Q, K): one output sample, transposed
   };
 
   Shape prepared_for_{};  // input shape (batch 1) the tables and scratch were built for
