@@ -87,8 +87,8 @@ InMemoryDataset read_cifar_files(const std::vector<std::string>& paths, CifarKin
         const uint8_t label = rec[label_bytes - 1];  // CIFAR-100: (coarse, fine); keep fine
         if (label >= class_count)
           throw IoError(path + ": record " + std::to_string(r0 + r) + " (byte offset " +
-                        std::to_string((r0 + r) * record + label_bytes - 1) + ") has label " +
-                        std::to_string(label) + ", expected < " + std::to_string(class_count));
+                        std::to_string((r0 + r) * record + label_bytes - 1) + ") has label " + std::to_string(label) +
+                        ", expected < " + std::to_string(class_count));
         labels[static_cast<size_t>(base + r0 + r)] = label;
         std::memcpy(images.data() + (base + r0 + r) * kPixels, rec + label_bytes, kPixels);
       }

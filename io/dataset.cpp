@@ -13,8 +13,8 @@ std::string DatasetInfo::shape_str() const {
 
 void check_read_range(const DatasetInfo& info, int64_t first, int64_t count) {
   if (first < 0 || count < 0 || first > info.count || count > info.count - first)
-    throw IoError(info.source + ": read_images(first=" + std::to_string(first) + ", count=" +
-                  std::to_string(count) + ") is outside the " + std::to_string(info.count) + " samples");
+    throw IoError(info.source + ": read_images(first=" + std::to_string(first) + ", count=" + std::to_string(count) +
+                  ") is outside the " + std::to_string(info.count) + " samples");
 }
 
 void check_label_range(const std::vector<uint8_t>& labels, int64_t class_count, const std::string& what) {
@@ -36,8 +36,8 @@ InMemoryDataset::InMemoryDataset(DatasetInfo info, std::vector<uint8_t> images, 
     throw IoError(info_.source + ": invalid dataset shape " + info_.shape_str());
   const auto expected = static_cast<size_t>(info_.count * info_.image_bytes());
   if (images_.size() != expected)
-    throw IoError(info_.source + ": expected " + std::to_string(expected) + " image bytes for " +
-                  info_.shape_str() + ", got " + std::to_string(images_.size()));
+    throw IoError(info_.source + ": expected " + std::to_string(expected) + " image bytes for " + info_.shape_str() +
+                  ", got " + std::to_string(images_.size()));
   if (labels_.size() != static_cast<size_t>(info_.count))
     throw IoError(info_.source + ": expected " + std::to_string(info_.count) + " labels, got " +
                   std::to_string(labels_.size()));

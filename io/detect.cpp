@@ -33,9 +33,10 @@ DatasetFormat detect_dataset_format(const std::string& path) {
     if (!find_idx_file(path, "train-images-idx3-ubyte").empty()) return DatasetFormat::idx;
     if (fs::is_regular_file(p / "train.bin", ec) && fs::is_regular_file(p / "test.bin", ec))
       return DatasetFormat::cifar100;
-    throw IoError(path + ": not a dataset directory: looked for data_batch_1.bin (CIFAR-10 binary), "
-                         "train-images-idx3-ubyte[.gz] (IDX: MNIST, Fashion-MNIST) and train.bin + test.bin "
-                         "(CIFAR-100 binary)");
+    throw IoError(path +
+                  ": not a dataset directory: looked for data_batch_1.bin (CIFAR-10 binary), "
+                  "train-images-idx3-ubyte[.gz] (IDX: MNIST, Fashion-MNIST) and train.bin + test.bin "
+                  "(CIFAR-100 binary)");
   }
   const std::string ext = p.extension().string();
   if (ext == ".h5" || ext == ".hdf5") {
@@ -43,8 +44,9 @@ DatasetFormat detect_dataset_format(const std::string& path) {
     return DatasetFormat::hdf5;
   }
   if (!fs::exists(p, ec)) throw IoError(path + ": no such file or directory");
-  throw IoError(path + ": unknown dataset: expected a directory of CIFAR-10/CIFAR-100 binaries or IDX files, or "
-                       "an HDF5 file ending in .h5 or .hdf5");
+  throw IoError(path +
+                ": unknown dataset: expected a directory of CIFAR-10/CIFAR-100 binaries or IDX files, or "
+                "an HDF5 file ending in .h5 or .hdf5");
 }
 
 DatasetSplits open_dataset(const std::string& path, const std::vector<std::string>& class_names) {

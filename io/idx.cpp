@@ -43,8 +43,8 @@ class ByteReader {
       if (got < 0) {
         int code = 0;
         const char* msg = gzerror(file_, &code);
-        throw IoError(path_ + ": corrupt gzip data near uncompressed offset " + std::to_string(offset_ + done) +
-                      " (" + (msg ? msg : "zlib error") + ")");
+        throw IoError(path_ + ": corrupt gzip data near uncompressed offset " + std::to_string(offset_ + done) + " (" +
+                      (msg ? msg : "zlib error") + ")");
       }
       if (got == 0) break;
       done += got;
@@ -52,13 +52,17 @@ class ByteReader {
     offset_ += done;
     return done;
   }
-  // zlib reports a gzip stream cut short as an error only after the last read; check it explicitly.
-  void check_stream_end() {
+  // zlib reports a gzip stream cut short only through gzerror after the last read; "" when the stream is fine.
+  std::string stream_error() {
     int code = Z_OK;
     const char* msg = gzerror(file_, &code);
-    if (code != Z_OK && code != Z_STREAM_END)
-      throw IoError(path_ + ": gzip stream is truncated or corrupt after uncompressed offset " +
-                    std::to_string(offset_) + " (" + (msg ? msg : "zlib error") + ")");
+    if (code == Z_OK || code == Z_STREAM_END) return {};
+    return std::string(" (zlib: ") + (msg ? msg : "error") + ")";
+  }
+  void check_stream_end() {
+    const std::string err = stream_error();
+    if (!err.empty())
+      throw IoError(path_ + ": gzip stream is corrupt after uncompressed offset " + std::to_string(offset_) + err);
   }
   bool gzip() const { return gzip_; }
   int64_t offset() const { return offset_; }
@@ -97,32 +101,27 @@ IdxArray read_idx(const std::string& path, int rank) {
                     std::to_string(rank) + "), found " + hex32(magic));
     got += in.read(header + 4, header_bytes - 4);
   }
-  if (got < header_bytes) {
-    in.check_stream_end();
+  if (got < header_bytes)
     throw IoError(what + ": truncated IDX header: expected " + std::to_string(header_bytes) + " bytes, found " +
-                  std::to_string(got));
-  }
+                  std::to_string(got) + in.stream_error());
   IdxArray a;
   int64_t total = 1;
   for (int d = 0; d < rank; ++d) {
     const int64_t dim = be32(header + 4 + 4 * d);
-    // Images must have positive H, W; the count may be zero only in principle, so reject it too: an empty
-    // split is always a mistake in a training set.
+    // A zero count is legal IDX but an empty split is always a mistake in a training set; zero H or W is
+    // never an image.
     if (dim == 0)
-      throw IoError(what + ": dimension " + std::to_string(d) + " (offset " + std::to_string(4 + 4 * d) +
-                    ") is 0");
+      throw IoError(what + ": dimension " + std::to_string(d) + " (offset " + std::to_string(4 + 4 * d) + ") is 0");
     a.dims.push_back(dim);
     total *= dim;
     if (total > (int64_t{1} << 40)) throw IoError(what + ": dimensions are implausibly large");
   }
   a.data.resize(static_cast<size_t>(total));
   const int64_t payload = in.read(a.data.data(), total);
-  if (payload < total) {
-    in.check_stream_end();
+  if (payload < total)
     throw IoError(what + ": truncated data at offset " + std::to_string(header_bytes + payload) + ": expected " +
                   std::to_string(header_bytes + total) + " bytes in total, found " +
-                  std::to_string(header_bytes + payload));
-  }
+                  std::to_string(header_bytes + payload) + in.stream_error());
   uint8_t extra[1];
   if (in.read(extra, 1) != 0)
     throw IoError(what + ": unexpected bytes after offset " + std::to_string(header_bytes + total) +
@@ -143,8 +142,8 @@ InMemoryDataset read_idx_split(const std::string& images_path, const std::string
   IdxArray images = read_idx(images_path, 3);
   IdxArray labels = read_idx(labels_path, 1);
   if (images.dims[0] != labels.dims[0])
-    throw IoError(images_path + ": holds " + std::to_string(images.dims[0]) + " images but " + labels_path +
-                  " holds " + std::to_string(labels.dims[0]) + " labels");
+    throw IoError(images_path + ": holds " + std::to_string(images.dims[0]) + " images but " + labels_path + " holds " +
+                  std::to_string(labels.dims[0]) + " labels");
   check_label_range(labels.data, static_cast<int64_t>(class_names.size()), labels_path);
   DatasetInfo info;
   info.count = images.dims[0];
@@ -167,8 +166,7 @@ std::string find_idx_file(const std::string& dir, const std::string& stem) {
 DatasetSplits load_idx_dir(const std::string& dir, std::vector<std::string> class_names) {
   auto need = [&](const std::string& stem) {
     std::string p = find_idx_file(dir, stem);
-    if (p.empty())
-      throw IoError((std::filesystem::path(dir) / stem).string() + "[.gz]: missing IDX file");
+    if (p.empty()) throw IoError((std::filesystem::path(dir) / stem).string() + "[.gz]: missing IDX file");
     return p;
   };
   const std::string tri = need("train-images-idx3-ubyte"), trl = need("train-labels-idx1-ubyte");

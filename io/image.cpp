@@ -34,9 +34,9 @@ FilePtr open_file(const std::string& path, const char* mode, const char* what) {
 void check_image(const Image& im, const char* who) {
   if (im.channels <= 0 || im.height <= 0 || im.width <= 0 ||
       im.pixels.size() != static_cast<size_t>(im.channels * im.height * im.width))
-    throw ShapeError(std::string(who) + ": image of " + std::to_string(im.channels) + "x" +
-                     std::to_string(im.height) + "x" + std::to_string(im.width) + " with " +
-                     std::to_string(im.pixels.size()) + " pixel bytes is not valid");
+    throw ShapeError(std::string(who) + ": image of " + std::to_string(im.channels) + "x" + std::to_string(im.height) +
+                     "x" + std::to_string(im.width) + " with " + std::to_string(im.pixels.size()) +
+                     " pixel bytes is not valid");
 }
 
 // libpng reports errors by calling this and expecting it not to return: we keep the message and longjmp
@@ -230,7 +230,8 @@ void write_png(const Image& image, const std::string& path) {
     throw ShapeError("write_png: expected 1 to 4 channels, got " + std::to_string(image.channels) + " for " + path);
   std::vector<uint8_t> hwc = chw_to_hwc(image);
   std::vector<png_bytep> rows(static_cast<size_t>(image.height));
-  for (int64_t y = 0; y < image.height; ++y) rows[static_cast<size_t>(y)] = hwc.data() + y * image.width * image.channels;
+  for (int64_t y = 0; y < image.height; ++y)
+    rows[static_cast<size_t>(y)] = hwc.data() + y * image.width * image.channels;
   FilePtr f = open_file(path, "wb", "PNG for writing");
   PngError err;
   if (!encode_png(f.get(), err, image, rows)) throw IoError(path + ": cannot write PNG (libpng: " + err.msg + ")");
@@ -252,7 +253,8 @@ void write_pnm(const Image& image, const std::string& path) {
 
 Image convert_channels(const Image& image, int64_t channels) {
   check_image(image, "convert_channels");
-  if (image.channels > 4) throw ShapeError("convert_channels: expected a 1 to 4 channel image, got " + std::to_string(image.channels));
+  if (image.channels > 4)
+    throw ShapeError("convert_channels: expected a 1 to 4 channel image, got " + std::to_string(image.channels));
   if (channels != 1 && channels != 3)
     throw ShapeError("convert_channels: expected 1 (gray) or 3 (RGB) target channels, got " + std::to_string(channels));
   const int64_t HW = image.height * image.width;
@@ -264,7 +266,8 @@ Image convert_channels(const Image& image, int64_t channels) {
       // images converted here and by PIL's convert("L") agree bit for bit.
       const uint8_t *r = image.pixels.data(), *g = r + HW, *b = g + HW;
       for (int64_t i = 0; i < HW; ++i)
-        out.pixels[static_cast<size_t>(i)] = static_cast<uint8_t>((19595 * r[i] + 38470 * g[i] + 7471 * b[i] + 0x8000) >> 16);
+        out.pixels[static_cast<size_t>(i)] =
+            static_cast<uint8_t>((19595 * r[i] + 38470 * g[i] + 7471 * b[i] + 0x8000) >> 16);
     } else {
       std::copy_n(image.pixels.begin(), HW, out.pixels.begin());
     }
@@ -286,7 +289,8 @@ Image resize_bilinear(const Image& image, int64_t height, int64_t width) {
   // Column taps are the same for every row and channel: compute them once.
   std::vector<int64_t> x0(static_cast<size_t>(Q)), x1(static_cast<size_t>(Q));
   std::vector<double> lx(static_cast<size_t>(Q));
-  const double sx = static_cast<double>(W) / static_cast<double>(Q), sy = static_cast<double>(H) / static_cast<double>(P);
+  const double sx = static_cast<double>(W) / static_cast<double>(Q),
+               sy = static_cast<double>(H) / static_cast<double>(P);
   for (int64_t q = 0; q < Q; ++q) {
     const double src = std::max(0.0, (static_cast<double>(q) + 0.5) * sx - 0.5);
     const auto i = static_cast<size_t>(q);

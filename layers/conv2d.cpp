@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstring>
 #include <tuple>
 
 #include "framework/errors.hpp"
@@ -16,6 +15,22 @@ namespace stride {
 namespace {
 
 std::string pair_str(int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); }
+
+// Throws ConfigError "<prefix>expected ..., got ..." for an option out of range. from_config passes the spec
+// file's context so the message names the file as well as the layer.
+void check_options(const Conv2dOptions& o, const std::string& prefix) {
+  if (o.out_channels < 1)
+    throw ConfigError(prefix + "expected out_channels >= 1, got " + std::to_string(o.out_channels));
+  if (o.kernel_h < 1 || o.kernel_w < 1)
+    throw ConfigError(prefix + "expected kernel >= 1, got " + pair_str(o.kernel_h, o.kernel_w));
+  if (o.stride_h < 1 || o.stride_w < 1)
+    throw ConfigError(prefix + "expected stride >= 1, got " + pair_str(o.stride_h, o.stride_w));
+  if (o.dilation_h < 1 || o.dilation_w < 1)
+    throw ConfigError(prefix + "expected dilation >= 1, got " + pair_str(o.dilation_h, o.dilation_w));
+  if (o.pad_h < 0 || o.pad_w < 0) throw ConfigError(prefix + "expected pad >= 0, got " + pair_str(o.pad_h, o.pad_w));
+  if (o.padding == Padding::valid && (o.pad_h != 0 || o.pad_w != 0))
+    throw ConfigError(prefix + "padding 'valid' expects pad 0, got " + pair_str(o.pad_h, o.pad_w));
+}
 
 // The input index read at padded-space index i (may be negative or >= n), or -1 for a zero. The caller
 // guarantees i is within [-pad, n + pad), and pad <= n (circular) or pad < n (reflect).
@@ -31,95 +46,116 @@ int64_t map_index(int64_t i, int64_t n, Padding mode) {
   return -1;
 }
 
-// Boundary tables shared by im2col and col2im.
-struct ColTables {
-  const int64_t* row_map;  // (R, P)
-  const int64_t* col_map;  // (S, Q)
-  const int64_t* q_begin;  // (S)
-  const int64_t* q_end;    // (S)
+// The boundary treatment lives in two small kernels (pad, and its adjoint fold), so im2col and col2im below
+// are plain strided copies that every padding mode shares.
+struct PadTables {
+  const int64_t* row_src;  // (Hp): input row copied by padded row i, or -1 for zeros
+  const int64_t* col_src;  // (Wp): input column copied by padded column j, or -1 for zeros
 };
 
-// One sample. x: (C, H, W) -> col: (C*R*S, P*Q), the boundary treatment applied while gathering.
-void im2col(const float* x, float* col, const ConvGeom& g, const ColTables& t) {
-  const int64_t P = g.P, Q = g.Q, sw = g.stride_w;
+// One sample. x: (C, H, W) -> xp: (C, Hp, Wp), the border filled as the padding mode says.
+void pad_sample(const float* x, float* xp, const ConvGeom& g, const PadTables& t) {
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w, pw = g.pad_w, W = g.W;
   for (int64_t c = 0; c < g.C; ++c) {
-    const float* xc = x + c * g.H * g.W;
-    for (int64_t r = 0; r < g.R; ++r) {
-      const int64_t* rm = t.row_map + r * P;
-      for (int64_t s = 0; s < g.S; ++s) {
-        float* out_rs = col + ((c * g.R + r) * g.S + s) * P * Q;
-        const int64_t* cm = t.col_map + s * Q;
-        const int64_t qb = t.q_begin[s], qe = t.q_end[s];
-        const int64_t base = s * g.dilation_w - g.pad_w;  // input column of q = 0 before mapping
-        for (int64_t p = 0; p < P; ++p) {
-          float* out = out_rs + p * Q;
-          if (rm[p] < 0) {
-            std::fill(out, out + Q, 0.0f);
-            continue;
-          }
-          const float* src = xc + rm[p] * g.W;
-          for (int64_t q = 0; q < qb; ++q) out[q] = cm[q] >= 0 ? src[cm[q]] : 0.0f;
-          if (sw == 1) {
-            if (qe > qb) std::memcpy(out + qb, src + qb + base, static_cast<size_t>(qe - qb) * sizeof(float));
-          } else {
-            for (int64_t q = qb; q < qe; ++q) out[q] = src[q * sw + base];
-          }
-          for (int64_t q = std::max(qe, qb); q < Q; ++q) out[q] = cm[q] >= 0 ? src[cm[q]] : 0.0f;
-        }
+    const float* xc = x + c * g.H * W;
+    float* xpc = xp + c * Hp * Wp;
+    for (int64_t i = 0; i < Hp; ++i) {
+      float* dst = xpc + i * Wp;
+      const int64_t hi = t.row_src[i];
+      if (hi < 0) {
+        std::fill(dst, dst + Wp, 0.0f);
+        continue;
+      }
+      const float* src = xc + hi * W;
+      for (int64_t j = 0; j < pw; ++j) dst[j] = t.col_src[j] >= 0 ? src[t.col_src[j]] : 0.0f;
+      for (int64_t j = 0; j < W; ++j) dst[pw + j] = src[j];
+      for (int64_t j = pw + W; j < Wp; ++j) dst[j] = t.col_src[j] >= 0 ? src[t.col_src[j]] : 0.0f;
+    }
+  }
+}
+
+// One sample, the adjoint of pad_sample. dxp: (C, Hp, Wp) -> dx: (C, H, W) overwritten; the gradient of a
+// padded element flows to the input element it copies (circular/replicate/reflect) or is dropped (zeros).
+void fold_sample(const float* dxp, float* dx, const ConvGeom& g, const PadTables& t) {
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w, ph = g.pad_h, pw = g.pad_w, W = g.W;
+  for (int64_t c = 0; c < g.C; ++c) {
+    float* dxc = dx + c * g.H * W;
+    const float* dxpc = dxp + c * Hp * Wp;
+    // The interior first, as a copy, then the border rows and columns added in a fixed order.
+    for (int64_t h = 0; h < g.H; ++h) {
+      const float* src = dxpc + (h + ph) * Wp + pw;
+      float* dst = dxc + h * W;
+      for (int64_t j = 0; j < W; ++j) dst[j] = src[j];
+    }
+    if (g.padding == Padding::zeros || g.padding == Padding::valid) continue;
+    for (int64_t i = 0; i < Hp; ++i) {
+      const int64_t hi = t.row_src[i];
+      const float* src = dxpc + i * Wp;
+      float* dst = dxc + hi * W;
+      const bool border_row = i < ph || i >= ph + g.H;
+      for (int64_t j = 0; j < Wp; ++j) {
+        const bool border_col = j < pw || j >= pw + W;
+        if (border_row || border_col) dst[t.col_src[j]] += src[j];
       }
     }
   }
 }
 
-// One sample, the adjoint of im2col. col: (C*R*S, P*Q) -> dx: (C, H, W) += each column entry at the input
-// element it was read from (for circular/replicate/reflect, the element a padded value copies).
-void col2im_add(const float* col, float* dx, const ConvGeom& g, const ColTables& t) {
-  const int64_t P = g.P, Q = g.Q, sw = g.stride_w;
-  for (int64_t c = 0; c < g.C; ++c) {
-    float* dxc = dx + c * g.H * g.W;
-    for (int64_t r = 0; r < g.R; ++r) {
-      const int64_t* rm = t.row_map + r * P;
+// One sample. xp: (C, Hp, Wp) -> col: (C*R*S, P*Q); row (c, r, s), column (p, q) holds
+// xp[c, p*stride_h + r*dilation_h, q*stride_w + s*dilation_w].
+void im2col(const float* xp, int64_t Hp, int64_t Wp, float* col, const ConvGeom& g) {
+  const int64_t P = g.P, Q = g.Q, sh = g.stride_h, sw = g.stride_w;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
-        const float* in_rs = col + ((c * g.R + r) * g.S + s) * P * Q;
-        const int64_t* cm = t.col_map + s * Q;
-        const int64_t qb = t.q_begin[s], qe = t.q_end[s];
-        const int64_t base = s * g.dilation_w - g.pad_w;
-        for (int64_t p = 0; p < P; ++p) {
-          if (rm[p] < 0) continue;
-          const float* in = in_rs + p * Q;
-          float* dst = dxc + rm[p] * g.W;
-          for (int64_t q = 0; q < qb; ++q)
-            if (cm[q] >= 0) dst[cm[q]] += in[q];
-          if (sw == 1) {
-            float* d = dst + base;
-            for (int64_t q = qb; q < qe; ++q) d[q] += in[q];
-          } else {
-            for (int64_t q = qb; q < qe; ++q) dst[q * sw + base] += in[q];
+        const float* src = xp + (c * Hp + r * g.dilation_h) * Wp + s * g.dilation_w;
+        float* out = col + ((c * g.R + r) * g.S + s) * P * Q;
+        if (sw == 1) {
+          for (int64_t p = 0; p < P; ++p, out += Q) {
+            const float* in = src + p * sh * Wp;
+            for (int64_t q = 0; q < Q; ++q) out[q] = in[q];
           }
-          for (int64_t q = std::max(qe, qb); q < Q; ++q)
-            if (cm[q] >= 0) dst[cm[q]] += in[q];
+        } else {
+          for (int64_t p = 0; p < P; ++p, out += Q) {
+            const float* in = src + p * sh * Wp;
+            for (int64_t q = 0; q < Q; ++q) out[q] = in[q * sw];
+          }
         }
       }
-    }
-  }
+}
+
+// One sample, the adjoint of im2col for `channels` consecutive channels. col: (channels*R*S, P*Q) ->
+// dxp: (channels, Hp, Wp) += each entry at the element it was read from. The caller zeroes dxp.
+void col2im_add(const float* col, float* dxp, int64_t Hp, int64_t Wp, const ConvGeom& g, int64_t channels) {
+  const int64_t P = g.P, Q = g.Q, sh = g.stride_h, sw = g.stride_w;
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        float* dst = dxp + (c * Hp + r * g.dilation_h) * Wp + s * g.dilation_w;
+        const float* in = col + ((c * g.R + r) * g.S + s) * P * Q;
+        if (sw == 1) {
+          for (int64_t p = 0; p < P; ++p, in += Q) {
+            float* d = dst + p * sh * Wp;
+            for (int64_t q = 0; q < Q; ++q) d[q] += in[q];
+          }
+        } else {
+          for (int64_t p = 0; p < P; ++p, in += Q) {
+            float* d = dst + p * sh * Wp;
+            for (int64_t q = 0; q < Q; ++q) d[q * sw] += in[q];
+          }
+        }
+      }
+}
+
+// Channels per block of the dx GEMM: about 64K floats of dcol, so it stays in L2 until col2im reads it.
+int64_t dcol_block_channels(const ConvGeom& g) {
+  return std::clamp<int64_t>(65536 / std::max<int64_t>(1, g.R * g.S * g.pq()), 1, g.C);
 }
 
 }  // namespace
 
 Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name)), opt_(options) {
-  const std::string& n = this->name();
-  if (opt_.out_channels < 1)
-    throw ConfigError(n + ": expected out_channels >= 1, got " + std::to_string(opt_.out_channels));
-  if (opt_.kernel_h < 1 || opt_.kernel_w < 1)
-    throw ConfigError(n + ": expected kernel >= 1, got " + pair_str(opt_.kernel_h, opt_.kernel_w));
-  if (opt_.stride_h < 1 || opt_.stride_w < 1)
-    throw ConfigError(n + ": expected stride >= 1, got " + pair_str(opt_.stride_h, opt_.stride_w));
-  if (opt_.dilation_h < 1 || opt_.dilation_w < 1)
-    throw ConfigError(n + ": expected dilation >= 1, got " + pair_str(opt_.dilation_h, opt_.dilation_w));
-  if (opt_.pad_h < 0 || opt_.pad_w < 0)
-    throw ConfigError(n + ": expected pad >= 0, got " + pair_str(opt_.pad_h, opt_.pad_w));
-  if (opt_.padding == Padding::valid && (opt_.pad_h != 0 || opt_.pad_w != 0))
-    throw ConfigError(n + ": padding 'valid' expects pad 0, got " + pair_str(opt_.pad_h, opt_.pad_w));
+  check_options(opt_, this->name() + ": ");
 }
 
 std::unique_ptr<Layer> Conv2d::from_config(const LayerConfig& c) {
@@ -140,6 +176,7 @@ std::unique_ptr<Layer> Conv2d::from_config(const LayerConfig& c) {
   o.bias = c.get_bool("bias", true);
   o.weight_init = parse_init(c.get_string("init", "pytorch"), c.context());
   c.finish();
+  check_options(o, c.context());
   return std::make_unique<Conv2d>(c.name(), o);
 }
 
@@ -256,36 +293,23 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
     return geom_;
   }
   geom_ = g;
-  row_map_.assign(static_cast<size_t>(g.R * g.P), -1);
-  col_map_.assign(static_cast<size_t>(g.S * g.Q), -1);
-  q_begin_.assign(static_cast<size_t>(g.S), 0);
-  q_end_.assign(static_cast<size_t>(g.S), 0);
-  for (int64_t r = 0; r < g.R; ++r)
-    for (int64_t p = 0; p < g.P; ++p)
-      row_map_[static_cast<size_t>(r * g.P + p)] =
-          map_index(p * g.stride_h - g.pad_h + r * g.dilation_h, g.H, g.padding);
-  for (int64_t s = 0; s < g.S; ++s) {
-    const int64_t base = s * g.dilation_w - g.pad_w;
-    int64_t qb = g.Q, qe = g.Q;  // first q inside the image, and one past the last
-    for (int64_t q = 0; q < g.Q; ++q) {
-      const int64_t iw = q * g.stride_w + base;
-      col_map_[static_cast<size_t>(s * g.Q + q)] = map_index(iw, g.W, g.padding);
-      if (iw >= 0 && iw < g.W) {
-        if (qb == g.Q) qb = q;
-        qe = q + 1;
-      }
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
+  row_src_.resize(static_cast<size_t>(Hp));
+  col_src_.resize(static_cast<size_t>(Wp));
+  for (int64_t i = 0; i < Hp; ++i) row_src_[static_cast<size_t>(i)] = map_index(i - g.pad_h, g.H, g.padding);
+  for (int64_t j = 0; j < Wp; ++j) col_src_[static_cast<size_t>(j)] = map_index(j - g.pad_w, g.W, g.padding);
+  // One scratch set per worker slot; max_threads() covers a ThreadLimit above the arena size.
+  scratch_.resize(static_cast<size_t>(std::max(worker_slots(), max_threads())));
+  const bool padded = g.pad_h > 0 || g.pad_w > 0;
+  for (Scratch& sc : scratch_) {
+    if (padded) {
+      sc.padded.resize(Shape{g.C, Hp, Wp});
+      sc.dpadded.resize(Shape{g.C, Hp, Wp});
     }
-    if (qb == g.Q) qe = qb;  // no column inside: the tables cover every q
-    q_begin_[static_cast<size_t>(s)] = qb;
-    q_end_[static_cast<size_t>(s)] = qe;
-  }
-  // One column buffer per worker slot; max_threads() covers a ThreadLimit above the arena size.
-  const auto slots = static_cast<size_t>(std::max(worker_slots(), max_threads()));
-  col_scratch_.resize(slots);
-  dcol_scratch_.resize(slots);
-  if (!direct_1x1()) {
-    for (auto& t : col_scratch_) t.resize(Shape{g.crs(), g.pq()});
-    for (auto& t : dcol_scratch_) t.resize(Shape{g.crs(), g.pq()});
+    if (!direct_1x1()) {
+      sc.col.resize(Shape{g.crs(), g.pq()});
+      sc.dcol.resize(Shape{dcol_block_channels(g) * g.R * g.S, g.pq()});
+    }
   }
   prepared_for_ = sample;
   return geom_;
@@ -295,8 +319,9 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
 void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
   const ConvGeom& g = prepare(x.shape());
   y.resize(Shape{g.N, g.K, g.P, g.Q});
-  const ColTables t{row_map_.data(), col_map_.data(), q_begin_.data(), q_end_.data()};
-  const bool direct = direct_1x1();
+  const PadTables t{row_src_.data(), col_src_.data()};
+  const bool direct = direct_1x1(), padded = g.pad_h > 0 || g.pad_w > 0;
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
   const float* w = weight_.value.data();
   const float* b = opt_.bias ? bias_.value.data() : nullptr;
   const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
@@ -306,12 +331,16 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
   // not depend on the thread count.
   parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
     const size_t slot = static_cast<size_t>(worker_slot());
-    assert(slot < col_scratch_.size());
-    float* col = direct ? nullptr : col_scratch_[slot].data();
+    assert(slot < scratch_.size());
+    Scratch& sc = scratch_[slot];
+    float* col = sc.col.data();
     for (int64_t n = begin; n < end; ++n) {
       const float* xn = xd + n * chw;
       float* yn = yd + n * g.K * PQ;
-      if (!direct) im2col(xn, col, g, t);
+      if (!direct) {
+        if (padded) pad_sample(xn, sc.padded.data(), g, t);
+        im2col(padded ? sc.padded.data() : xn, Hp, Wp, col, g);
+      }
       // y_n (K, PQ) = W (K, CRS) * col (CRS, PQ)
       gemm(false, false, g.K, PQ, CRS, 1.0f, w, CRS, direct ? xn : col, PQ, 0.0f, yn, PQ);
       if (b)
@@ -329,11 +358,13 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   const ConvGeom& g = prepare(x.shape());
   check_shape(name(), "output gradient", Shape{g.N, g.K, g.P, g.Q}, dy.shape());
   if (dx) dx->resize(x.shape());
-  const ColTables t{row_map_.data(), col_map_.data(), q_begin_.data(), q_end_.data()};
-  const bool direct = direct_1x1();
+  const PadTables t{row_src_.data(), col_src_.data()};
+  const bool direct = direct_1x1(), padded = g.pad_h > 0 || g.pad_w > 0;
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
   const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
   const int64_t wsize = g.K * CRS, psize = wsize + (opt_.bias ? g.K : 0);
   const int64_t chunks = chunk_count(g.N, kBatchChunk);
+  const int64_t block = dcol_block_channels(g);
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
   const float* xd = x.data();
@@ -345,18 +376,23 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   // into its own partial buffer; dx of each sample is written by the one task that owns the sample.
   parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
     const size_t slot = static_cast<size_t>(worker_slot());
-    assert(slot < col_scratch_.size());
-    float* col = direct ? nullptr : col_scratch_[slot].data();
-    float* dcol = direct ? nullptr : dcol_scratch_[slot].data();
+    assert(slot < scratch_.size());
+    Scratch& sc = scratch_[slot];
+    float* col = sc.col.data();
+    float* dcol = sc.dcol.data();
     float* pw = part + chunk * psize;
     float* pb = pw + wsize;
     for (int64_t n = begin; n < end; ++n) {
       const float* xn = xd + n * chw;
       const float* dyn = dyd + n * g.K * PQ;
       const float first = n == begin ? 0.0f : 1.0f;
-      if (!direct) im2col(xn, col, g, t);
-      // dW_chunk (K, CRS) (+)= dy_n (K, PQ) * col^T (PQ, CRS)
-      gemm(false, true, g.K, CRS, PQ, 1.0f, dyn, PQ, direct ? xn : col, PQ, first, pw, CRS);
+      if (!direct) {
+        if (padded) pad_sample(xn, sc.padded.data(), g, t);
+        im2col(padded ? sc.padded.data() : xn, Hp, Wp, col, g);
+      }
+      // dW_chunk^T (CRS, K) (+)= col (CRS, PQ) * dy_n^T (PQ, K); transposed because OpenBLAS runs this
+      // orientation up to twice as fast for small K. The chunk reduction below transposes back.
+      gemm(false, true, CRS, g.K, PQ, 1.0f, direct ? xn : col, PQ, dyn, PQ, first, pw, g.K);
       if (opt_.bias)
         for (int64_t k = 0; k < g.K; ++k) {
           const float* row = dyn + k * PQ;
@@ -370,10 +406,16 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
           // dx_n (C, HW) = W^T (C, K) * dy_n (K, HW)
           gemm(true, false, g.C, PQ, g.K, 1.0f, w, CRS, dyn, PQ, 0.0f, dxn, PQ);
         } else {
-          // dcol (CRS, PQ) = W^T (CRS, K) * dy_n (K, PQ), then scattered back onto the input
-          gemm(true, false, CRS, PQ, g.K, 1.0f, w, CRS, dyn, PQ, 0.0f, dcol, PQ);
-          std::fill(dxn, dxn + chw, 0.0f);
-          col2im_add(dcol, dxn, g, t);
+          // dcol (CRS, PQ) = W^T (CRS, K) * dy_n (K, PQ), scattered back onto the input. Done in fixed blocks
+          // of channels so each block of dcol is still in cache when col2im reads it.
+          float* dxp = padded ? sc.dpadded.data() : dxn;
+          std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
+          for (int64_t c0 = 0; c0 < g.C; c0 += block) {
+            const int64_t cb = std::min(block, g.C - c0), rows = cb * g.R * g.S;
+            gemm(true, false, rows, PQ, g.K, 1.0f, w + c0 * g.R * g.S, CRS, dyn, PQ, 0.0f, dcol, PQ);
+            col2im_add(dcol, dxp + c0 * Hp * Wp, Hp, Wp, g, cb);
+          }
+          if (padded) fold_sample(dxp, dxn, g, t);
         }
       }
     }
@@ -384,8 +426,10 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   float* gb = opt_.bias ? bias_.grad.data() : nullptr;
   parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      float acc = part[i];
-      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + i];
+      // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at wsize + k.
+      const int64_t src = i < wsize ? (i % CRS) * g.K + i / CRS : i;
+      float acc = part[src];
+      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];
       if (i < wsize)
         gw[i] += acc;
       else

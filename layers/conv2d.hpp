@@ -78,15 +78,21 @@ class Conv2d final : public Layer {
   int64_t in_channels_ = 0;  // 0 until bound
   ParamView weight_{}, bias_{};
 
-  // Boundary tables for the last prepared geometry: the input row (column) read by output row p (column q)
-  // at kernel row r (column s), -1 for a zero, already mapped for circular/replicate/reflect.
+  // Scratch of one worker slot; none of it carries results from one task to the next.
+  struct Scratch {
+    Tensor padded;   // (C, H + 2 pad_h, W + 2 pad_w): the sample with its boundary filled in
+    Tensor dpadded;  // same shape: the input gradient before the border is folded back
+    Tensor col;      // (C*R*S, P*Q)
+    Tensor dcol;     // (channel block * R*S, P*Q)
+  };
+
   Shape prepared_for_{};  // input shape (batch 1) the tables and scratch were built for
   ConvGeom geom_{};
-  std::vector<int64_t> row_map_, col_map_;   // (R, P) and (S, Q)
-  std::vector<int64_t> q_begin_, q_end_;      // per s: the q range whose columns are inside the image
-  std::vector<Tensor> col_scratch_;           // per worker slot: (C*R*S, P*Q)
-  std::vector<Tensor> dcol_scratch_;          // per worker slot: (C*R*S, P*Q)
-  Tensor partials_;                           // (chunks, K*C*R*S + K) weight/bias gradient partial sums
+  // For each row (column) of the padded sample, the input row (column) it copies, or -1 for a zero;
+  // (H + 2 pad_h) and (W + 2 pad_w) entries.
+  std::vector<int64_t> row_src_, col_src_;
+  std::vector<Scratch> scratch_;  // per worker slot
+  Tensor partials_;               // (chunks, C*R*S*K + K): dW^T and db partial sums per batch chunk
 };
 
 }  // namespace stride

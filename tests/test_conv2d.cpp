@@ -2,6 +2,8 @@
 // checks for every configuration variant, thread-count bit-identity, and the boundary errors.
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -51,6 +53,55 @@ Tensor convolve(const Tensor& x, const Tensor& kernel, Conv2dOptions o) {
   Tensor y;
   conv.forward(x, y, RunContext{});
   return y;
+}
+
+// Padded-space index i of an input of size n mapped back to the input as torch's padding_mode does,
+// or -1 for a zero. Written independently of the layer, as the textbook definition.
+int64_t reference_source(int64_t i, int64_t n, Padding mode) {
+  if (i >= 0 && i < n) return i;
+  if (mode == Padding::zeros || mode == Padding::valid) return -1;
+  if (mode == Padding::circular) return ((i % n) + n) % n;
+  if (mode == Padding::replicate) return i < 0 ? 0 : n - 1;
+  return i < 0 ? -i : 2 * (n - 1) - i;  // reflect
+}
+
+// Direct seven-loop convolution in double: y = conv(x, w) + b, and for a given dy the exact dx and dw
+// (each padded element's gradient added to the input element it copies).
+struct Reference {
+  std::vector<double> y, dx, dw;
+};
+Reference reference_conv(const Tensor& x, const std::vector<float>& w, const std::vector<float>& b,
+                         const Conv2dOptions& o, const Tensor& dy) {
+  const int64_t N = x.shape().n(), C = x.shape().c(), H = x.shape().h(), W = x.shape().w();
+  const int64_t K = o.out_channels, R = o.kernel_h, S = o.kernel_w;
+  const int64_t P = (H + 2 * o.pad_h - o.dilation_h * (R - 1) - 1) / o.stride_h + 1;
+  const int64_t Q = (W + 2 * o.pad_w - o.dilation_w * (S - 1) - 1) / o.stride_w + 1;
+  Reference ref;
+  ref.y.assign(static_cast<size_t>(N * K * P * Q), 0.0);
+  ref.dx.assign(static_cast<size_t>(x.numel()), 0.0);
+  ref.dw.assign(w.size(), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) {
+          const size_t yi = static_cast<size_t>(((n * K + k) * P + p) * Q + q);
+          double acc = b.empty() ? 0.0 : b[static_cast<size_t>(k)];
+          const double g = dy[static_cast<int64_t>(yi)];
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t r = 0; r < R; ++r)
+              for (int64_t s = 0; s < S; ++s) {
+                const int64_t h = reference_source(p * o.stride_h - o.pad_h + r * o.dilation_h, H, o.padding);
+                const int64_t v = reference_source(q * o.stride_w - o.pad_w + s * o.dilation_w, W, o.padding);
+                if (h < 0 || v < 0) continue;
+                const size_t wi = static_cast<size_t>(((k * C + c) * R + r) * S + s);
+                const size_t xi = static_cast<size_t>(((n * C + c) * H + h) * W + v);
+                acc += static_cast<double>(w[wi]) * x[static_cast<int64_t>(xi)];
+                ref.dx[xi] += static_cast<double>(w[wi]) * g;
+                ref.dw[wi] += static_cast<double>(x[static_cast<int64_t>(xi)]) * g;
+              }
+          ref.y[yi] = acc;
+        }
+  return ref;
 }
 
 template <class F>
@@ -233,6 +284,48 @@ TEST_CASE("conv2d: central-difference gradients for every padding mode, stride, 
     LayerParams params(conv, v.in);
     const Tensor x = random_tensor(v.in, 5);
     check_gradients(conv, params, x, RunContext{Mode::train});
+  }
+}
+
+TEST_CASE("conv2d: larger layers match a direct seven-loop reference, forward and backward, every mode") {
+  // 8 channels of 32x32 with a 3x3 kernel: the dx GEMM runs in more than one channel block, and N = 10
+  // spans two batch chunks of the weight gradient.
+  const Shape in{10, 8, 32, 32};
+  const Tensor x = random_tensor(in, 41);
+  for (Padding mode : {Padding::valid, Padding::zeros, Padding::circular, Padding::replicate, Padding::reflect}) {
+    for (int64_t stride : {1, 2}) {
+      INFO("padding mode " << static_cast<int>(mode) << ", stride " << stride);
+      const bool padded = mode != Padding::valid;
+      Conv2dOptions o = conv_opts(3, 3, 3, mode, padded ? 2 : 0, padded ? 1 : 0, true);
+      o.stride_h = o.stride_w = stride;
+      o.dilation_h = 2;
+      Conv2d conv("conv_ref", o);
+      LayerParams params(conv, in);
+      Tensor y, dx;
+      conv.forward(x, y, RunContext{});
+      const Tensor dy = random_tensor(y.shape(), 42);
+      conv.backward(x, y, dy, &dx, RunContext{});
+      const Reference ref = reference_conv(x, params.value("weight"), params.value("bias"), o, dy);
+      REQUIRE(static_cast<size_t>(y.numel()) == ref.y.size());
+      int bad = 0;
+      for (int64_t i = 0; i < y.numel(); ++i)
+        if (std::abs(y[i] - ref.y[static_cast<size_t>(i)]) > 1e-4) ++bad;
+      for (int64_t i = 0; i < dx.numel(); ++i)
+        if (std::abs(dx[i] - ref.dx[static_cast<size_t>(i)]) > 1e-4) ++bad;
+      const auto& dw = params.grad("weight");
+      for (size_t i = 0; i < dw.size(); ++i)
+        if (std::abs(dw[i] - ref.dw[i]) > 1e-5 * (1 + std::abs(ref.dw[i]))) ++bad;
+      // db = sum of dy over batch and positions.
+      const auto& db = params.grad("bias");
+      const int64_t pq = y.shape().h() * y.shape().w();
+      for (int64_t k = 0; k < 3; ++k) {
+        double sum = 0;
+        for (int64_t n = 0; n < in.n(); ++n)
+          for (int64_t i = 0; i < pq; ++i) sum += dy[(n * 3 + k) * pq + i];
+        if (std::abs(db[static_cast<size_t>(k)] - sum) > 1e-4 * (1 + std::abs(sum))) ++bad;
+      }
+      CHECK(bad == 0);
+    }
   }
 }
 
@@ -431,5 +524,48 @@ TEST_CASE("conv2d: from_config reads every key, applies defaults and rejects unk
   CHECK(error_of([&] { Conv2d::from_config(bad_mode); }).find("conv1") != std::string::npos);
   auto bad_valid = LayerConfig::parse(
       R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "valid", "pad": 1})");
-  CHECK_THROWS_AS(Conv2d::from_config(bad_valid), ConfigError);
+  CHECK(error_of([&] { Conv2d::from_config(bad_valid); }) ==
+        "spec: layer 'conv1' (conv2d): padding 'valid' expects pad 0, got 1x1");
+  auto zero_kernel = LayerConfig::parse(
+      R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": [0, 3]})", "model.json");
+  CHECK(error_of([&] { Conv2d::from_config(zero_kernel); }) ==
+        "model.json: layer 'conv1' (conv2d): expected kernel >= 1, got 0x3");
+}
+
+// Timing, not a check: skipped by default. Run with
+//   stride_tests -tc='conv2d: benchmark*' --no-skip
+// (bench/conv2d_vs_torch.py runs it next to the same shapes in PyTorch). Reports the fastest of 20
+// iterations, which is the least disturbed by other processes on a shared machine.
+TEST_CASE("conv2d: benchmark cifar10_quick conv shapes forward+backward" * doctest::skip()) {
+  struct Bench {
+    const char* name;
+    Shape in;
+    int64_t k, kernel, pad;
+  };
+  const Bench benches[] = {{"conv1", Shape{100, 3, 32, 32}, 32, 5, 2},
+                           {"conv2", Shape{100, 32, 16, 16}, 32, 5, 2},
+                           {"conv3", Shape{100, 32, 8, 8}, 64, 5, 2}};
+  for (const Bench& b : benches)
+    for (int threads : {1, 2}) {
+      ThreadLimit limit(threads);
+      Conv2d conv(b.name, conv_opts(b.k, b.kernel, b.kernel, Padding::zeros, b.pad, b.pad, true));
+      LayerParams params(conv, b.in);
+      const Tensor x = random_tensor(b.in, 1);
+      Tensor y, dx;
+      conv.forward(x, y, RunContext{});
+      const Tensor dy = random_tensor(y.shape(), 2);
+      conv.backward(x, y, dy, &dx, RunContext{});
+      double fwd = 1e30, bwd = 1e30;
+      for (int i = 0; i < 20; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        conv.forward(x, y, RunContext{});
+        const auto t1 = std::chrono::steady_clock::now();
+        conv.backward(x, y, dy, &dx, RunContext{});
+        const auto t2 = std::chrono::steady_clock::now();
+        fwd = std::min(fwd, std::chrono::duration<double, std::milli>(t1 - t0).count());
+        bwd = std::min(bwd, std::chrono::duration<double, std::milli>(t2 - t1).count());
+      }
+      MESSAGE("stride " << std::string(b.name) << " " << b.in.str() << " -> " << b.k << ", " << threads << " threads: forward "
+                        << fwd << " ms, backward " << bwd << " ms, total " << fwd + bwd << " ms");
+    }
 }

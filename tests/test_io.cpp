@@ -39,8 +39,8 @@ struct TempDir {
   fs::path path;
   TempDir() {
     static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("stride-io-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    path =
+        fs::temp_directory_path() / ("stride-io-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -160,10 +160,10 @@ TEST_CASE("CIFAR-10 sample: record counts from file size, labels and pixels of t
   std::vector<uint8_t> img(3072);
   s.train->read_images(0, 1, img.data());
   CHECK(std::vector<uint8_t>(img.begin(), img.begin() + 5) == std::vector<uint8_t>{59, 43, 50, 68, 98});
-  CHECK(img[1023] == 123);  // R(31, 31)
-  CHECK(img[1024] == 62);   // G(0, 0)
-  CHECK(img[2048] == 63);   // B(0, 0)
-  CHECK(img[3071] == 72);   // B(31, 31)
+  CHECK(img[1023] == 123);                            // R(31, 31)
+  CHECK(img[1024] == 62);                             // G(0, 0)
+  CHECK(img[2048] == 63);                             // B(0, 0)
+  CHECK(img[3071] == 72);                             // B(31, 31)
   s.train->read_images(5 * 1017 - 1, 1, img.data());  // last record of data_batch_5
   CHECK(s.train->labels().back() == 3);
   CHECK(img[0] == 172);
@@ -221,6 +221,18 @@ TEST_CASE("CIFAR-10 reader: any record count, meta names, truncated file, bad la
   CHECK(contains(msg, "missing"));
 }
 
+TEST_CASE("InMemoryDataset validates its sizes and labels against the class names") {
+  DatasetInfo info{2, 1, 2, 2, {"a", "b"}, "hand-made"};
+  CHECK(InMemoryDataset(info, std::vector<uint8_t>(8, 1), {0, 1}).info().count == 2);
+  std::string msg = io_error([&] { InMemoryDataset(info, std::vector<uint8_t>(7, 1), {0, 1}); });
+  CHECK(contains(msg, "hand-made"));
+  CHECK(contains(msg, "expected 8 image bytes"));
+  msg = io_error([&] { InMemoryDataset(info, std::vector<uint8_t>(8, 1), {0, 2}); });
+  CHECK(contains(msg, "label of sample 1 is 2"));
+  info.class_names.clear();  // names derived from the largest label
+  CHECK(InMemoryDataset(info, std::vector<uint8_t>(8, 1), {0, 4}).info().class_names.size() == 5);
+}
+
 TEST_CASE("CIFAR-100 reader keeps the fine label of the 2-byte header") {
   TempDir tmp;
   write_bytes(tmp / "train.bin", cifar_records(4, 3, 2));
@@ -258,8 +270,8 @@ TEST_CASE("MNIST sample (IDX gz): header, counts, labels and pixels of the real 
   CHECK(std::vector<uint8_t>(s.train->labels().begin(), s.train->labels().begin() + 10) == first);
   std::vector<uint8_t> img(784);
   s.train->read_images(0, 1, img.data());
-  const std::vector<uint8_t> row14{0, 0, 0, 0, 0, 0, 37, 252, 252, 221, 41, 84, 191, 252,
-                                   252, 252, 62, 217, 252, 168, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> row14{0,   0,   0,  0,   0,   0,   37, 252, 252, 221, 41, 84, 191, 252,
+                                   252, 252, 62, 217, 252, 168, 0,  0,   0,   0,   0,  0,  0,   0};
   CHECK(std::vector<uint8_t>(img.begin() + 14 * 28, img.begin() + 15 * 28) == row14);
   int64_t sum = 0;
   for (uint8_t b : img) sum += b;
@@ -289,7 +301,7 @@ TEST_CASE("Fashion-MNIST (Debian's dataset-fashion-mnist): headers, counts and c
         std::vector<uint8_t>{9, 2, 1, 1, 6});
 }
 
-TEST_CASE("IDX plain and gzip read the same bytes; gzip is found by magic bytes, not by name") {
+TEST_CASE("IDX plain and gzip read the same bytes and gzip is found by magic bytes, not by name") {
   TempDir tmp;
   const auto images = idx_images(5, 4, 3), labels = idx_labels(5);
   write_bytes(tmp / "plain-images", images);
@@ -380,6 +392,8 @@ TEST_CASE("IDX errors name the file and the offset or field: magic, truncation, 
   std::string msg = io_error([&] { read_idx(tmp / "cut.gz", 3); });
   CHECK(contains(msg, tmp / "cut.gz"));
   CHECK(contains(msg, "gzip"));
+  CHECK(contains(msg, "truncated data at offset"));
+  CHECK(contains(msg, "expected 39216 bytes"));  // 16 + 50 * 28 * 28
 
   msg = io_error([&] { load_idx_dir(tmp.path.string()); });
   CHECK(contains(msg, "train-images-idx3-ubyte"));
@@ -450,6 +464,16 @@ TEST_CASE("HDF5 dataset round trip: every byte, labels, attributes, chunked part
   }
   CHECK(par == train.images());
 
+  // An empty split is written and read back as empty (chunk dims may not be 0: the writer clamps them).
+  const InMemoryDataset none = synthetic(0, 3, 5, 4, 3);
+  write_hdf5_dataset(tmp / "empty-test.h5", train, none);
+  DatasetSplits e = open_dataset(tmp / "empty-test.h5");
+  CHECK(e.test->info().count == 0);
+  CHECK(e.test->labels().empty());
+  CHECK(e.test->info().width == 4);
+  e.test->read_images(0, 0, one.data());
+  CHECK(all_images(*e.train) == train.images());
+
 #ifdef STRIDE_TEST_HDF5
   // The layout itself, as any HDF5 reader (h5py) sees it.
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -491,7 +515,7 @@ TEST_CASE("HDF5 dataset round trip: every byte, labels, attributes, chunked part
 #endif
 }
 
-TEST_CASE("HDF5 write failures leave no file behind; shape mismatch between splits is refused") {
+TEST_CASE("HDF5 write failures leave no file behind and a shape mismatch between splits is refused") {
   TempDir tmp;
   const InMemoryDataset a = synthetic(10, 1, 4, 4, 1), b = synthetic(3, 1, 4, 4, 2);
   std::string msg = io_error([&] { write_hdf5_dataset(tmp / "missing-dir/out.h5", a, b); });
