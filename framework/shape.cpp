@@ -39,11 +39,13 @@ bool Shape::operator==(const Shape& o) const {
 std::string Shape::str() const {
   static const char* nchw[] = {"N", "C", "H", "W"};
   static const char* nf[] = {"N", "F"};
+  static const char* chw[] = {"C", "H", "W"};  // one sample of an image batch
   std::string s = "(";
   for (int i = 0; i < rank; ++i) {
     if (i) s += ", ";
     if (rank == 4) s += std::string(nchw[i]) + "=";
     if (rank == 2) s += std::string(nf[i]) + "=";
+    if (rank == 3) s += std::string(chw[i]) + "=";
     s += std::to_string(dims[static_cast<size_t>(i)]);
   }
   return s + ")";

@@ -33,7 +33,8 @@ struct Shape {
   bool operator==(const Shape& o) const;
   bool operator!=(const Shape& o) const { return !(*this == o); }
 
-  // "(N=128, C=3, H=32, W=32)" for rank 4, "(N=128, F=10)" for rank 2, "(3000)" otherwise.
+  // "(N=128, C=3, H=32, W=32)" for rank 4, "(C=3, H=32, W=32)" for rank 3 (one sample), "(N=128, F=10)" for
+  // rank 2, "(3000)" for rank 1.
   std::string str() const;
 };
 

@@ -152,14 +152,18 @@ TEST_CASE("bad training inputs exit non-zero with a one-line error naming the pr
     CHECK(r.output.find(expected) != std::string::npos);
   };
   const std::string out = " --out " + (dir / "run").string();
-  fails_with("train --model lenet5 --data " + (dir / "nowhere").string() + out, (dir / "nowhere").string());
-  fails_with("train --model lenet7 --data " + kMnist + out, "model 'lenet7'");
-  fails_with("train --model lenet5 --data " + kMnist + " --batch 0" + out, "--batch");
-  fails_with("train --model lenet5 --data " + kMnist + " --epochs 0" + out, "--epochs");
-  fails_with("train --model lenet5 --data " + kMnist + " --lr -1" + out, "--lr");
-  fails_with("train --model lenet5 --data " + kMnist + " --optimizer rmsprop" + out, "rmsprop");
-  fails_with("train --model lenet5 --data " + kMnist + " --batch abc" + out, "batch");
-  fails_with("train --model lenet5 --data " + kMnist + " --frobnicate 1" + out, "frobnicate");
+  write_cifar_dir(dir / "cifar_ok", 4);
+  const std::string data = " --data " + (dir / "cifar_ok").string();
+  fails_with("train --model cifar10_quick --data " + (dir / "nowhere").string() + out, (dir / "nowhere").string());
+  fails_with("train --model lenet7" + data + out, "model 'lenet7'");
+  fails_with("train --model cifar10_quick" + data + " --batch 0" + out, "--batch");
+  fails_with("train --model cifar10_quick" + data + " --epochs 0" + out, "--epochs");
+  fails_with("train --model cifar10_quick" + data + " --lr -1" + out, "--lr");
+  fails_with("train --model cifar10_quick" + data + " --optimizer rmsprop" + out, "rmsprop");
+  fails_with("train --model cifar10_quick" + data + " --batch abc" + out, "batch");
+  fails_with("train --model cifar10_quick" + data + " --frobnicate 1" + out, "frobnicate");
+  // Wrong image size for the model: CIFAR's 3x32x32 into lenet5's 1x28x28.
+  fails_with("train --model lenet5" + data + out, "takes input (C=1, H=28, W=28) but the data has (C=3, H=32, W=32)");
 
   // A truncated CIFAR file: the size is not a multiple of the 3073-byte record.
   write_cifar_dir(dir / "cifar_trunc", 4);
@@ -173,9 +177,6 @@ TEST_CASE("bad training inputs exit non-zero with a one-line error naming the pr
     f.put(static_cast<char>(11));
   }
   fails_with("train --model cifar10_quick --data " + (dir / "cifar_label").string() + out, "data_batch_2.bin");
-  // Wrong image size for the model: CIFAR's 3x32x32 into lenet5's 1x28x28.
-  write_cifar_dir(dir / "cifar_ok", 4);
-  fails_with("train --model lenet5 --data " + (dir / "cifar_ok").string() + out, "takes input (1, 28, 28) but the data has (3, 32, 32)");
   fs::remove_all(dir);
 }
 

@@ -54,6 +54,7 @@ TEST_CASE("tensor storage is 64-byte aligned, zero-filled, and resize keeps capa
   CHECK(t.data() == before);
   CHECK(Shape({128, 3, 32, 32}).str() == "(N=128, C=3, H=32, W=32)");
   CHECK(Shape({128, 10}).str() == "(N=128, F=10)");
+  CHECK(Shape({3, 32, 32}).str() == "(C=3, H=32, W=32)");
   CHECK_THROWS_AS(t.reshape(Shape{7}), ShapeError);
   try {
     check_shape("conv1", "input", Shape{1, 3, 32, 32}, Shape{1, 1, 28, 28});
