@@ -8,5 +8,6 @@ int train(int argc, char** argv);
 int eval(int argc, char** argv);
 int predict(int argc, char** argv);
 int convert(int argc, char** argv);
+int bench(int argc, char** argv);
 
 }  // namespace stride::app

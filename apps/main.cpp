@@ -19,6 +19,7 @@ const std::map<std::string, Command>& commands() {
       {"train", {stride::app::train, "train a model on CIFAR-10, MNIST-style IDX or HDF5 data"}},
       {"eval", {stride::app::eval, "accuracy, per-class accuracy and confusion matrix of trained weights"}},
       {"predict", {stride::app::predict, "top classes for PNG/PPM/PGM images"}},
+      {"bench", {stride::app::bench, "training throughput on random data, optionally per layer"}},
       {"convert", {stride::app::convert, "convert CIFAR-10 or IDX files to one HDF5 dataset"}},
   };
   return table;

@@ -40,3 +40,11 @@ TEST_CASE("stride summary rejects bad input with a one-line error and a non-zero
   CHECK(top.exit_code == 0);
   CHECK(top.output.find("summary") != std::string::npos);
 }
+
+TEST_CASE("stride bench times training steps and each layer on random data") {
+  auto r = run_stride("bench --model lenet5 --batch 8 --steps 2 --warmup 1 --threads 1 --per-layer");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("images/s (training)") != std::string::npos);
+  CHECK(r.output.find("conv2 ") != std::string::npos);
+  CHECK(run_stride("bench --batch 0").exit_code != 0);
+}
