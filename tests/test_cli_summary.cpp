@@ -48,3 +48,16 @@ TEST_CASE("stride bench times training steps and each layer on random data") {
   CHECK(r.output.find("conv2 ") != std::string::npos);
   CHECK(run_stride("bench --batch 0").exit_code != 0);
 }
+
+TEST_CASE("every subcommand answers --help with its options") {
+  for (const char* cmd : {"summary", "train", "eval", "predict", "convert", "bench"}) {
+    CAPTURE(cmd);
+    auto r = run_stride(std::string(cmd) + " --help");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("usage: stride " + std::string(cmd)) == 0);
+    CHECK(r.output.find("--help") != std::string::npos);
+  }
+  auto unknown = run_stride("frobnicate");
+  CHECK(unknown.exit_code != 0);
+  CHECK(unknown.output.find("unknown command 'frobnicate'") != std::string::npos);
+}

@@ -104,6 +104,19 @@ TEST_CASE("a small net trained on a slice of real MNIST digits: the loss falls a
   auto p = run_stride("predict --weights " + (run / "final.h5").string() + " " + (run / "blank.pgm").string());
   CHECK(p.exit_code == 0);
   CHECK(std::count(p.output.begin(), p.output.end(), '\n') == 6);
+  // A 40x30 RGB PNG is converted to gray and resized to 28x28; --no-resize refuses it instead.
+  stride::Image rgb(3, 30, 40, 0);
+  for (size_t i = 0; i < rgb.pixels.size(); ++i) rgb.pixels[i] = static_cast<uint8_t>(i * 31 % 256);
+  stride::write_png(rgb, (run / "rgb.png").string());
+  auto q = run_stride("predict --weights " + (run / "final.h5").string() + " --top 3 " + (run / "rgb.png").string());
+  CHECK(q.exit_code == 0);
+  CHECK(std::count(q.output.begin(), q.output.end(), '\n') == 4);
+  auto strict = run_stride("predict --no-resize --weights " + (run / "final.h5").string() + " " + (run / "rgb.png").string());
+  CHECK(strict.exit_code != 0);
+  CHECK(strict.output.find("image is 40x30, the model takes 28x28") != std::string::npos);
+  auto missing = run_stride("predict --weights " + (run / "final.h5").string() + " " + (run / "nothing.png").string());
+  CHECK(missing.exit_code != 0);
+  CHECK(missing.output.find("nothing.png") != std::string::npos);
   fs::remove_all(run);
 }
 
