@@ -31,7 +31,11 @@ uint32_t layer_purpose(std::string_view name) {
 
 uint32_t RandomStream::word(uint64_t i) const {
   // Four words per counter value; i < 2^34 keeps the block index within the 32-bit counter word.
-  return philox4x32(seed_, {purpose_, a_, b_, static_cast<uint32_t>(i >> 2)})[i & 3];
+  return block(i >> 2)[i & 3];
+}
+
+std::array<uint32_t, 4> RandomStream::block(uint64_t b) const {
+  return philox4x32(seed_, {purpose_, a_, b_, static_cast<uint32_t>(b)});
 }
 
 float RandomStream::normal(uint64_t i) const {

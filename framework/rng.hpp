@@ -31,8 +31,11 @@ class RandomStream {
 
   // The i-th 32-bit word of the stream (i < 2^34).
   uint32_t word(uint64_t i) const;
+  // Words 4b .. 4b+3 at the cost of one Philox call (for filling long runs such as dropout masks).
+  std::array<uint32_t, 4> block(uint64_t b) const;
+  static float to_uniform(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
   // Uniform in [0, 1) with 24 random bits, from word(i).
-  float uniform(uint64_t i) const { return static_cast<float>(word(i) >> 8) * (1.0f / 16777216.0f); }
+  float uniform(uint64_t i) const { return to_uniform(word(i)); }
   // Uniform in [lo, hi), from word(i).
   float uniform(uint64_t i, float lo, float hi) const { return lo + (hi - lo) * uniform(i); }
   // Standard normal from words 2i and 2i+1 (Box-Muller, computed in double).

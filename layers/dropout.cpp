@@ -55,7 +55,12 @@ void Dropout::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
     for (int64_t n = n0; n < n1; ++n) {
       const RandomStream rng(ctx.seed, purpose_, ctx.epoch, static_cast<uint32_t>(ctx.first_sample + n));
       float* m = mp + n * F;
-      for (int64_t e = 0; e < F; ++e) m[e] = rng.uniform(static_cast<uint64_t>(e)) < p ? 0.0f : scale;
+      // Element e uses word e of the stream, four words per Philox call.
+      for (int64_t b = 0; b * 4 < F; ++b) {
+        const auto words = rng.block(static_cast<uint64_t>(b));
+        for (int64_t k = 0; k < 4 && b * 4 + k < F; ++k)
+          m[b * 4 + k] = RandomStream::to_uniform(words[static_cast<size_t>(k)]) < p ? 0.0f : scale;
+      }
       const float* xs = xp + n * F;
       float* ys = yp + n * F;
       for (int64_t e = 0; e < F; ++e) ys[e] = xs[e] * m[e];
