@@ -1,0 +1,367 @@
+#!/usr/bin/python3
+"""Draw pictures of a stride training run into PNG files.
+
+    plot.py RUN_DIR [--data DATA] [--stride PATH_TO_BINARY] [--out DIR]
+
+RUN_DIR is what `stride train --out RUN_DIR` wrote:
+  metrics.jsonl  -> curves.png     train loss per logged step and per epoch, test loss,
+                                   train/test accuracy per epoch, learning rate
+  final.h5       -> filters.png    the first conv layer's filters (first conv2d of the model spec)
+  eval result    -> confusion.png  confusion matrix with class names; from `stride eval --json`
+                                   (run here when --data is given, and saved as RUN_DIR/eval.json)
+                                   or from an existing RUN_DIR/eval.json
+
+Needs only Debian's python3-matplotlib and python3-h5py; run with /usr/bin/python3.
+Errors (missing files, malformed input, a failing `stride eval`) print one line and exit 1.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on build machines; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PROG = "plot.py"
+DPI = 100
+
+
+class PlotError(Exception):
+    """A user-facing problem: printed as one line, exit status 1."""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def require_file(path, what):
+    if not os.path.isfile(path):
+        raise PlotError(f"{path}: no such file ({what})")
+
+
+def read_metrics(path):
+    """metrics.jsonl -> (step records, epoch records), each a list of dicts in file order."""
+    require_file(path, "written by `stride train --out RUN_DIR`")
+    steps, epochs = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PlotError(f"{path}:{number}: expected one JSON object per line, got {e.msg}") from None
+            if not isinstance(rec, dict):
+                raise PlotError(f"{path}:{number}: expected a JSON object, got {type(rec).__name__}")
+            kind = rec.get("kind")
+            needed = ["epoch", "step", "loss", "train_acc", "lr"] + (["test_acc"] if kind == "epoch" else [])
+            missing = [k for k in needed if k not in rec]
+            if kind not in ("step", "epoch"):
+                raise PlotError(f"{path}:{number}: expected \"kind\" to be \"step\" or \"epoch\", got {kind!r}")
+            if missing:
+                raise PlotError(f"{path}:{number}: {kind} record lacks {', '.join(missing)}")
+            (steps if kind == "step" else epochs).append(rec)
+    if not steps and not epochs:
+        raise PlotError(f"{path}: no step or epoch records (did the run log anything?)")
+    return steps, epochs
+
+
+def find_stride(explicit):
+    """The stride binary: --stride, else `stride` on PATH, else the repository's build/stride."""
+    if explicit:
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise PlotError(f"{explicit}: not an executable file (--stride)")
+        return explicit
+    on_path = shutil.which("stride")
+    if on_path:
+        return on_path
+    repo_build = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "stride")
+    if os.access(repo_build, os.X_OK):
+        return os.path.normpath(repo_build)
+    raise PlotError("cannot find the stride binary: give --stride PATH (not on PATH, no build/stride)")
+
+
+def run_eval(stride, weights, data, save_to):
+    """Runs `stride eval --json` and returns its parsed object; saves it for later runs without --data."""
+    cmd = [stride, "eval", "--weights", weights, "--data", data, "--json"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise PlotError(f"{stride}: cannot run ({e.strerror})") from None
+    if proc.returncode != 0:
+        lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+        why = lines[-1] if lines else f"exit status {proc.returncode}"
+        raise PlotError(f"stride eval failed: {why}")
+    text = proc.stdout.strip().splitlines()
+    result = parse_eval(text[-1] if text else "", "output of " + " ".join(cmd))
+    with open(save_to, "w", encoding="utf-8") as f:
+        f.write(json.dumps(result) + "\n")
+    return result
+
+
+def parse_eval(text, where):
+    try:
+        r = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PlotError(f"{where}: expected the JSON of `stride eval --json`, got {e.msg}") from None
+    if not isinstance(r, dict):
+        raise PlotError(f"{where}: expected a JSON object, got {type(r).__name__}")
+    missing = [k for k in ("accuracy", "confusion", "classes") if k not in r]
+    if missing:
+        raise PlotError(f"{where}: lacks {', '.join(missing)}")
+    m = np.asarray(r["confusion"], dtype=np.int64)
+    k = len(r["classes"])
+    if m.shape != (k, k):
+        raise PlotError(f"{where}: expected a {k}x{k} confusion matrix for {k} classes, got shape {m.shape}")
+    return r
+
+
+def as_text(value):
+    """h5py gives str or bytes depending on how the attribute was stored."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return as_text(value[()])
+    return str(value)
+
+
+def read_first_conv(path):
+    """final.h5 -> (layer name, weights (K, C, R, S) float32).
+
+    The first conv in *model order* (the spec's layers list): HDF5 groups iterate alphabetically, so the
+    file alone cannot tell which 4-D dataset is the first layer (e.g. 'block_conv' < 'conv1')."""
+    require_file(path, "the final model written by `stride train`")
+    import h5py  # imported here so that errors about other inputs do not need h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise PlotError(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        if "params" not in f:
+            raise PlotError(f"{path}: has no /params group (not a stride checkpoint?)")
+        if "model_spec" not in f.attrs:
+            raise PlotError(f"{path}: has no model_spec attribute; cannot tell which layer comes first")
+        try:
+            spec = json.loads(as_text(f.attrs["model_spec"]))
+        except json.JSONDecodeError as e:
+            raise PlotError(f"{path}: model_spec attribute is not JSON ({e.msg})") from None
+        convs = [l.get("name") for l in spec.get("layers", []) if isinstance(l, dict) and l.get("type") == "conv2d"]
+        if not convs:
+            raise PlotError(f"{path}: the model has no conv2d layer, so there are no filters to draw")
+        name = convs[0]
+        group = f["params"].get(name)
+        if group is None:
+            raise PlotError(f"{path}: has no /params/{name} for the first conv layer '{name}'")
+        # The conv weight is the layer's only 4-D parameter ("weight"); look it up by rank, not name.
+        four_d = [k for k in group if isinstance(group[k], h5py.Dataset) and group[k].ndim == 4]
+        if not four_d:
+            raise PlotError(f"{path}: /params/{name} has no 4-D (out, in, kh, kw) weight dataset")
+        key = "weight" if "weight" in four_d else four_d[0]
+        return name, np.asarray(group[key], dtype=np.float32)
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def plot_curves(steps, epochs, out_path, title):
+    """Loss (top), accuracy (middle), learning rate (bottom) against the global step."""
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(
+        3, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.4]}
+    )
+    s_x = np.array([r["step"] for r in steps], dtype=float)
+    e_x = np.array([r["step"] for r in epochs], dtype=float)
+
+    if len(steps):
+        ax_loss.plot(s_x, [r["loss"] for r in steps], color="tab:blue", lw=0.8, alpha=0.55,
+                     label="train loss (per logged step)")
+    if len(epochs):
+        ax_loss.plot(e_x, [r["loss"] for r in epochs], "o-", color="tab:blue", lw=1.8,
+                     label="train loss (epoch mean)")
+        test_loss = [(x, r["test_loss"]) for x, r in zip(e_x, epochs) if "test_loss" in r]
+        if test_loss:
+            ax_loss.plot(*zip(*test_loss), "s-", color="tab:red", lw=1.8, label="test loss")
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_loss.legend(loc="upper right", fontsize=9)
+
+    if len(steps):
+        ax_acc.plot(s_x, [100 * r["train_acc"] for r in steps], color="tab:blue", lw=0.8, alpha=0.45,
+                    label="train accuracy (per logged step)")
+    if len(epochs):
+        ax_acc.plot(e_x, [100 * r["train_acc"] for r in epochs], "o-", color="tab:blue", lw=1.8,
+                    label="train accuracy (epoch)")
+        ax_acc.plot(e_x, [100 * r["test_acc"] for r in epochs], "s-", color="tab:red", lw=1.8,
+                    label="test accuracy (epoch)")
+        last = epochs[-1]
+        ax_acc.annotate(f"{100 * last['test_acc']:.2f}%", (e_x[-1], 100 * last["test_acc"]),
+                        textcoords="offset points", xytext=(-6, -16), ha="right", color="tab:red", fontsize=9)
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.legend(loc="lower right", fontsize=9)
+
+    lr_src = steps if steps else epochs
+    ax_lr.plot([r["step"] for r in lr_src], [r["lr"] for r in lr_src], color="tab:green", lw=1.5)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("training step (mini-batches)")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+
+    # Epoch boundaries help read the per-epoch points against the step axis.
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.grid(True, alpha=0.3)
+        for x in e_x[:-1]:
+            ax.axvline(x, color="gray", ls=":", lw=0.8)
+    if len(epochs):
+        top = ax_loss.secondary_xaxis("top")
+        top.set_xticks(e_x)
+        top.set_xticklabels([f"epoch {r['epoch']}" for r in epochs], fontsize=8)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+
+
+def plot_confusion(result, out_path, title):
+    """Counts in every cell; colour is the row fraction (recall), so rare classes read like common ones."""
+    names = [str(c) for c in result["classes"]]
+    m = np.asarray(result["confusion"], dtype=np.int64)
+    k = len(names)
+    totals = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0)
+    per_class = np.diag(frac)
+
+    side = max(5.5, 0.62 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    if k <= 20:  # numbers stop being readable beyond ~20 classes
+        for t in range(k):
+            for p in range(k):
+                if m[t, p]:
+                    ax.text(p, t, str(m[t, p]), ha="center", va="center", fontsize=8 if k <= 12 else 6,
+                            color="white" if frac[t, p] > 0.55 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(names, rotation=45, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.set_yticklabels([f"{n} ({100 * a:.0f}%)" for n, a in zip(names, per_class)], fontsize=9)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class (per-class accuracy)")
+    count = int(m.sum())
+    ax.set_title(f"{title}\ntest accuracy {100 * float(result['accuracy']):.2f}% on {count} images", fontsize=11)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label("fraction of the true class")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+
+
+def filter_mosaic(w):
+    """(K, C, R, S) -> an image grid (H, W) or (H, W, 3) in [0, 1] with 1-pixel white separators.
+
+    Each filter is min-max scaled on its own (as Caffe's and cs231n's filter pictures do): the filters'
+    scales differ, and a shared scale would leave most of them flat grey. C == 3 is drawn as RGB; any
+    other C as one grayscale tile per (filter, input channel), filters along rows of the grid."""
+    k, c, r, s = w.shape
+    rgb = c == 3
+    tiles = [w[i].transpose(1, 2, 0) for i in range(k)] if rgb else [w[i, j] for i in range(k) for j in range(c)]
+
+    def scaled(t):
+        lo, hi = float(t.min()), float(t.max())
+        return (t - lo) / (hi - lo) if hi > lo else np.full_like(t, 0.5)
+
+    if rgb or c == 1:
+        # A full rectangle when K has a divisor a little above sqrt(K) (32 -> 4x8, 20 -> 4x5), else square-ish.
+        n = len(tiles)
+        root = math.sqrt(n)
+        cols = next((d for d in range(int(math.ceil(root)), int(2 * root) + 1) if n % d == 0), int(math.ceil(root)))
+        rows = int(math.ceil(n / cols))
+    else:
+        rows, cols = k, c
+    pad = 1
+    shape = (rows * (r + pad) + pad, cols * (s + pad) + pad) + ((3,) if rgb else ())
+    grid = np.ones(shape, dtype=np.float32)
+    for i, t in enumerate(tiles):
+        y, x = divmod(i, cols)
+        grid[pad + y * (r + pad): pad + y * (r + pad) + r, pad + x * (s + pad): pad + x * (s + pad) + s] = scaled(t)
+    return grid, rows, cols
+
+
+def plot_filters(name, w, out_path, title):
+    k, c, r, s = w.shape
+    grid, rows, cols = filter_mosaic(w)
+    # About 0.55 inch per tile keeps 5x5 filters visible without blowing up the file size.
+    width = min(12.0, max(4.0, 0.55 * cols + 0.8))
+    height = width * grid.shape[0] / grid.shape[1] + 0.9
+    fig, ax = plt.subplots(figsize=(width, height))
+    if grid.ndim == 3:
+        ax.imshow(grid, interpolation="nearest")
+    else:
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    how = "RGB" if c == 3 else ("grayscale" if c == 1 else f"grayscale, one column per input channel")
+    ax.set_title(f"{title}\n{name}: {k} filters of {c}x{r}x{s}, each min-max scaled ({how})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Draw curves.png, confusion.png and filters.png from a stride run directory.",
+    )
+    ap.add_argument("run_dir", metavar="RUN_DIR", help="directory written by `stride train --out RUN_DIR`")
+    ap.add_argument("--data", help="dataset for `stride eval` (its test split); without it RUN_DIR/eval.json is used")
+    ap.add_argument("--stride", metavar="PATH_TO_BINARY", help="the stride binary (default: on PATH, or build/stride)")
+    ap.add_argument("--out", metavar="DIR", help="where to write the PNG files (default: RUN_DIR)")
+    args = ap.parse_args(argv)
+
+    run = args.run_dir
+    if not os.path.isdir(run):
+        raise PlotError(f"{run}: no such run directory")
+    out = args.out or run
+    os.makedirs(out, exist_ok=True)
+    label = os.path.basename(os.path.normpath(os.path.abspath(run)))
+    weights = os.path.join(run, "final.h5")
+    eval_json = os.path.join(run, "eval.json")
+
+    # Read and check the run's own files before drawing, so a broken run leaves no partial set of pictures.
+    steps, epochs = read_metrics(os.path.join(run, "metrics.jsonl"))
+    conv_name, conv_w = read_first_conv(weights)
+    result, no_eval = None, None
+    if args.data:
+        result = run_eval(find_stride(args.stride), weights, args.data, eval_json)
+    elif os.path.isfile(eval_json):
+        with open(eval_json, encoding="utf-8") as f:
+            result = parse_eval(f.read(), eval_json)
+    else:
+        # Still draw the other two (the common "how is training going" look), then fail for the missing one.
+        no_eval = f"{eval_json}: no such file, confusion.png not drawn (give --data DATA to run `stride eval`)"
+
+    pictures = [
+        ("curves.png", lambda p: plot_curves(steps, epochs, p, f"training run {label}")),
+        ("filters.png", lambda p: plot_filters(conv_name, conv_w, p, f"first conv layer, run {label}")),
+    ]
+    if result is not None:
+        pictures.insert(1, ("confusion.png", lambda p: plot_confusion(result, p, f"confusion matrix, run {label}")))
+    for fname, draw in pictures:
+        path = os.path.join(out, fname)
+        draw(path)
+        print(path)
+    if no_eval:
+        raise PlotError(no_eval)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except PlotError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        sys.exit(1)
