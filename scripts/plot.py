@@ -132,7 +132,7 @@ def as_text(value):
 
 
 def read_first_conv(path):
-    """final.h5 -> (layer name, weights (K, C, R, S) float32).
+    """final.h5 -> (model name, layer name, weights (K, C, R, S) float32).
 
     The first conv in *model order* (the spec's layers list): HDF5 groups iterate alphabetically, so the
     file alone cannot tell which 4-D dataset is the first layer (e.g. 'block_conv' < 'conv1')."""
@@ -164,7 +164,7 @@ def read_first_conv(path):
         if not four_d:
             raise PlotError(f"{path}: /params/{name} has no 4-D (out, in, kh, kw) weight dataset")
         key = "weight" if "weight" in four_d else four_d[0]
-        return name, np.asarray(group[key], dtype=np.float32)
+        return str(spec.get("name", "model")), name, np.asarray(group[key], dtype=np.float32)
 
 
 # ---------------------------------------------------------------- pictures
@@ -261,17 +261,20 @@ def plot_confusion(result, out_path, title):
 def filter_mosaic(w):
     """(K, C, R, S) -> an image grid (H, W) or (H, W, 3) in [0, 1] with 1-pixel white separators.
 
-    Each filter is min-max scaled on its own (as Caffe's and cs231n's filter pictures do): the filters'
-    scales differ, and a shared scale would leave most of them flat grey. C == 3 is drawn as RGB; any
-    other C as one grayscale tile per (filter, input channel), filters along rows of the grid."""
+    Each filter is min-max scaled on its own, over all its input channels (as Caffe's and cs231n's filter
+    pictures do): the filters' scales differ, and one shared scale would leave most of them flat grey.
+    C == 3 is drawn as RGB; any other C in grayscale, one tile per (filter, input channel) with a filter's
+    channels side by side on one row of the grid."""
     k, c, r, s = w.shape
+    lo = w.min(axis=(1, 2, 3), keepdims=True)
+    span = w.max(axis=(1, 2, 3), keepdims=True) - lo
+    # A constant filter (e.g. a dead one) would divide by zero; show it as mid-grey.
+    scaled = np.where(span > 0, (w - lo) / np.where(span > 0, span, 1), 0.5).astype(np.float32)
     rgb = c == 3
-    tiles = [w[i].transpose(1, 2, 0) for i in range(k)] if rgb else [w[i, j] for i in range(k) for j in range(c)]
-
-    def scaled(t):
-        lo, hi = float(t.min()), float(t.max())
-        return (t - lo) / (hi - lo) if hi > lo else np.full_like(t, 0.5)
-
+    if rgb:
+        tiles = [scaled[i].transpose(1, 2, 0) for i in range(k)]
+    else:
+        tiles = [scaled[i, j] for i in range(k) for j in range(c)]
     if rgb or c == 1:
         # A full rectangle when K has a divisor a little above sqrt(K) (32 -> 4x8, 20 -> 4x5), else square-ish.
         n = len(tiles)
@@ -285,26 +288,27 @@ def filter_mosaic(w):
     grid = np.ones(shape, dtype=np.float32)
     for i, t in enumerate(tiles):
         y, x = divmod(i, cols)
-        grid[pad + y * (r + pad): pad + y * (r + pad) + r, pad + x * (s + pad): pad + x * (s + pad) + s] = scaled(t)
-    return grid, rows, cols
+        grid[pad + y * (r + pad): pad + y * (r + pad) + r, pad + x * (s + pad): pad + x * (s + pad) + s] = t
+    return grid
 
 
 def plot_filters(name, w, out_path, title):
     k, c, r, s = w.shape
-    grid, rows, cols = filter_mosaic(w)
-    # About 0.55 inch per tile keeps 5x5 filters visible without blowing up the file size.
-    width = min(12.0, max(4.0, 0.55 * cols + 0.8))
-    height = width * grid.shape[0] / grid.shape[1] + 0.9
-    fig, ax = plt.subplots(figsize=(width, height))
+    grid = filter_mosaic(w)
+    gh, gw = grid.shape[:2]
+    # Size the image by its pixels: about 16 screen pixels per weight, within a 9x9 inch box; the title
+    # may be wider than a small grid, and bbox_inches="tight" grows the saved picture to hold it.
+    inch_per_px = min(16.0 / DPI, 9.0 / gw, 9.0 / gh)
+    fig = plt.figure(figsize=(gw * inch_per_px, gh * inch_per_px))
+    ax = fig.add_axes([0, 0, 1, 1])
     if grid.ndim == 3:
         ax.imshow(grid, interpolation="nearest")
     else:
         ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
-    how = "RGB" if c == 3 else ("grayscale" if c == 1 else f"grayscale, one column per input channel")
-    ax.set_title(f"{title}\n{name}: {k} filters of {c}x{r}x{s}, each min-max scaled ({how})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=DPI)
+    how = "RGB" if c == 3 else ("grayscale" if c == 1 else "grayscale, one column per input channel")
+    ax.set_title(f"{title}\n{name}: {k} filters of {c}x{r}x{s}\neach min-max scaled on its own ({how})", fontsize=10)
+    fig.savefig(out_path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 
@@ -333,7 +337,8 @@ def main(argv):
 
     # Read and check the run's own files before drawing, so a broken run leaves no partial set of pictures.
     steps, epochs = read_metrics(os.path.join(run, "metrics.jsonl"))
-    conv_name, conv_w = read_first_conv(weights)
+    model_name, conv_name, conv_w = read_first_conv(weights)
+    label = f"{model_name}, run {label}"
     result, no_eval = None, None
     if args.data:
         result = run_eval(find_stride(args.stride), weights, args.data, eval_json)
@@ -345,11 +350,11 @@ def main(argv):
         no_eval = f"{eval_json}: no such file, confusion.png not drawn (give --data DATA to run `stride eval`)"
 
     pictures = [
-        ("curves.png", lambda p: plot_curves(steps, epochs, p, f"training run {label}")),
-        ("filters.png", lambda p: plot_filters(conv_name, conv_w, p, f"first conv layer, run {label}")),
+        ("curves.png", lambda p: plot_curves(steps, epochs, p, f"training: {label}")),
+        ("filters.png", lambda p: plot_filters(conv_name, conv_w, p, f"first conv layer: {label}")),
     ]
     if result is not None:
-        pictures.insert(1, ("confusion.png", lambda p: plot_confusion(result, p, f"confusion matrix, run {label}")))
+        pictures.insert(1, ("confusion.png", lambda p: plot_confusion(result, p, f"confusion matrix: {label}")))
     for fname, draw in pictures:
         path = os.path.join(out, fname)
         draw(path)
