@@ -56,6 +56,8 @@ def read_metrics(path):
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
+                if not line.endswith("\n"):
+                    break  # the last line of a run in progress, still being written
                 raise PlotError(f"{path}:{number}: expected one JSON object per line, got {e.msg}") from None
             if not isinstance(rec, dict):
                 raise PlotError(f"{path}:{number}: expected a JSON object, got {type(rec).__name__}")
@@ -97,11 +99,15 @@ def run_eval(stride, weights, data, save_to):
     if proc.returncode != 0:
         lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
         why = lines[-1] if lines else f"exit status {proc.returncode}"
+        why = why[len("error: "):] if why.startswith("error: ") else why
         raise PlotError(f"stride eval failed: {why}")
     text = proc.stdout.strip().splitlines()
     result = parse_eval(text[-1] if text else "", "output of " + " ".join(cmd))
-    with open(save_to, "w", encoding="utf-8") as f:
-        f.write(json.dumps(result) + "\n")
+    try:
+        with open(save_to, "w", encoding="utf-8") as f:
+            f.write(json.dumps(result) + "\n")
+    except OSError as e:  # a read-only run directory only loses the cache
+        print(f"{PROG}: note: {save_to}: not saved ({e.strerror})", file=sys.stderr)
     return result
 
 
@@ -335,32 +341,31 @@ def main(argv):
     weights = os.path.join(run, "final.h5")
     eval_json = os.path.join(run, "eval.json")
 
-    # Read and check the run's own files before drawing, so a broken run leaves no partial set of pictures.
+    # Curves need only metrics.jsonl, so they are drawn for a run still in progress too (no final.h5 yet);
+    # every picture that cannot be drawn ends the script with one line naming the missing file, status 1.
     steps, epochs = read_metrics(os.path.join(run, "metrics.jsonl"))
-    model_name, conv_name, conv_w = read_first_conv(weights)
-    label = f"{model_name}, run {label}"
-    result, no_eval = None, None
+    have_weights = os.path.isfile(weights)
+    model_name, conv_name, conv_w = read_first_conv(weights) if have_weights else (None, None, None)
+    if model_name:
+        label = f"{model_name}, run {label}"
+
+    def save(fname, draw):
+        path = os.path.join(out, fname)
+        draw(path)
+        print(path)
+
+    save("curves.png", lambda p: plot_curves(steps, epochs, p, f"training: {label}"))
+    if not have_weights:
+        raise PlotError(f"{weights}: no such file, filters.png and confusion.png not drawn (is the run still going?)")
+    save("filters.png", lambda p: plot_filters(conv_name, conv_w, p, f"first conv layer: {label}"))
     if args.data:
         result = run_eval(find_stride(args.stride), weights, args.data, eval_json)
     elif os.path.isfile(eval_json):
         with open(eval_json, encoding="utf-8") as f:
             result = parse_eval(f.read(), eval_json)
     else:
-        # Still draw the other two (the common "how is training going" look), then fail for the missing one.
-        no_eval = f"{eval_json}: no such file, confusion.png not drawn (give --data DATA to run `stride eval`)"
-
-    pictures = [
-        ("curves.png", lambda p: plot_curves(steps, epochs, p, f"training: {label}")),
-        ("filters.png", lambda p: plot_filters(conv_name, conv_w, p, f"first conv layer: {label}")),
-    ]
-    if result is not None:
-        pictures.insert(1, ("confusion.png", lambda p: plot_confusion(result, p, f"confusion matrix: {label}")))
-    for fname, draw in pictures:
-        path = os.path.join(out, fname)
-        draw(path)
-        print(path)
-    if no_eval:
-        raise PlotError(no_eval)
+        raise PlotError(f"{eval_json}: no such file, confusion.png not drawn (give --data DATA to run `stride eval`)")
+    save("confusion.png", lambda p: plot_confusion(result, p, f"confusion matrix: {label}"))
     return 0
 
 
