@@ -186,7 +186,7 @@ def plot_curves(steps, epochs, out_path, title):
 
     if len(steps):
         ax_loss.plot(s_x, [r["loss"] for r in steps], color="tab:blue", lw=0.8, alpha=0.55,
-                     label="train loss (per logged step)")
+                     label="train loss (mean per log interval)")
     if len(epochs):
         ax_loss.plot(e_x, [r["loss"] for r in epochs], "o-", color="tab:blue", lw=1.8,
                      label="train loss (epoch mean)")
@@ -198,7 +198,7 @@ def plot_curves(steps, epochs, out_path, title):
 
     if len(steps):
         ax_acc.plot(s_x, [100 * r["train_acc"] for r in steps], color="tab:blue", lw=0.8, alpha=0.45,
-                    label="train accuracy (per logged step)")
+                    label="train accuracy (mean per log interval)")
     if len(epochs):
         ax_acc.plot(e_x, [100 * r["train_acc"] for r in epochs], "o-", color="tab:blue", lw=1.8,
                     label="train accuracy (epoch)")
