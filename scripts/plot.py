@@ -158,14 +158,16 @@ def read_first_conv(path):
             spec = json.loads(as_text(f.attrs["model_spec"]))
         except json.JSONDecodeError as e:
             raise PlotError(f"{path}: model_spec attribute is not JSON ({e.msg})") from None
+        if not isinstance(spec, dict):
+            raise PlotError(f"{path}: model_spec attribute: expected a JSON object, got {type(spec).__name__}")
         convs = [l.get("name") for l in spec.get("layers", []) if isinstance(l, dict) and l.get("type") == "conv2d"]
         if not convs:
             raise PlotError(f"{path}: the model has no conv2d layer, so there are no filters to draw")
         name = convs[0]
         group = f["params"].get(name)
-        if group is None:
+        if not isinstance(group, h5py.Group):
             raise PlotError(f"{path}: has no /params/{name} for the first conv layer '{name}'")
-        # The conv weight is the layer's only 4-D parameter ("weight"); look it up by rank, not name.
+        # stride names it "weight"; any other 4-D parameter of the layer (a foreign file) is the fallback.
         four_d = [k for k in group if isinstance(group[k], h5py.Dataset) and group[k].ndim == 4]
         if not four_d:
             raise PlotError(f"{path}: /params/{name} has no 4-D (out, in, kh, kw) weight dataset")
