@@ -218,15 +218,19 @@ def plot_curves(steps, epochs, out_path, title):
     ax_lr.set_xlabel("training step (mini-batches)")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
 
-    # Epoch boundaries help read the per-epoch points against the step axis.
+    # Epoch boundaries help read the per-epoch points against the step axis; with many epochs only every
+    # k-th is marked and numbered, so that the lines and labels do not run together.
+    every = max(1, int(math.ceil(len(epochs) / 12)))
+    marked = [(x, r["epoch"]) for i, (x, r) in enumerate(zip(e_x, epochs)) if (i + 1) % every == 0 or i + 1 == len(epochs)]
     for ax in (ax_loss, ax_acc, ax_lr):
         ax.grid(True, alpha=0.3)
-        for x in e_x[:-1]:
+        for x, _ in marked[:-1]:
             ax.axvline(x, color="gray", ls=":", lw=0.8)
-    if len(epochs):
+    if marked:
         top = ax_loss.secondary_xaxis("top")
-        top.set_xticks(e_x)
-        top.set_xticklabels([f"epoch {r['epoch']}" for r in epochs], fontsize=8)
+        top.set_xticks([x for x, _ in marked])
+        top.set_xticklabels([str(e) for _, e in marked], fontsize=8)
+        top.set_xlabel("end of epoch", fontsize=9)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     fig.savefig(out_path, dpi=DPI)
