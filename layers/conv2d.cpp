@@ -38,10 +38,14 @@ int64_t map_index(int64_t i, int64_t n, Padding mode) {
   if (i >= 0 && i < n) return i;
   switch (mode) {
     case Padding::valid:
-    case Padding::zeros: return -1;
-    case Padding::circular: return i < 0 ? i + n : i - n;
-    case Padding::replicate: return i < 0 ? 0 : n - 1;
-    case Padding::reflect: return i < 0 ? -i : 2 * (n - 1) - i;
+    case Padding::zeros:
+      return -1;
+    case Padding::circular:
+      return i < 0 ? i + n : i - n;
+    case Padding::replicate:
+      return i < 0 ? 0 : n - 1;
+    case Padding::reflect:
+      return i < 0 ? -i : 2 * (n - 1) - i;
   }
   return -1;
 }
@@ -166,8 +170,7 @@ std::unique_ptr<Layer> Conv2d::from_config(const LayerConfig& c) {
   std::tie(o.stride_h, o.stride_w) = c.get_pair("stride", {1, 1});
   std::tie(o.pad_h, o.pad_w) = c.get_pair("pad", {0, 0});
   std::tie(o.dilation_h, o.dilation_w) = c.get_pair("dilation", {1, 1});
-  const std::string padding =
-      c.get_choice("padding", "zeros", {"valid", "zeros", "circular", "replicate", "reflect"});
+  const std::string padding = c.get_choice("padding", "zeros", {"valid", "zeros", "circular", "replicate", "reflect"});
   if (padding == "valid") o.padding = Padding::valid;
   if (padding == "zeros") o.padding = Padding::zeros;
   if (padding == "circular") o.padding = Padding::circular;
@@ -191,8 +194,8 @@ ConvGeom Conv2d::geometry(const Shape& in) const {
     throw ShapeError(n + ": padding 'reflect' needs pad < input size, got pad " + pair_str(opt_.pad_h, opt_.pad_w) +
                      " for input " + in.str());
   if (opt_.padding == Padding::circular && (opt_.pad_h > in.h() || opt_.pad_w > in.w()))
-    throw ShapeError(n + ": padding 'circular' needs pad <= input size, got pad " +
-                     pair_str(opt_.pad_h, opt_.pad_w) + " for input " + in.str());
+    throw ShapeError(n + ": padding 'circular' needs pad <= input size, got pad " + pair_str(opt_.pad_h, opt_.pad_w) +
+                     " for input " + in.str());
   ConvGeom g;
   g.N = in.n();
   g.C = in.c();

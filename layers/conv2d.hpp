@@ -64,8 +64,10 @@ class Conv2d final : public Layer {
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, const RunContext& ctx) override;
 
-  // Samples per fixed block of the weight-gradient reduction (independent of the thread count).
-  static constexpr int64_t kBatchChunk = 8;
+  // Samples per fixed block of the weight-gradient reduction (independent of the thread count). Small, so a
+  // batch of 100 splits into 25 tasks that balance well over a few threads; each block costs one partial
+  // copy of the weight gradient.
+  static constexpr int64_t kBatchChunk = 4;
 
  private:
   ConvGeom geometry(const Shape& in) const;  // validates `in` (throws ShapeError)
