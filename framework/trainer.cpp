@@ -324,10 +324,18 @@ TrainResult train(const TrainConfig& config_in, std::ostream& log) {
     store_optimizer(*optimizer, net, ck);
     return ck;
   };
+  double checkpoint_seconds = 0;  // reported at the end: the cost of checkpointing
   auto save = [&](int64_t epoch, int64_t samples) {
     // metrics.jsonl must hold every line the checkpoint has seen before the checkpoint exists.
     metrics.flush();
+    const auto t0 = Clock::now();
     result.checkpoint_path = checkpoints.save(make_checkpoint(epoch, samples), config.keep);
+    const double took = seconds_since(t0);
+    checkpoint_seconds += took;
+    char text[64];
+    std::snprintf(text, sizeof text, " (%.1f ms)\n", took * 1e3);
+    if (bar) log << "\r\033[K";
+    log << "stride: checkpoint " << result.checkpoint_path << text << std::flush;
   };
   auto stop_requested = [&] {
     return (config.stop_flag && *config.stop_flag != 0) || (config.stop_after_step > 0 && step == config.stop_after_step);
@@ -471,6 +479,11 @@ TrainResult train(const TrainConfig& config_in, std::ostream& log) {
 
   result.final_path = (fs::path(config.out) / "final.h5").string();
   write_checkpoint(result.final_path, make_checkpoint(config.epochs, 0));
+  const double total = seconds_since(t_start);
+  char text[160];
+  std::snprintf(text, sizeof text, "stride: checkpoints took %.2f s of %.1f s (%.2f%%)\n", checkpoint_seconds, total,
+                100.0 * checkpoint_seconds / std::max(total, 1e-9));
+  log << text;
   result.final_loss = last_loss;
   result.steps = step;
   return result;
