@@ -325,11 +325,21 @@ TrainResult train(const TrainConfig& config_in, std::ostream& log) {
     return ck;
   };
   double checkpoint_seconds = 0;  // reported at the end: the cost of checkpointing
-  auto save = [&](int64_t epoch, int64_t samples) {
+  // `required`: the checkpoint a stop or the end of the run depends on; its failure ends the run with the
+  // IoError. A periodic one that fails (a full disk) is reported and training goes on: the earlier
+  // checkpoints are intact and the next one may succeed once space is freed.
+  auto save = [&](int64_t epoch, int64_t samples, bool required) {
     // metrics.jsonl must hold every line the checkpoint has seen before the checkpoint exists.
     metrics.flush();
     const auto t0 = Clock::now();
-    result.checkpoint_path = checkpoints.save(make_checkpoint(epoch, samples), config.keep);
+    try {
+      result.checkpoint_path = checkpoints.save(make_checkpoint(epoch, samples), config.keep);
+    } catch (const IoError& e) {
+      if (required) throw;
+      if (bar) log << "\r\033[K";
+      std::cerr << "warning: " << e.what() << "; training continues\n";
+      return;
+    }
     const double took = seconds_since(t0);
     checkpoint_seconds += took;
     char text[64];
@@ -423,7 +433,8 @@ TrainResult train(const TrainConfig& config_in, std::ostream& log) {
       // it is taken at the epoch boundary.
       if (s + 1 < steps_per_epoch) {
         const bool stop = stop_requested();
-        if (stop || (config.checkpoint_every && step % config.checkpoint_every == 0)) save(epoch, (s + 1) * config.batch);
+        if (stop || (config.checkpoint_every && step % config.checkpoint_every == 0))
+          save(epoch, (s + 1) * config.batch, stop);
         if (stop) {
           if (bar) log << "\n";
           result.stopped = true;
@@ -466,7 +477,7 @@ TrainResult train(const TrainConfig& config_in, std::ostream& log) {
     const bool stop = stop_requested();
     if (stop || last || (config.checkpoint_every && step % config.checkpoint_every == 0) ||
         (config.checkpoint_epochs && (epoch + 1) % config.checkpoint_epochs == 0))
-      save(epoch + 1, 0);
+      save(epoch + 1, 0, stop || last);
     if (stop && !last) {
       result.stopped = true;
       result.stopped_epoch = epoch + 2;

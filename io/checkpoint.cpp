@@ -116,8 +116,9 @@ void write_array(hid_t file, const std::string& path, const Shape& shape, const 
   }
   Handle ds = check(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
                     H5Dclose, path);
-  if (!empty) check(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path);
-  if (!ds.close()) throw IoError(path);
+  if (!empty && H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    throw IoError("writing " + path + " failed");
+  if (!ds.close()) throw IoError("writing " + path + " failed");
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -127,6 +128,27 @@ void fsync_path(const std::string& path, bool directory) {
   int err = errno;
   ::close(fd);
   if (rc != 0) throw IoError("fsync failed: " + std::string(std::strerror(err)));
+}
+
+// Creates `path` with `bytes`, fsynced; throws IoError with errno's reason (ENOSPC, EFBIG, EACCES, ...).
+void write_file(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw IoError("cannot create " + path + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      throw IoError("writing " + std::to_string(bytes.size()) + " bytes failed after " + std::to_string(done) + ": " +
+                    std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  if (::close(fd) != 0 || rc != 0) throw IoError(std::string("fsync/close failed: ") + std::strerror(rc ? err : errno));
 }
 
 // ---- reading ----
@@ -239,9 +261,16 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt) {
     return IoError(path + ": checkpoint not written (" + why + "); any earlier file is untouched");
   };
   try {
+    // The file is built in memory (HDF5's core driver, no backing store) and written out with plain POSIX
+    // calls. HDF5 1.10 keeps a file whose close failed (disk full) in its ID table and crashes at exit
+    // trying to close it again; in memory nothing can fail that way, and errno from write() says exactly
+    // why a write failed. It costs one extra copy of the checkpoint in memory while writing.
+    std::vector<unsigned char> image;
     {
-      Handle file = check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
-                          "cannot create " + tmp + ": " + std::strerror(errno));
+      Handle fapl = check(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "file access properties");
+      check(H5Pset_fapl_core(fapl.get(), size_t{1} << 20, /*backing_store=*/0), "in-memory file driver");
+      Handle file = check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
+                          "cannot create the in-memory file");
       const hid_t f = file.get();
       write_string_attr(f, "format", kCheckpointFormat);
       write_scalar_attr<int64_t>(f, "version", H5T_NATIVE_INT64, ckpt.version);
@@ -280,9 +309,13 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt) {
         write_scalar_attr<double>(g.get(), "next_lr", H5T_NATIVE_DOUBLE, p.next_lr);
       }
       if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw IoError("flush failed");
+      const ssize_t size = H5Fget_file_image(f, nullptr, 0);
+      if (size <= 0) throw IoError("cannot get the file image");
+      image.resize(static_cast<size_t>(size));
+      if (H5Fget_file_image(f, image.data(), image.size()) != size) throw IoError("cannot get the file image");
       if (!file.close()) throw IoError("close failed");
     }
-    fsync_path(tmp, false);
+    write_file(tmp, image);
     std::error_code ec;
     fs::rename(tmp, target, ec);
     if (ec) throw IoError("rename failed: " + ec.message());
