@@ -164,7 +164,12 @@ std::vector<std::string> run_config_differences(const std::string& stored_text, 
     if (kind == "sgd" && (k == "/optimizer/beta1" || k == "/optimizer/beta2" || k == "/optimizer/eps")) continue;
     if (kind != "sgd" && (k == "/optimizer/momentum" || k == "/optimizer/nesterov")) continue;
     const json a = stored.contains(ptr) ? stored[ptr] : json(), b = current.contains(ptr) ? current[ptr] : json();
-    if (a != b) out.push_back(flag_of(key) + ": this run has " + b.dump() + ", the checkpoint " + a.dump());
+    if (a == b) continue;
+    if (k == "/schedule/total_steps")  // say it in the unit of the flag
+      out.push_back(flag_of(key) + ": this run has " + current.value("epochs", json()).dump() + ", the checkpoint " +
+                    stored.value("epochs", json()).dump());
+    else
+      out.push_back(flag_of(key) + ": this run has " + b.dump() + ", the checkpoint " + a.dump());
   }
   return out;
 }
@@ -276,6 +281,9 @@ TrainResult train(const TrainConfig& config_in, std::ostream& log) {
                     std::to_string(ck.samples_seen) + ", step " + std::to_string(ck.step) +
                     ") is not a step boundary of this run (" + std::to_string(steps_per_epoch) + " steps of " +
                     std::to_string(config.batch) + " per epoch)");
+    if (start_epoch > config.epochs)
+      throw ConfigError(where + ": --epochs " + std::to_string(config.epochs) + ": the checkpoint has done " +
+                        std::to_string(start_epoch) + " epochs already (--epochs is the total)");
     restore_parameters(net, ck, where);
     restore_optimizer(*optimizer, net, ck, where);
     progress = ck.progress;

@@ -296,10 +296,15 @@ TEST_CASE("resume: kill -9 at random moments never leaves a bad checkpoint, and 
   if (!have_data()) return;
   ResumeTempDir tmp;
   const std::string args = train_args(tmp, "sgd", 2, 480) + "--checkpoint-every 2 --keep 2 ";
+  const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(run(args + "--out " + tmp / "full").exit_code == 0);
+  // Kill delays are fractions of the uninterrupted run's time, so the kills land mid-run on a fast or a
+  // loaded machine alike.
+  const double full_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const std::string out = tmp / "run";
   std::mt19937 gen(20261125);
-  std::uniform_int_distribution<int> delay_ms(50, 600);
+  std::uniform_real_distribution<double> fraction(0.1, 0.45);
+  auto delay_ms = [&](std::mt19937& g) { return static_cast<int>(fraction(g) * full_ms); };
   int kills = 0;
   for (int round = 0; round < 4; ++round) {
     CAPTURE(round);
@@ -311,6 +316,7 @@ TEST_CASE("resume: kill -9 at random moments never leaves a bad checkpoint, and 
     if (WIFSIGNALED(status)) ++kills;
     check_all_checkpoints_load(out);
   }
+  MESSAGE(kills << " of 4 rounds were killed mid-run");
   CHECK(kills >= 1);
   const auto r = run(args + (CheckpointDir(out).list().empty() ? "--out " : "--resume ") + out);
   REQUIRE(r.exit_code == 0);
@@ -338,6 +344,10 @@ TEST_CASE("resume: a different model, optimizer or setting is refused with what 
   CHECK(r.output.find("cannot resume with different settings") != std::string::npos);
   CHECK(r.output.find("--batch: this run has 32, the checkpoint 16") != std::string::npos);
   CHECK(r.output.find("--lr: this run has 0.1, the checkpoint 0.05") != std::string::npos);
+  r = run(with("--epochs 3") + "--resume " + out);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("--epochs (the cosine schedule anneals over all epochs): this run has 3, the checkpoint 2") !=
+        std::string::npos);
   r = run(with("--model lenet5") + "--resume " + out);
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("the checkpoint's model differs from --model lenet5") != std::string::npos);
