@@ -108,7 +108,10 @@ int train(int argc, char** argv) {
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride train --model NAME|SPEC --data DIR|FILE.h5 [options]\n"
-                     "Trains on all cores; writes RUN_DIR/metrics.jsonl and RUN_DIR/final.h5.",
+                     "       stride train --resume RUN_DIR|FILE.h5 [the same options]\n"
+                     "Trains on all cores; writes RUN_DIR/metrics.jsonl, checkpoints in RUN_DIR/checkpoints and\n"
+                     "RUN_DIR/final.h5. SIGTERM or Ctrl-C finishes the step, writes a checkpoint and prints the resume\n"
+                     "command; a second signal aborts at once. Layout and rules: docs/checkpoint.md.",
                      nullptr, /*allow_config=*/true))
     return 0;
   c.optimizer.decay_all = !vm["no-decay-bias-bn"].as<bool>();
