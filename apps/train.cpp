@@ -1,3 +1,6 @@
+#include <unistd.h>
+
+#include <csignal>
 #include <iostream>
 #include <sstream>
 
@@ -8,6 +11,60 @@
 #include "framework/trainer.hpp"
 
 namespace stride::app {
+
+namespace {
+
+// Set by the first SIGTERM/SIGINT; the trainer polls it between steps, finishes the step and writes a
+// checkpoint. A second signal means "now": the process exits at once with 128 + signal.
+volatile std::sig_atomic_t stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  if (stop_signal != 0) {
+    constexpr char msg[] = "\nstride: second signal, aborting without a checkpoint\n";
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    ::_exit(128 + sig);
+  }
+  stop_signal = sig;
+}
+
+// Installs the handlers for the lifetime of a run and puts back the previous ones afterwards.
+class StopSignals {
+ public:
+  StopSignals() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // HDF5 and file writes continue after the handler returns
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGINT, &sa, &old_int_);
+  }
+  ~StopSignals() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+  }
+
+ private:
+  struct sigaction old_term_ {}, old_int_ {};
+};
+
+// The command that continues this run: the same arguments with --resume RUN_DIR instead of any --resume or
+// --stop-after-step (those name this run's start, not its continuation).
+std::string resume_command(int argc, char** argv, const std::string& run_dir) {
+  std::string cmd = "stride train --resume " + run_dir;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--resume" || a == "--stop-after-step") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--resume=", 0) == 0 || a.rfind("--stop-after-step=", 0) == 0) continue;
+    const bool plain = a.find_first_of(" \t'\"$\\;&|<>()*?") == std::string::npos && !a.empty();
+    cmd += " " + (plain ? a : "'" + a + "'");
+  }
+  return cmd;
+}
+
+}  // namespace
 
 int train(int argc, char** argv) {
   TrainConfig c;
@@ -42,11 +99,19 @@ int train(int argc, char** argv) {
       ("limit-train", po::value(&c.limit_train)->default_value(0), "use only the first N training images")
       ("limit-test", po::value(&c.limit_test)->default_value(0), "use only the first N test images")
       ("no-progress", po::bool_switch(), "plain progress lines even on a terminal")
-      ("config", po::value(&config_file), "run config file (key = value lines with these option names)");
+      ("config", po::value(&config_file), "run config file (key = value lines with these option names)")
+      ("resume", po::value(&c.resume), "continue the run in RUN_DIR (its newest good checkpoint) or from FILE.h5; give the same flags")
+      ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0), "steps between checkpoints in RUN_DIR/checkpoints (0 = off)")
+      ("checkpoint-epochs", po::value(&c.checkpoint_epochs)->default_value(1), "epochs between checkpoints (0 = off)")
+      ("keep", po::value(&c.keep)->default_value(3), "checkpoints to keep in RUN_DIR/checkpoints")
+      ("stop-after-step", po::value(&c.stop_after_step)->default_value(0), "act as if SIGTERM arrived after this global step (tests)");
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride train --model NAME|SPEC --data DIR|FILE.h5 [options]\n"
-                     "Trains on all cores; writes RUN_DIR/metrics.jsonl and RUN_DIR/final.h5.",
+                     "       stride train --resume RUN_DIR|FILE.h5 [the same options]\n"
+                     "Trains on all cores; writes RUN_DIR/metrics.jsonl, checkpoints in RUN_DIR/checkpoints and\n"
+                     "RUN_DIR/final.h5. SIGTERM or Ctrl-C finishes the step, writes a checkpoint and prints the resume\n"
+                     "command; a second signal aborts at once. Layout and rules: docs/checkpoint.md.",
                      nullptr, /*allow_config=*/true))
     return 0;
   c.optimizer.decay_all = !vm["no-decay-bias-bn"].as<bool>();
@@ -67,7 +132,21 @@ int train(int argc, char** argv) {
   std::unique_ptr<ThreadLimit> limit;
   if (threads > 0) limit = std::make_unique<ThreadLimit>(threads);
 
+  // With --resume and no --out, the run continues in the checkpoint's run directory.
+  if (!c.resume.empty() && vm["out"].defaulted()) c.out.clear();
+  if (c.stop_after_step < 0) throw ConfigError("--stop-after-step: expected >= 0");
+
+  stop_signal = 0;
+  StopSignals signals;
+  c.stop_flag = &stop_signal;
   TrainResult r = train(c, std::cout);
+  if (r.stopped) {
+    std::cout << "stride: stopped at epoch " << r.stopped_epoch << " step " << r.steps << "; checkpoint "
+              << r.checkpoint_path << "\n"
+              << "stride: resume with: " << resume_command(argc, argv, r.run_dir) << "\n"
+              << std::flush;
+    return 0;
+  }
   std::cout << "test accuracy " << r.test_accuracy << "\n"
             << "model: " << r.final_path << "\n"
             << "metrics: " << r.metrics_path << "\n";

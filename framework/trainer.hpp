@@ -1,5 +1,6 @@
 #pragma once
 // The training loop behind `stride train` and the evaluation behind `stride eval`.
+#include <csignal>
 #include <cstdint>
 #include <iosfwd>
 #include <string>
@@ -15,7 +16,7 @@ namespace stride {
 struct TrainConfig {
   std::string model = "lenet5";  // zoo name or spec file
   std::string data;              // CIFAR-10 / IDX directory or HDF5 file
-  std::string out = "runs/latest";
+  std::string out = "runs/latest";  // empty with `resume`: the run directory of the checkpoint
   int64_t epochs = 5;            // total, counting epochs done before a resume
   int64_t batch = 64;
   double lr = 0.01;
@@ -30,6 +31,16 @@ struct TrainConfig {
   int64_t limit_test = 0;
   std::vector<std::string> class_names;  // overrides the data's names (Fashion-MNIST)
   bool progress = true;          // a live progress bar when stdout is a terminal
+
+  // Checkpoints (docs/checkpoint.md): RUN_DIR/checkpoints/step-<step>.h5, the newest `keep` kept.
+  std::string resume;              // continue from this run directory or checkpoint file
+  int64_t checkpoint_every = 0;    // steps between checkpoints (0 = none by steps)
+  int64_t checkpoint_epochs = 1;   // epochs between checkpoints (0 = none by epochs)
+  int64_t keep = 3;
+  // Polled between steps; when it becomes non-zero the run finishes the step, writes a checkpoint and
+  // returns with TrainResult::stopped (set by the SIGTERM/SIGINT handler of `stride train`).
+  const volatile std::sig_atomic_t* stop_flag = nullptr;
+  int64_t stop_after_step = 0;     // tests: behave as if stopped by a signal right after this global step
 };
 
 struct TrainResult {
@@ -37,7 +48,21 @@ struct TrainResult {
   double final_loss = 0;
   int64_t steps = 0;
   std::string final_path, metrics_path;
+  std::string run_dir;
+  bool stopped = false;          // stopped early by stop_flag / stop_after_step
+  int64_t stopped_epoch = 0;     // the epoch in progress (1-based) when it stopped
+  std::string checkpoint_path;   // the newest checkpoint written (empty when none)
 };
+
+// The run settings a checkpoint stores as JSON (attribute run_config), for `--resume` to compare.
+// `schedule` is the filled-in schedule, `augment` the resolved augmentation, `train_count` the samples used.
+std::string run_config_json(const TrainConfig& config, const ScheduleOptions& schedule, const std::string& augment,
+                            int64_t train_count);
+
+// Every setting of `current` that differs from `stored` and would change the resumed run ("--lr 0.1
+// (checkpoint: 0.01)"); empty when the run can continue. The data path, --epochs (unless the schedule depends
+// on it), --log-every, --eval-batch and --limit-test may differ.
+std::vector<std::string> run_config_differences(const std::string& stored, const std::string& current);
 
 TrainResult train(const TrainConfig& config, std::ostream& log);
 

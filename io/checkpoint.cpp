@@ -116,8 +116,9 @@ void write_array(hid_t file, const std::string& path, const Shape& shape, const 
   }
   Handle ds = check(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
                     H5Dclose, path);
-  if (!empty) check(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path);
-  if (!ds.close()) throw IoError(path);
+  if (!empty && H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    throw IoError("writing " + path + " failed");
+  if (!ds.close()) throw IoError("writing " + path + " failed");
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -127,6 +128,27 @@ void fsync_path(const std::string& path, bool directory) {
   int err = errno;
   ::close(fd);
   if (rc != 0) throw IoError("fsync failed: " + std::string(std::strerror(err)));
+}
+
+// Creates `path` with `bytes`, fsynced; throws IoError with errno's reason (ENOSPC, EFBIG, EACCES, ...).
+void write_file(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw IoError("cannot create " + path + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      throw IoError("writing " + std::to_string(bytes.size()) + " bytes failed after " + std::to_string(done) + ": " +
+                    std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  if (::close(fd) != 0 || rc != 0) throw IoError(std::string("fsync/close failed: ") + std::strerror(rc ? err : errno));
 }
 
 // ---- reading ----
@@ -239,9 +261,16 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt) {
     return IoError(path + ": checkpoint not written (" + why + "); any earlier file is untouched");
   };
   try {
+    // The file is built in memory (HDF5's core driver, no backing store) and written out with plain POSIX
+    // calls. HDF5 1.10 keeps a file whose close failed (disk full) in its ID table and crashes at exit
+    // trying to close it again; in memory nothing can fail that way, and errno from write() says exactly
+    // why a write failed. It costs one extra copy of the checkpoint in memory while writing.
+    std::vector<unsigned char> image;
     {
-      Handle file = check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
-                          "cannot create " + tmp + ": " + std::strerror(errno));
+      Handle fapl = check(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "file access properties");
+      check(H5Pset_fapl_core(fapl.get(), size_t{1} << 20, /*backing_store=*/0), "in-memory file driver");
+      Handle file = check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
+                          "cannot create the in-memory file");
       const hid_t f = file.get();
       write_string_attr(f, "format", kCheckpointFormat);
       write_scalar_attr<int64_t>(f, "version", H5T_NATIVE_INT64, ckpt.version);
@@ -266,10 +295,27 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt) {
         write_scalar_attr<int64_t>(g.get(), "steps", H5T_NATIVE_INT64, ckpt.optimizer_steps);
         for (const auto& [name, a] : ckpt.optimizer) write_array(f, "/optimizer/" + name, a.shape, a.values.data());
       }
+      if (ckpt.has_progress) {
+        const TrainingProgress& p = ckpt.progress;
+        Handle g = check(H5Gcreate2(f, "/progress", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "/progress");
+        write_scalar_attr<double>(g.get(), "epoch_loss_sum", H5T_NATIVE_DOUBLE, p.epoch_loss_sum);
+        write_scalar_attr<int64_t>(g.get(), "epoch_correct", H5T_NATIVE_INT64, p.epoch_correct);
+        write_scalar_attr<double>(g.get(), "window_loss_sum", H5T_NATIVE_DOUBLE, p.window_loss_sum);
+        write_scalar_attr<int64_t>(g.get(), "window_correct", H5T_NATIVE_INT64, p.window_correct);
+        write_scalar_attr<int64_t>(g.get(), "window_count", H5T_NATIVE_INT64, p.window_count);
+        write_scalar_attr<int64_t>(g.get(), "window_steps", H5T_NATIVE_INT64, p.window_steps);
+        write_scalar_attr<double>(g.get(), "test_accuracy", H5T_NATIVE_DOUBLE, p.test_accuracy);
+        write_scalar_attr<double>(g.get(), "test_loss", H5T_NATIVE_DOUBLE, p.test_loss);
+        write_scalar_attr<double>(g.get(), "next_lr", H5T_NATIVE_DOUBLE, p.next_lr);
+      }
       if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw IoError("flush failed");
+      const ssize_t size = H5Fget_file_image(f, nullptr, 0);
+      if (size <= 0) throw IoError("cannot get the file image");
+      image.resize(static_cast<size_t>(size));
+      if (H5Fget_file_image(f, image.data(), image.size()) != size) throw IoError("cannot get the file image");
       if (!file.close()) throw IoError("close failed");
     }
-    fsync_path(tmp, false);
+    write_file(tmp, image);
     std::error_code ec;
     fs::rename(tmp, target, ec);
     if (ec) throw IoError("rename failed: " + ec.message());
@@ -291,9 +337,10 @@ Checkpoint read_checkpoint(const std::string& path) {
   if (format != kCheckpointFormat)
     throw IoError(path + ": attribute 'format': expected \"" + std::string(kCheckpointFormat) + "\", got \"" + format + "\"");
   c.version = read_scalar_attr<int64_t>(f, "version", H5T_NATIVE_INT64, path);
-  if (c.version != kCheckpointVersion)
-    throw IoError(path + ": attribute 'version': expected " + std::to_string(kCheckpointVersion) + ", got " +
-                  std::to_string(c.version));
+  if (c.version < kOldestReadableCheckpointVersion || c.version > kCheckpointVersion)
+    throw IoError(path + ": attribute 'version': expected " + std::to_string(kOldestReadableCheckpointVersion) + ".." +
+                  std::to_string(kCheckpointVersion) + ", got " + std::to_string(c.version) +
+                  (c.version > kCheckpointVersion ? " (written by a newer stride)" : ""));
   c.stride_version = read_string_attr(f, "stride_version", path);
   c.epoch = read_scalar_attr<int64_t>(f, "epoch", H5T_NATIVE_INT64, path);
   c.step = read_scalar_attr<int64_t>(f, "step", H5T_NATIVE_INT64, path);
@@ -314,7 +361,41 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.optimizer_steps = read_scalar_attr<int64_t>(g.get(), "steps", H5T_NATIVE_INT64, path);
     for (const auto& name : list_datasets(f, "/optimizer")) c.optimizer[name] = read_array(f, "/optimizer/" + name, path);
   }
+  if (c.version >= 2) {
+    if (H5Lexists(f, "/progress", H5P_DEFAULT) <= 0) throw IoError(path + ": missing group /progress (version 2 has one)");
+    Handle g = check(H5Gopen2(f, "/progress", H5P_DEFAULT), H5Gclose, path + ": /progress");
+    TrainingProgress& p = c.progress;
+    p.epoch_loss_sum = read_scalar_attr<double>(g.get(), "epoch_loss_sum", H5T_NATIVE_DOUBLE, path);
+    p.epoch_correct = read_scalar_attr<int64_t>(g.get(), "epoch_correct", H5T_NATIVE_INT64, path);
+    p.window_loss_sum = read_scalar_attr<double>(g.get(), "window_loss_sum", H5T_NATIVE_DOUBLE, path);
+    p.window_correct = read_scalar_attr<int64_t>(g.get(), "window_correct", H5T_NATIVE_INT64, path);
+    p.window_count = read_scalar_attr<int64_t>(g.get(), "window_count", H5T_NATIVE_INT64, path);
+    p.window_steps = read_scalar_attr<int64_t>(g.get(), "window_steps", H5T_NATIVE_INT64, path);
+    p.test_accuracy = read_scalar_attr<double>(g.get(), "test_accuracy", H5T_NATIVE_DOUBLE, path);
+    p.test_loss = read_scalar_attr<double>(g.get(), "test_loss", H5T_NATIVE_DOUBLE, path);
+    p.next_lr = read_scalar_attr<double>(g.get(), "next_lr", H5T_NATIVE_DOUBLE, path);
+    c.has_progress = true;
+  }
+  if (c.epoch < 0 || c.step < 0 || c.samples_seen < 0)
+    throw IoError(path + ": negative epoch, step or samples_seen (" + std::to_string(c.epoch) + ", " +
+                  std::to_string(c.step) + ", " + std::to_string(c.samples_seen) + ")");
   return c;
+}
+
+StoredBytes locate_dataset_bytes(const std::string& path, const std::string& dataset) {
+  quiet_hdf5();
+  Handle file = check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path + ": cannot open");
+  Handle ds = check(H5Dopen2(file.get(), dataset.c_str(), H5P_DEFAULT), H5Dclose, path + ": no dataset " + dataset);
+  Handle space = check(H5Dget_space(ds.get()), H5Sclose, path + ": " + dataset);
+  // Checkpoint datasets are chunked (Fletcher32 needs chunks), where H5Dget_offset says HADDR_UNDEF; the
+  // chunk index gives the address instead.
+  haddr_t addr = H5Dget_offset(ds.get());
+  if (addr != HADDR_UNDEF) return StoredBytes{addr, H5Dget_storage_size(ds.get())};
+  hsize_t offset[Shape::max_rank] = {};
+  unsigned filter_mask = 0;
+  hsize_t size = 0;
+  check(H5Dget_chunk_info(ds.get(), space.get(), 0, offset, &filter_mask, &addr, &size), path + ": chunk info of " + dataset);
+  return StoredBytes{addr, size};
 }
 
 }  // namespace stride

@@ -13,11 +13,25 @@
 namespace stride {
 
 inline constexpr const char* kCheckpointFormat = "stride-checkpoint";
-inline constexpr int64_t kCheckpointVersion = 1;
+// Version 2 added /progress (mid-epoch metrics accumulators) and the full run config; version-1 files
+// (weights and optimizer only) still load for eval, predict and --init, but cannot be resumed.
+inline constexpr int64_t kCheckpointVersion = 2;
+inline constexpr int64_t kOldestReadableCheckpointVersion = 1;
 
 struct StoredArray {
   Shape shape;
   std::vector<float> values;
+};
+
+// Running sums of the epoch in progress, so the metrics lines logged after a mid-epoch resume equal the
+// uninterrupted run's. Stored as attributes of /progress.
+struct TrainingProgress {
+  double epoch_loss_sum = 0;   // sum of the step losses of this epoch so far, in step order
+  int64_t epoch_correct = 0;   // training predictions right so far this epoch
+  double window_loss_sum = 0;  // the same since the last metrics line
+  int64_t window_correct = 0, window_count = 0, window_steps = 0;
+  double test_accuracy = 0, test_loss = 0;  // of the last completed epoch (0 before the first)
+  double next_lr = 0;          // lr_at(schedule, step): informational, the schedule is a function of step
 };
 
 struct Checkpoint {
@@ -31,6 +45,8 @@ struct Checkpoint {
   double wall_time = 0;      // seconds of training so far
   std::string model_spec;    // the JSON spec text
   std::string run_config;    // JSON of the training settings (optimizer, schedule, batch, ...)
+  bool has_progress = false;  // false for version-1 files
+  TrainingProgress progress;
   std::vector<float> norm_mean, norm_std;
   std::vector<std::string> class_names;
   // /params/<layer>/<param> (learnable and state), /optimizer/<layer>/<param>/<slot>.
@@ -47,5 +63,12 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt);
 // Reads and validates (format, version, checksums via HDF5's Fletcher32 filter, shapes). Throws IoError
 // naming the file and what is wrong.
 Checkpoint read_checkpoint(const std::string& path);
+
+// Where the stored bytes of one dataset (e.g. "/params/conv1/weight") begin in the file and how many there
+// are (its first chunk); for tests that corrupt a dataset's data on purpose.
+struct StoredBytes {
+  uint64_t offset = 0, size = 0;
+};
+StoredBytes locate_dataset_bytes(const std::string& path, const std::string& dataset);
 
 }  // namespace stride
