@@ -2,12 +2,9 @@
 
 #include <algorithm>
 
-#include "framework/parallel.hpp"
+#include "layers/elementwise.hpp"
 
 namespace stride {
-namespace {
-constexpr int64_t kGrain = 16384;  // elements per task: large enough to amortize scheduling
-}  // namespace
 
 std::unique_ptr<Layer> Relu::from_config(const LayerConfig& c) {
   c.finish();
@@ -16,26 +13,14 @@ std::unique_ptr<Layer> Relu::from_config(const LayerConfig& c) {
 
 // x: any shape -> y: same shape
 void Relu::forward(const Tensor& x, Tensor& y, const RunContext&) {
-  y.resize(x.shape());
-  const float* xp = x.data();
-  float* yp = y.data();
-  parallel_for(x.numel(), kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) yp[i] = std::max(xp[i], 0.0f);  // NaN propagates, as in PyTorch
-  });
+  // std::max(v, 0) returns v when v is NaN: NaN propagates, as in PyTorch.
+  elementwise_forward(x, y, [](float v) { return std::max(v, 0.0f); });
 }
 
 // y, dy: any shape -> dx: same shape
 void Relu::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, const RunContext&) {
-  check_shape(name(), "output gradient", y.shape(), dy.shape());
-  check_shape(name(), "output", x.shape(), y.shape());
-  if (!dx) return;
-  dx->resize(x.shape());
-  const float* yp = y.data();
-  const float* dyp = dy.data();
-  float* dxp = dx->data();
-  parallel_for(y.numel(), kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) dxp[i] = yp[i] > 0.0f ? dyp[i] : 0.0f;
-  });
+  // The gradient at exactly 0 is 0, as in PyTorch.
+  elementwise_backward(name(), x, y, dy, dx, [](float out, float d) { return out > 0.0f ? d : 0.0f; });
 }
 
 }  // namespace stride

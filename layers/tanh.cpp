@@ -1,12 +1,10 @@
 #include "layers/tanh.hpp"
 
 #include <cmath>
-#include "framework/parallel.hpp"
+
+#include "layers/elementwise.hpp"
 
 namespace stride {
-namespace {
-constexpr int64_t kGrain = 16384;  // elements per task: large enough to amortize scheduling
-}  // namespace
 
 std::unique_ptr<Layer> Tanh::from_config(const LayerConfig& c) {
   c.finish();
@@ -15,26 +13,12 @@ std::unique_ptr<Layer> Tanh::from_config(const LayerConfig& c) {
 
 // x: any shape -> y: same shape
 void Tanh::forward(const Tensor& x, Tensor& y, const RunContext&) {
-  y.resize(x.shape());
-  const float* xp = x.data();
-  float* yp = y.data();
-  parallel_for(x.numel(), kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) yp[i] = std::tanh(xp[i]);
-  });
+  elementwise_forward(x, y, [](float v) { return std::tanh(v); });
 }
 
 // y, dy: any shape -> dx: same shape
 void Tanh::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, const RunContext&) {
-  check_shape(name(), "output gradient", y.shape(), dy.shape());
-  check_shape(name(), "output", x.shape(), y.shape());
-  if (!dx) return;
-  dx->resize(x.shape());
-  const float* yp = y.data();
-  const float* dyp = dy.data();
-  float* dxp = dx->data();
-  parallel_for(y.numel(), kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) dxp[i] = dyp[i] * (1.0f - yp[i] * yp[i]);
-  });
+  elementwise_backward(name(), x, y, dy, dx, [](float out, float d) { return d * (1.0f - out * out); });
 }
 
 }  // namespace stride
