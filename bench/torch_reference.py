@@ -202,6 +202,8 @@ def main():
     ap.add_argument("--limit-test", type=int, default=0)
     ap.add_argument("--steps", type=int, default=0, help="benchmark: time this many iterations, no evaluation")
     ap.add_argument("--warmup", type=int, default=10, help="benchmark: untimed iterations before --steps")
+    ap.add_argument("--eval-weights", metavar="FILE.h5",
+                    help="cross-check: evaluate stride's final.h5 (its /params and /normalization) in torch, no training")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -228,6 +230,17 @@ def main():
     y_te_t = torch.from_numpy(y_te)
 
     model = MODELS[a.model]()
+    if a.eval_weights:
+        # Same architecture semantics check: stride's parameters and normalization, torch's forward pass.
+        import h5py
+        with h5py.File(a.eval_weights, "r") as f:
+            state = {f"{layer}.{name}": torch.from_numpy(f[f"params/{layer}/{name}"][...])
+                     for layer in f["params"] for name in f["params"][layer]}
+            mean, std = f["normalization/mean"][...], f["normalization/std"][...]
+        model.load_state_dict(state)
+        print(f"test accuracy {evaluate(model, normalize(x_te, mean, std), y_te_t):.4f} "
+              f"(torch forward with the weights of {a.eval_weights})")
+        return
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
     steps_per_epoch = (n + a.batch - 1) // a.batch
     total = steps_per_epoch * a.epochs
