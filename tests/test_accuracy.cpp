@@ -80,7 +80,9 @@ TEST_CASE("parse_test_accuracy reads stride train's final line and reports a mis
   CHECK(parse_test_accuracy("test accuracy 0.5\ntest accuracy 0.75\n") == doctest::Approx(0.75));
 }
 
-TEST_CASE("accuracy: Fashion-MNIST lenet5, 2 epochs, reaches >= 0.87 (PyTorch 1.13: 0.909 after 5 epochs)") {
+// PyTorch 1.13, bench/torch_reference.py --model lenet5 --data /usr/share/datasets/fashion-mnist --epochs 2
+// --threads 2 --seed 1: 0.8829 (5 epochs: 0.9058; issue 4 quotes 0.909). stride, seed 1: 0.8787.
+TEST_CASE("accuracy: Fashion-MNIST lenet5, 2 epochs, reaches >= 0.87 (PyTorch 1.13: 0.8829)") {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   if (!fs::is_directory(dir)) {
     MESSAGE("skipped: " << dir << " is missing (Debian package dataset-fashion-mnist)");
@@ -92,7 +94,9 @@ TEST_CASE("accuracy: Fashion-MNIST lenet5, 2 epochs, reaches >= 0.87 (PyTorch 1.
   CHECK(acc < 1.0);
 }
 
-TEST_CASE("accuracy: MNIST digits sample lenet5, 5 epochs, reaches >= 0.96 (PyTorch 1.13: 0.9725)") {
+// PyTorch 1.13, bench/torch_reference.py --model lenet5 --data ../shared/data/mnist-digits-sample --epochs 5
+// --threads 2 --seed 1: 0.9645 (issue 4 quotes 0.9725 from another run). stride, seed 1: 0.9650.
+TEST_CASE("accuracy: MNIST digits sample lenet5, 5 epochs, reaches >= 0.96 (PyTorch 1.13: 0.9645)") {
   const fs::path dir = fs::path(STRIDE_SHARED_DATA) / "mnist-digits-sample";
   if (!fs::is_directory(dir)) {
     MESSAGE("skipped: " << dir.string() << " is missing");
