@@ -212,3 +212,33 @@ TEST_CASE("convert writes an HDF5 dataset that trains like the source directory"
   CHECK(wrong.output.find("not a idx directory") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("a run config file sets the same hyperparameters as flags, and flags override it") {
+  if (!have(kMnist)) return;
+  const fs::path dir = scratch_dir("config");
+  const std::string base = "train --model mlp --data " + kMnist + " --epochs 1 --limit-train 400 --limit-test 100 --log-every 2";
+  {
+    std::ofstream cfg(dir / "run.ini");
+    cfg << "# hyperparameters for the test\nlr = 0.05\nbatch = 40\noptimizer = adam\nseed = 11\n";
+  }
+  auto flags = run_stride(base + " --lr 0.05 --batch 40 --optimizer adam --seed 11 --out " + (dir / "flags").string());
+  auto config = run_stride(base + " --config " + (dir / "run.ini").string() + " --out " + (dir / "config").string());
+  auto override = run_stride(base + " --config " + (dir / "run.ini").string() + " --lr 0.01 --out " + (dir / "override").string());
+  REQUIRE(flags.exit_code == 0);
+  REQUIRE(config.exit_code == 0);
+  REQUIRE(override.exit_code == 0);
+  const auto a = read_metrics(dir / "flags"), b = read_metrics(dir / "config"), c = read_metrics(dir / "override");
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i]["loss"].get<double>() == b[i]["loss"].get<double>());
+  CHECK(c[0]["lr"].get<double>() == doctest::Approx(0.01).epsilon(0.2));  // cosine has barely moved at step 2
+  CHECK(b[0]["lr"].get<double>() == doctest::Approx(0.05).epsilon(0.2));
+  {
+    std::ofstream cfg(dir / "bad.ini");
+    cfg << "learning_rate = 0.1\n";
+  }
+  auto bad = run_stride(base + " --config " + (dir / "bad.ini").string() + " --out " + (dir / "bad").string());
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.output.find("bad.ini") != std::string::npos);
+  CHECK(bad.output.find("learning_rate") != std::string::npos);
+  fs::remove_all(dir);
+}
