@@ -289,7 +289,6 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt) {
       }
       for (const auto& [name, a] : ckpt.params) write_array(f, "/params/" + name, a.shape, a.values.data());
       if (!ckpt.optimizer_kind.empty()) {
-        Handle lcpl = check(H5Pcreate(H5P_LINK_CREATE), H5Pclose, "link properties");
         Handle g = check(H5Gcreate2(f, "/optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "/optimizer");
         write_string_attr(g.get(), "kind", ckpt.optimizer_kind);
         write_scalar_attr<int64_t>(g.get(), "steps", H5T_NATIVE_INT64, ckpt.optimizer_steps);
