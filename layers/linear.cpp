@@ -1,6 +1,6 @@
 #include "layers/linear.hpp"
 
-#include <cassert>
+#include <algorithm>
 #include <string>
 
 #include "framework/errors.hpp"
