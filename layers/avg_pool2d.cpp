@@ -14,46 +14,77 @@ int64_t divisor(const PoolSpan& hs, const PoolSpan& ws, bool count_include_pad) 
   return count_include_pad ? hs.padded * ws.padded : (hs.end - hs.begin) * (ws.end - ws.begin);
 }
 
-// x: (N, C, H, W) -> y: (N, C, P, Q). Sums in float in row-major window order, then divides, as ATen does.
+// x: (N, C, H, W) -> y: (N, C, P, Q). Sums in float in row-major window order, then divides, as ATen does;
+// interior columns keep that order while visiting the window one (h, s) at a time for a whole row of q.
 void avg_pool2d_forward(const float* x, float* y, const Pool2dGeometry& g, bool count_include_pad) {
   const int64_t plane_in = g.H * g.W, plane_out = g.P * g.Q;
-  parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const float* xp = x + nc * plane_in;
-      float* yp = y + nc * plane_out;
-      for (int64_t p = 0; p < g.P; ++p) {
-        const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
-        for (int64_t q = 0; q < g.Q; ++q) {
-          const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
-          assert(hs.begin < hs.end && ws.begin < ws.end);
-          float sum = 0.0f;
-          for (int64_t h = hs.begin; h < hs.end; ++h)
-            for (int64_t w = ws.begin; w < ws.end; ++w) sum += xp[h * g.W + w];
-          yp[p * g.Q + q] = sum / static_cast<float>(divisor(hs, ws, count_include_pad));
+  const ColumnRange inner = interior_columns(g);
+  with_stride(g.stride_w, [&](auto sw) {
+    parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc) {
+        const float* xp = x + nc * plane_in;
+        for (int64_t p = 0; p < g.P; ++p) {
+          const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
+          float* yr = y + nc * plane_out + p * g.Q;
+          auto clipped_column = [&](int64_t q) {
+            const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
+            assert(hs.begin < hs.end && ws.begin < ws.end);
+            float sum = 0.0f;
+            for (int64_t h = hs.begin; h < hs.end; ++h)
+              for (int64_t w = ws.begin; w < ws.end; ++w) sum += xp[h * g.W + w];
+            yr[q] = sum / static_cast<float>(divisor(hs, ws, count_include_pad));
+          };
+          for (int64_t q = 0; q < inner.begin; ++q) clipped_column(q);
+          for (int64_t q = inner.end; q < g.Q; ++q) clipped_column(q);
+          for (int64_t q = inner.begin; q < inner.end; ++q) yr[q] = 0.0f;
+          for (int64_t h = hs.begin; h < hs.end; ++h) {
+            for (int64_t s = 0; s < g.S; ++s) {
+              const int64_t base = h * g.W + s - g.pad_w;
+              for (int64_t q = inner.begin; q < inner.end; ++q) yr[q] += xp[base + q * sw];
+            }
+          }
+          // An interior window spans S real columns, and S padded ones.
+          const float div = static_cast<float>(
+              divisor(hs, PoolSpan{0, g.S, g.S}, count_include_pad));
+          for (int64_t q = inner.begin; q < inner.end; ++q) yr[q] = yr[q] / div;
         }
       }
-    }
+    });
   });
 }
 
-// dy: (N, C, P, Q) -> dx: (N, C, H, W), overwritten; overlapping windows add in output order within a task.
+// dy: (N, C, P, Q) -> dx: (N, C, H, W), overwritten. Each dx element adds its windows' shares in a fixed
+// order (output rows in order; within a row, one window column s at a time), all inside one task.
 void avg_pool2d_backward(const float* dy, float* dx, const Pool2dGeometry& g, bool count_include_pad) {
   const int64_t plane_in = g.H * g.W, plane_out = g.P * g.Q;
-  parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      float* dxp = dx + nc * plane_in;
-      const float* dyp = dy + nc * plane_out;
-      std::fill(dxp, dxp + plane_in, 0.0f);
-      for (int64_t p = 0; p < g.P; ++p) {
-        const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
-        for (int64_t q = 0; q < g.Q; ++q) {
-          const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
-          const float share = dyp[p * g.Q + q] / static_cast<float>(divisor(hs, ws, count_include_pad));
-          for (int64_t h = hs.begin; h < hs.end; ++h)
-            for (int64_t w = ws.begin; w < ws.end; ++w) dxp[h * g.W + w] += share;
+  const ColumnRange inner = interior_columns(g);
+  with_stride(g.stride_w, [&](auto sw) {
+    parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc) {
+        float* dxp = dx + nc * plane_in;
+        std::fill(dxp, dxp + plane_in, 0.0f);
+        for (int64_t p = 0; p < g.P; ++p) {
+          const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
+          const float* dyr = dy + nc * plane_out + p * g.Q;
+          auto clipped_column = [&](int64_t q) {
+            const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
+            const float share = dyr[q] / static_cast<float>(divisor(hs, ws, count_include_pad));
+            for (int64_t h = hs.begin; h < hs.end; ++h)
+              for (int64_t w = ws.begin; w < ws.end; ++w) dxp[h * g.W + w] += share;
+          };
+          for (int64_t q = 0; q < inner.begin; ++q) clipped_column(q);
+          for (int64_t q = inner.end; q < g.Q; ++q) clipped_column(q);
+          const float div = static_cast<float>(divisor(hs, PoolSpan{0, g.S, g.S}, count_include_pad));
+          for (int64_t h = hs.begin; h < hs.end; ++h) {
+            for (int64_t s = 0; s < g.S; ++s) {
+              // Distinct q hit distinct columns base + q * sw, so this loop has no write conflicts.
+              const int64_t base = h * g.W + s - g.pad_w;
+              for (int64_t q = inner.begin; q < inner.end; ++q) dxp[base + q * sw] += dyr[q] / div;
+            }
+          }
         }
       }
-    }
+    });
   });
 }
 

@@ -4,6 +4,7 @@
 // validation that turns bad options and shapes into typed errors naming the layer.
 #include <cstdint>
 #include <string_view>
+#include <type_traits>
 
 #include "framework/shape.hpp"
 
@@ -40,6 +41,31 @@ inline PoolSpan pool_span(int64_t o, int64_t kernel, int64_t stride, int64_t pad
   const int64_t start = o * stride - pad;
   const int64_t stop = start + kernel < in + pad ? start + kernel : in + pad;
   return {start > 0 ? start : 0, stop < in ? stop : in, stop - start};
+}
+
+// Output columns [begin, end) whose window lies wholly inside [0, W). The kernels run these as one loop over
+// q that the compiler vectorizes, and the few clipped columns at the edges one by one.
+struct ColumnRange {
+  int64_t begin, end;
+};
+inline ColumnRange interior_columns(const Pool2dGeometry& g) {
+  const int64_t begin = (g.pad_w + g.stride_w - 1) / g.stride_w;
+  int64_t end = g.W + g.pad_w - g.S < 0 ? 0 : (g.W + g.pad_w - g.S) / g.stride_w + 1;
+  if (end > g.Q) end = g.Q;
+  if (end < begin) end = begin;
+  return {begin, end};
+}
+
+// Calls f(stride) with the stride as a compile-time constant for the common 1 and 2, so the strided loads
+// of the vectorized loop become shuffles instead of gathers.
+template <class F>
+void with_stride(int64_t stride, F&& f) {
+  if (stride == 1)
+    f(std::integral_constant<int64_t, 1>{});
+  else if (stride == 2)
+    f(std::integral_constant<int64_t, 2>{});
+  else
+    f(stride);
 }
 
 // PyTorch's pooling_output_shape: floor or ceil of (in + 2*pad - kernel) / stride + 1; in ceil mode the last

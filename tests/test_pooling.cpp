@@ -346,6 +346,20 @@ TEST_CASE("max pooling by hand: ties go to the first maximum in scan order, over
   check_values(r3.dx, Shape{1, 1, 2, 2}, {1, 2, 3, 4}, 0);
 }
 
+TEST_CASE("max pooling treats -inf and NaN as torch.nn.functional.max_pool2d does") {
+  // torch (kernel 2, stride 2, dy = [1, 2, 3]): y = [-inf, -inf, nan], x.grad = [[1, 0, 2, 0, 0, 0],
+  // [0, 0, 0, 0, 3, 0]]: an all -inf window keeps its first element, a NaN wins and the last NaN is kept.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  MaxPool2d pool1("pool1", pool(2, 2));
+  const Tensor x = tensor_from(Shape{1, 1, 2, 6}, {-inf, -inf, -inf, -inf, 1, nan, -inf, -inf, -inf, -inf, nan, 2});
+  const Tensor dy = tensor_from(Shape{1, 1, 1, 3}, {1, 2, 3});
+  Pass r = run(pool1, x, &dy);
+  CHECK(r.y[0] == -inf);
+  CHECK(r.y[1] == -inf);
+  CHECK(std::isnan(r.y[2]));
+  check_values(r.dx, Shape{1, 1, 2, 6}, {1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0}, 0);
+}
+
 TEST_CASE("avg pooling by hand: padding with and without count_include_pad") {
   const Tensor x = tensor_from(Shape{1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
   const Tensor ones(Shape{1, 1, 2, 2}, 1.0f);
