@@ -15,57 +15,43 @@ namespace {
 
 // x: (N, C, H, W) -> y: (N, C, P, Q), argmax: (N, C, P, Q) index into the input plane.
 // The comparison is PyTorch's (val > max || isnan(val)), starting from -inf at the first in-window element,
-// so ties keep the first maximum in row-major window order and an all -inf window still records a valid
-// index. Interior columns visit the window in that same order, one (h, s) at a time for a whole row of q.
+// so ties keep the first maximum in scan order and an all -inf window still records a valid index.
+// Loop order: for an output row, kernel row h and kernel column s run outside and the output columns q
+// inside. Each q still sees its window in row-major order (same ties as PyTorch), but the q iterations are
+// independent, so the loop pipelines instead of waiting on one compare chain per window.
 void max_pool2d_forward(const float* x, float* y, int32_t* argmax, const Pool2dGeometry& g) {
   const int64_t plane_in = g.H * g.W, plane_out = g.P * g.Q;
-  const ColumnRange inner = interior_columns(g);
-  with_stride(g.stride_w, [&](auto sw) {
-    parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
-      for (int64_t nc = begin; nc < end; ++nc) {
-        const float* xp = x + nc * plane_in;
-        for (int64_t p = 0; p < g.P; ++p) {
-          const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
-          float* yr = y + nc * plane_out + p * g.Q;
-          int32_t* ar = argmax + nc * plane_out + p * g.Q;
-          auto clipped_column = [&](int64_t q) {
-            const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
-            assert(hs.begin < hs.end && ws.begin < ws.end);
-            float best = -std::numeric_limits<float>::infinity();
-            int64_t best_index = hs.begin * g.W + ws.begin;
-            for (int64_t h = hs.begin; h < hs.end; ++h) {
-              for (int64_t w = ws.begin; w < ws.end; ++w) {
-                const float v = xp[h * g.W + w];
-                if (v > best || std::isnan(v)) {
-                  best = v;
-                  best_index = h * g.W + w;
-                }
-              }
-            }
-            yr[q] = best;
-            ar[q] = static_cast<int32_t>(best_index);
-          };
-          for (int64_t q = 0; q < inner.begin; ++q) clipped_column(q);
-          for (int64_t q = inner.end; q < g.Q; ++q) clipped_column(q);
-          const int64_t first = hs.begin * g.W - g.pad_w;
-          for (int64_t q = inner.begin; q < inner.end; ++q) {
-            yr[q] = -std::numeric_limits<float>::infinity();
-            ar[q] = static_cast<int32_t>(first + q * sw);
-          }
-          for (int64_t h = hs.begin; h < hs.end; ++h) {
-            for (int64_t s = 0; s < g.S; ++s) {
-              const int64_t base = h * g.W + s - g.pad_w;
-              for (int64_t q = inner.begin; q < inner.end; ++q) {
-                const float v = xp[base + q * sw];
-                const bool take = (v > yr[q]) | (v != v);  // v != v: isnan, branch-free
-                yr[q] = take ? v : yr[q];
-                ar[q] = take ? static_cast<int32_t>(base + q * sw) : ar[q];
-              }
+  parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const float* xp = x + nc * plane_in;
+      for (int64_t p = 0; p < g.P; ++p) {
+        float* best = y + nc * plane_out + p * g.Q;
+        int32_t* best_index = argmax + nc * plane_out + p * g.Q;
+        const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
+        for (int64_t q = 0; q < g.Q; ++q) {
+          const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
+          assert(hs.begin < hs.end && ws.begin < ws.end);
+          best[q] = -std::numeric_limits<float>::infinity();
+          best_index[q] = static_cast<int32_t>(hs.begin * g.W + ws.begin);
+        }
+        for (int64_t h = hs.begin; h < hs.end; ++h) {
+          const float* row = xp + h * g.W;
+          for (int64_t s = 0; s < g.S; ++s) {
+            // Output columns whose window column s lands inside the input: 0 <= q*stride - pad + s < W.
+            const int64_t offset = s - g.pad_w;
+            const int64_t q_begin = offset >= 0 ? 0 : (-offset + g.stride_w - 1) / g.stride_w;
+            const int64_t q_end = std::min(g.Q, g.W - 1 - offset >= 0 ? (g.W - 1 - offset) / g.stride_w + 1 : 0);
+            for (int64_t q = q_begin; q < q_end; ++q) {
+              const int64_t w = q * g.stride_w + offset;
+              const float v = row[w];
+              const bool take = (v > best[q]) | (v != v);
+              best[q] = take ? v : best[q];
+              best_index[q] = take ? static_cast<int32_t>(h * g.W + w) : best_index[q];
             }
           }
         }
       }
-    });
+    }
   });
 }
 
