@@ -10,9 +10,12 @@
 #include <vector>
 
 #include "framework/errors.hpp"
+#include "tests/expect_error.hpp"
 #include "io/image.hpp"
 
 using namespace stride;
+using stride::test::contains;
+using stride::test::io_error;
 namespace fs = std::filesystem;
 
 namespace {
@@ -49,19 +52,6 @@ Image pattern(int64_t c, int64_t h, int64_t w, int seed) {
   return im;
 }
 
-template <class F>
-std::string io_error(F&& f) {
-  try {
-    f();
-  } catch (const IoError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("expected IoError, got another exception: " << e.what());
-  }
-  FAIL("expected IoError, nothing was thrown");
-  return {};
-}
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // PNG fixtures built with Python's zlib + struct (hand-made chunks, so bit depth and colour type are exactly
 // as stated), then decoded by PIL to confirm the expected pixels.

@@ -22,6 +22,7 @@
 #endif
 
 #include "framework/errors.hpp"
+#include "tests/expect_error.hpp"
 #include "framework/parallel.hpp"
 #include "io/cifar10.hpp"
 #include "io/dataset.hpp"
@@ -30,6 +31,8 @@
 #include "io/idx.hpp"
 
 using namespace stride;
+using stride::test::contains;
+using stride::test::io_error;
 namespace fs = std::filesystem;
 
 namespace {
@@ -104,21 +107,7 @@ std::vector<uint8_t> cifar_records(int n, int seed, int label_bytes = 1) {
   return v;
 }
 
-// Runs f, requires an IoError, and returns its message for CHECKs on the text.
-template <class F>
-std::string io_error(F&& f) {
-  try {
-    f();
-  } catch (const IoError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("expected IoError, got another exception: " << e.what());
-  }
-  FAIL("expected IoError, nothing was thrown");
-  return {};
-}
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<uint8_t> all_images(const SampleSource& s) {
   std::vector<uint8_t> v(static_cast<size_t>(s.info().count * s.info().image_bytes()));
