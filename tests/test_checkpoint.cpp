@@ -18,23 +18,15 @@
 #include "framework/errors.hpp"
 #include "io/checkpoint.hpp"
 #include "io/checkpoint_dir.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace stride;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CkptTempDir {
-  fs::path path;
-  CkptTempDir() {
-    char tmpl[] = "/tmp/stride-ckpt-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~CkptTempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct CkptTempDir : test::TempDir {
+  CkptTempDir() : TempDir("ckpt") {}
 };
 
 StoredArray ramp(Shape shape, float start) {

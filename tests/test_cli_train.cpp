@@ -10,8 +10,10 @@
 #include "io/checkpoint.hpp"
 #include "io/image.hpp"
 #include "tests/run_command.hpp"
+#include "tests/temp_dir.hpp"
 
 using stride::test::run_stride;
+using stride::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
@@ -44,11 +46,6 @@ bool have(const std::string& dir) {
   if (fs::exists(dir)) return true;
   MESSAGE("skipped: " << dir << " is not present");
   return false;
-}
-
-void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 // A CIFAR-10 directory of `records` records per file, label = record % 10, pixels from a simple pattern.

@@ -11,36 +11,21 @@
 
 #include "framework/errors.hpp"
 #include "tests/expect_error.hpp"
+#include "tests/temp_dir.hpp"
 #include "io/image.hpp"
 
 using namespace stride;
 using stride::test::contains;
 using stride::test::io_error;
+using stride::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("stride-image-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct TempDir : stride::test::TempDir {
+  TempDir() : stride::test::TempDir("image-test") {}
 };
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
 void write_text(const std::string& path, const std::string& s) {
   write_bytes(path, std::vector<uint8_t>(s.begin(), s.end()));
 }

@@ -23,6 +23,7 @@
 
 #include "framework/errors.hpp"
 #include "tests/expect_error.hpp"
+#include "tests/temp_dir.hpp"
 #include "framework/parallel.hpp"
 #include "io/cifar10.hpp"
 #include "io/dataset.hpp"
@@ -33,32 +34,17 @@
 using namespace stride;
 using stride::test::contains;
 using stride::test::io_error;
+using stride::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path =
-        fs::temp_directory_path() / ("stride-io-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct TempDir : stride::test::TempDir {
+  TempDir() : stride::test::TempDir("io-test") {}
 };
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
+// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+
 
 void write_gz(const std::string& path, const std::vector<uint8_t>& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");

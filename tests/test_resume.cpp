@@ -25,6 +25,8 @@
 #include "io/checkpoint_dir.hpp"
 #include "run_command.hpp"
 
+#include "tests/temp_dir.hpp"
+
 using namespace stride;
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -33,11 +35,8 @@ namespace {
 
 const std::string kMnist = std::string(STRIDE_SHARED_DATA) + "/mnist-digits-sample";
 
-struct ResumeTempDir {
-  fs::path path;
-  ResumeTempDir() {
-    char tmpl[] = "/tmp/stride-resume-XXXXXX";
-    path = ::mkdtemp(tmpl);
+struct ResumeTempDir : test::TempDir {
+  ResumeTempDir() : TempDir("resume") {
     // Conv + batch norm + dropout: every piece of state a resume has to restore.
     std::ofstream(path / "tiny.json") << R"({"name": "tiny", "layers": [
       {"name": "conv1", "type": "conv2d", "out_channels": 4, "kernel": 5, "stride": 2},
@@ -48,11 +47,6 @@ struct ResumeTempDir {
       {"name": "drop", "type": "dropout", "p": 0.3},
       {"name": "fc", "type": "linear", "out_features": 10}]})";
   }
-  ~ResumeTempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 
 bool have_data() {
