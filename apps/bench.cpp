@@ -4,11 +4,11 @@
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
-#include "framework/parallel.hpp"
-#include "framework/rng.hpp"
+#include "framework/core/parallel.hpp"
+#include "framework/core/rng.hpp"
 #include "layers/softmax_cross_entropy.hpp"
 
 namespace stride::app {

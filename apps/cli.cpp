@@ -6,7 +6,7 @@
 
 #include "io/idx.hpp"
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride::app {
 

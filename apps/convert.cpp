@@ -3,7 +3,7 @@
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "io/hdf5_dataset.hpp"
 
 namespace stride::app {

@@ -5,8 +5,8 @@
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
 #include "apps/model_loading.hpp"
-#include "framework/errors.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
 #include "framework/trainer.hpp"
 #include "io/detect.hpp"
 

@@ -1,6 +1,6 @@
 #include "apps/model_loading.hpp"
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/model_state.hpp"
 

@@ -6,7 +6,7 @@
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
 #include "apps/model_loading.hpp"
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "io/image.hpp"
 #include "layers/softmax_cross_entropy.hpp"
 

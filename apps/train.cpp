@@ -6,8 +6,8 @@
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
-#include "framework/errors.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
 #include "framework/trainer.hpp"
 
 namespace stride::app {

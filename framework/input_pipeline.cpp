@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "framework/errors.hpp"
-#include "framework/parallel.hpp"
-#include "framework/rng.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
+#include "framework/core/rng.hpp"
 
 namespace stride {
 

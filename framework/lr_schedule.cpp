@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <numbers>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace {

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "framework/errors.hpp"
-#include "framework/layer_config.hpp"
-#include "framework/layer_factory.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/layer_config.hpp"
+#include "layers/registry.hpp"
 
 namespace stride {
 

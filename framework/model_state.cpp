@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 

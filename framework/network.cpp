@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "framework/errors.hpp"
-#include "framework/init.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/init.hpp"
 
 namespace stride {
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "framework/layer.hpp"
-#include "framework/tensor.hpp"
+#include "framework/core/layer.hpp"
+#include "framework/core/tensor.hpp"
 
 namespace stride {
 

@@ -7,8 +7,8 @@
 #include <set>
 #include <utility>
 
-#include "framework/errors.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
 
 // The update rules below reproduce torch's float arithmetic operation by operation. Torch rounds once where
 // it fuses a multiply into an add (Tensor.add with alpha is vec::fmadd; addcmul's self + (value*t1)*t2 is

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/model_state.hpp"
 #include "io/checkpoint.hpp"

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <functional>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/shape.hpp"
+#include "framework/core/shape.hpp"
 
 namespace stride {
 

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace fs = std::filesystem;

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <memory>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace {

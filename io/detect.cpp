@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "io/cifar10.hpp"
 #include "io/hdf5_dataset.hpp"
 #include "io/idx.hpp"

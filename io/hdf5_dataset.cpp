@@ -11,7 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "io/detect.hpp"
 
 namespace stride {

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace {

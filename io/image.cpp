@@ -13,7 +13,7 @@
 #include <iterator>
 #include <memory>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "framework/errors.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cassert>
 
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 

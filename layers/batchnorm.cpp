@@ -3,8 +3,8 @@
 #include <cmath>
 #include <string>
 
-#include "framework/errors.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 

@@ -4,11 +4,11 @@
 #include <cassert>
 #include <tuple>
 
-#include "framework/errors.hpp"
-#include "framework/gemm.hpp"
-#include "framework/init.hpp"
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/gemm.hpp"
+#include "framework/core/init.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 

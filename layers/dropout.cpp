@@ -3,9 +3,9 @@
 #include <cstring>
 #include <string>
 
-#include "framework/errors.hpp"
-#include "framework/parallel.hpp"
-#include "framework/rng.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
+#include "framework/core/rng.hpp"
 
 namespace stride {
 namespace {

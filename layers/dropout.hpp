@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "framework/layer.hpp"
-#include "framework/layer_config.hpp"
+#include "framework/core/layer.hpp"
+#include "framework/core/layer_config.hpp"
 
 namespace stride {
 

@@ -3,8 +3,8 @@
 // function of x and its gradient as a function of (y, dy).
 #include <string_view>
 
-#include "framework/parallel.hpp"
-#include "framework/tensor.hpp"
+#include "framework/core/parallel.hpp"
+#include "framework/core/tensor.hpp"
 
 namespace stride {
 

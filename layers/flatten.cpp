@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 

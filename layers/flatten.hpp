@@ -3,8 +3,8 @@
 #include <memory>
 #include <string>
 
-#include "framework/layer.hpp"
-#include "framework/layer_config.hpp"
+#include "framework/core/layer.hpp"
+#include "framework/core/layer_config.hpp"
 
 namespace stride {
 

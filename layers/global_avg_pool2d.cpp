@@ -1,8 +1,8 @@
 #include "layers/global_avg_pool2d.hpp"
 
-#include "framework/errors.hpp"
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 

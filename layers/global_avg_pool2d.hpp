@@ -3,7 +3,7 @@
 #include <memory>
 #include <string>
 
-#include "framework/layer.hpp"
+#include "framework/core/layer.hpp"
 
 namespace stride {
 

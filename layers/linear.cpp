@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <string>
 
-#include "framework/errors.hpp"
-#include "framework/gemm.hpp"
-#include "framework/init.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/gemm.hpp"
+#include "framework/core/init.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 namespace {

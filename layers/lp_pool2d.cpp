@@ -4,8 +4,8 @@
 #include <cassert>
 #include <cmath>
 
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 

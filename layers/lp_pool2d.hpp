@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "framework/layer.hpp"
+#include "framework/core/layer.hpp"
 #include "layers/pool2d_geometry.hpp"
 
 namespace stride {

@@ -4,9 +4,9 @@
 #include <cassert>
 #include <limits>
 
-#include "framework/errors.hpp"
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 

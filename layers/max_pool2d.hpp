@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/layer.hpp"
+#include "framework/core/layer.hpp"
 #include "layers/pool2d_geometry.hpp"
 
 namespace stride {

@@ -5,8 +5,8 @@
 #include <string>
 #include <tuple>
 
-#include "framework/errors.hpp"
-#include "framework/layer_config.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/layer_config.hpp"
 
 namespace stride {
 

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "framework/shape.hpp"
+#include "framework/core/shape.hpp"
 
 namespace stride {
 

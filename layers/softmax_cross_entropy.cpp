@@ -3,7 +3,7 @@
 #include <cmath>
 #include <string>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride::test {
 

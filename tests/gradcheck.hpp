@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "framework/layer.hpp"
-#include "framework/rng.hpp"
-#include "framework/tensor.hpp"
+#include "framework/core/layer.hpp"
+#include "framework/core/rng.hpp"
+#include "framework/core/tensor.hpp"
 
 namespace stride::test {
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
 #include "layers/batchnorm.hpp"
 #include "tests/gradcheck.hpp"
 

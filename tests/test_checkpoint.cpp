@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "io/checkpoint.hpp"
 #include "io/checkpoint_dir.hpp"
 #include "tests/temp_dir.hpp"

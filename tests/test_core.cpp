@@ -3,11 +3,11 @@
 #include <cmath>
 #include <vector>
 
-#include "framework/errors.hpp"
-#include "framework/init.hpp"
-#include "framework/parallel.hpp"
-#include "framework/rng.hpp"
-#include "framework/tensor.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/init.hpp"
+#include "framework/core/parallel.hpp"
+#include "framework/core/rng.hpp"
+#include "framework/core/tensor.hpp"
 
 using namespace stride;
 

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
-#include "framework/rng.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
+#include "framework/core/rng.hpp"
 #include "layers/dropout.hpp"
 #include "tests/gradcheck.hpp"
 

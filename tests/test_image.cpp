@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "tests/expect_error.hpp"
 #include "tests/temp_dir.hpp"
 #include "io/image.hpp"

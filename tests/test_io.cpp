@@ -21,10 +21,10 @@
 #define STRIDE_TEST_HDF5 1
 #endif
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "tests/expect_error.hpp"
 #include "tests/temp_dir.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/parallel.hpp"
 #include "io/cifar10.hpp"
 #include "io/dataset.hpp"
 #include "io/detect.hpp"

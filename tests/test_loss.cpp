@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "layers/softmax_cross_entropy.hpp"
 #include "tests/gradcheck.hpp"
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "framework/lr_schedule.hpp"
 
 using namespace stride;

@@ -4,9 +4,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "framework/model_spec.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/parallel.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "framework/optimizer.hpp"
-#include "framework/parallel.hpp"
-#include "framework/rng.hpp"
+#include "framework/core/parallel.hpp"
+#include "framework/core/rng.hpp"
 
 using namespace stride;
 

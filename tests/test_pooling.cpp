@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "framework/errors.hpp"
-#include "framework/layer_config.hpp"
-#include "framework/parallel.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/layer_config.hpp"
+#include "framework/core/parallel.hpp"
 #include "layers/avg_pool2d.hpp"
 #include "layers/global_avg_pool2d.hpp"
 #include "layers/lp_pool2d.hpp"

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "io/checkpoint.hpp"
 #include "io/checkpoint_dir.hpp"
 #include "run_command.hpp"

@@ -1,9 +1,9 @@
-#include "framework/layer_factory.hpp"
+#include "layers/registry.hpp"
 
 #include <functional>
 #include <map>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 #include "layers/add.hpp"
 #include "layers/avg_pool2d.hpp"
 #include "layers/batchnorm.hpp"

@@ -1,4 +1,4 @@
-#include "framework/gemm.hpp"
+#include "framework/core/gemm.hpp"
 
 #include <cblas.h>
 

@@ -1,4 +1,4 @@
-#include "framework/tensor.hpp"
+#include "framework/core/tensor.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -6,7 +6,7 @@
 #include <new>
 #include <string>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 namespace {

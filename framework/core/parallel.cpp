@@ -1,11 +1,11 @@
-#include "framework/parallel.hpp"
+#include "framework/core/parallel.hpp"
 
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 

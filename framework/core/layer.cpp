@@ -1,6 +1,6 @@
-#include "framework/layer.hpp"
+#include "framework/core/layer.hpp"
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 

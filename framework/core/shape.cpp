@@ -1,6 +1,6 @@
-#include "framework/shape.hpp"
+#include "framework/core/shape.hpp"
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 

@@ -5,7 +5,7 @@
 #include <span>
 #include <string_view>
 
-#include "framework/shape.hpp"
+#include "framework/core/shape.hpp"
 
 namespace stride {
 

@@ -1,10 +1,10 @@
-#include "framework/init.hpp"
+#include "framework/core/init.hpp"
 
 #include <cmath>
 #include <string>
 
-#include "framework/errors.hpp"
-#include "framework/rng.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/rng.hpp"
 
 namespace stride {
 

@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "framework/shape.hpp"
-#include "framework/tensor.hpp"
+#include "framework/core/shape.hpp"
+#include "framework/core/tensor.hpp"
 
 namespace stride {
 

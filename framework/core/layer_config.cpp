@@ -1,8 +1,8 @@
-#include "framework/layer_config.hpp"
+#include "framework/core/layer_config.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include "framework/errors.hpp"
+#include "framework/core/errors.hpp"
 
 namespace stride {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <span>
 
-#include "framework/layer.hpp"
+#include "framework/core/layer.hpp"
 
 namespace stride {
 

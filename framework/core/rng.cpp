@@ -1,4 +1,4 @@
-#include "framework/rng.hpp"
+#include "framework/core/rng.hpp"
 
 #include <cmath>
 
