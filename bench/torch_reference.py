@@ -33,8 +33,10 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from torch_models import Cifar10Quick, LeNet5  # noqa: E402
 
 
 # ---------------------------------------------------------------- data
@@ -134,41 +136,8 @@ def crop_flip(batch_u8, gen):
 
 # ---------------------------------------------------------------- models
 
-class LeNet5(nn.Module):
-    """Caffe examples/mnist/lenet_train_test.prototxt (no ReLU after the convolutions)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 20, 5)
-        self.conv2 = nn.Conv2d(20, 50, 5)
-        self.ip1 = nn.Linear(800, 500)
-        self.ip2 = nn.Linear(500, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(self.conv1(x), 2, 2)
-        x = F.max_pool2d(self.conv2(x), 2, 2)
-        x = F.relu(self.ip1(x.flatten(1)))
-        return self.ip2(x)
-
-
-class Cifar10Quick(nn.Module):
-    """Caffe examples/cifar10/cifar10_quick_train_test.prototxt; Caffe pools in ceil mode (32->16->8->4)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 32, 5, padding=2)
-        self.conv3 = nn.Conv2d(32, 64, 5, padding=2)
-        self.ip1 = nn.Linear(1024, 64)
-        self.ip2 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = F.relu(F.max_pool2d(self.conv1(x), 3, 2, ceil_mode=True))
-        x = F.avg_pool2d(F.relu(self.conv2(x)), 3, 2, ceil_mode=True)
-        x = F.avg_pool2d(F.relu(self.conv3(x)), 3, 2, ceil_mode=True)
-        return self.ip2(self.ip1(x.flatten(1)))
-
-
+# The twins of stride's zoo models live in scripts/torch_models.py, shared with the checkpoint and weights
+# scripts (Caffe's layer order, module names equal to stride's layer names, PyTorch's default init).
 MODELS = {"lenet5": LeNet5, "cifar10_quick": Cifar10Quick}
 
 

@@ -4,14 +4,16 @@
 Shows that docs/checkpoint.md describes the file as it is: everything below reads the HDF5 file with h5py
 alone (no stride code). For each checkpoint it
   1. builds the torch model named by the checkpoint's model spec (lenet5, cifar10_quick, resnet8, resnet20,
-     mlp), with module names equal to stride's layer names, so /params/<layer>/<param> is
-     state_dict()["<layer>.<param>"];
+     mlp; the twins are in scripts/torch_models.py), with module names equal to stride's layer names, so
+     /params/<layer>/<param> is state_dict()["<layer>.<param>"];
   2. writes a few random images as PGM/PPM, runs `stride predict --top K --no-resize` on them, and compares
      stride's class probabilities with torch's softmax of the same normalized pixels.
 
 Run by hand (torch is only in Debian's python):
   /usr/bin/python3 scripts/load_checkpoint_torch.py --stride build/stride RUN_DIR/final.h5 [more.h5 ...]
 Exit status 0 when every probability agrees within --tol (default 2e-4: predict prints 4 decimals).
+Weights-only files (format "stride-weights", as scripts/torch_to_stride.py writes them) are read too when they
+carry /normalization and a model_spec, so a torch -> stride -> torch round trip can be checked the same way.
 """
 import argparse
 import json
@@ -23,131 +25,39 @@ import tempfile
 import h5py
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-
-class LeNet5(nn.Module):
-    """Caffe's lenet_train_test.prototxt: no nonlinearity between the conv/pool stages, as Caffe has it."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 20, 5)
-        self.pool1 = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(20, 50, 5)
-        self.pool2 = nn.MaxPool2d(2, 2)
-        self.ip1 = nn.Linear(50 * 4 * 4, 500)
-        self.ip2 = nn.Linear(500, 10)
-
-    def forward(self, x):
-        x = self.pool2(self.conv2(self.pool1(self.conv1(x))))
-        return self.ip2(F.relu(self.ip1(torch.flatten(x, 1))))
-
-
-class Cifar10Quick(nn.Module):
-    """Caffe's cifar10_quick_train_test.prototxt; Caffe pools in ceil mode (32 -> 16 -> 8 -> 4)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, 5, padding=2)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 32, 5, padding=2)
-        self.pool2 = nn.AvgPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(32, 64, 5, padding=2)
-        self.pool3 = nn.AvgPool2d(3, 2, ceil_mode=True)
-        self.ip1 = nn.Linear(64 * 4 * 4, 64)
-        self.ip2 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = F.relu(self.pool1(self.conv1(x)))
-        x = self.pool2(F.relu(self.conv2(x)))
-        x = self.pool3(F.relu(self.conv3(x)))
-        return self.ip2(self.ip1(torch.flatten(x, 1)))
-
-
-class ResNet(nn.Module):
-    """He et al. 2016, section 4.2 (6n+2 layers). stride's names are flat ("s2b1_conv1"), so the modules are
-    registered under exactly those names."""
-
-    def __init__(self, n):
-        super().__init__()
-        self.n = n
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        cin = 16
-        for s, width in enumerate((16, 32, 64)):
-            for b in range(n):
-                p = f"s{s + 1}b{b + 1}_"
-                stride = 2 if s > 0 and b == 0 else 1
-                setattr(self, p + "conv1", nn.Conv2d(cin, width, 3, stride=stride, padding=1, bias=False))
-                setattr(self, p + "bn1", nn.BatchNorm2d(width))
-                setattr(self, p + "conv2", nn.Conv2d(width, width, 3, padding=1, bias=False))
-                setattr(self, p + "bn2", nn.BatchNorm2d(width))
-                if stride != 1:
-                    setattr(self, p + "down_conv", nn.Conv2d(cin, width, 1, stride=2, bias=False))
-                    setattr(self, p + "down_bn", nn.BatchNorm2d(width))
-                cin = width
-        self.fc = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        for s in range(3):
-            for b in range(self.n):
-                p = f"s{s + 1}b{b + 1}_"
-                m = lambda name: getattr(self, p + name)
-                y = F.relu(m("bn1")(m("conv1")(x)))
-                y = m("bn2")(m("conv2")(y))
-                shortcut = m("down_bn")(m("down_conv")(x)) if hasattr(self, p + "down_conv") else x
-                x = F.relu(y + shortcut)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-class MLP(nn.Module):
-    def __init__(self, features):
-        super().__init__()
-        self.fc1 = nn.Linear(features, 256)
-        self.drop1 = nn.Dropout(0.5)
-        self.fc2 = nn.Linear(256, 10)
-
-    def forward(self, x):
-        return self.fc2(self.drop1(F.relu(self.fc1(torch.flatten(x, 1)))))
-
-
-def build(spec):
-    name = spec.get("name")
-    c, h, w = spec["input"]
-    if name == "lenet5":
-        return LeNet5()
-    if name == "cifar10_quick":
-        return Cifar10Quick()
-    if name == "resnet8":
-        return ResNet(1)
-    if name == "resnet20":
-        return ResNet(3)
-    if name == "mlp":
-        return MLP(c * h * w)
-    raise SystemExit(f"no torch version of model {name!r} (zoo models only)")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_models import build  # noqa: E402  (the twins live in scripts/torch_models.py)
 
 
 def load(path):
     """Reads a checkpoint with h5py into (torch model in eval mode, spec, mean, std, class names)."""
     with h5py.File(path, "r") as f:
-        fmt = f.attrs["format"]
+        fmt = f.attrs.get("format", "")
         fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-        if fmt != "stride-checkpoint":
-            raise SystemExit(f"{path}: format is {fmt!r}, not a stride checkpoint")
+        known = {"stride-checkpoint": (1, 2), "stride-weights": (1,)}
+        if fmt not in known:
+            raise SystemExit(f"{path}: format is {fmt!r}, not a stride checkpoint or weights file")
         version = int(f.attrs["version"])
-        if version not in (1, 2):
-            raise SystemExit(f"{path}: checkpoint version {version} is not one this script knows (1, 2)")
+        if version not in known[fmt]:
+            raise SystemExit(f"{path}: {fmt} version {version} is not one this script knows {known[fmt]}")
+        if "model_spec" not in f.attrs:
+            raise SystemExit(f"{path}: no model_spec attribute, so the model is unknown")
+        if "normalization" not in f:
+            raise SystemExit(f"{path}: no /normalization, so stride's input scaling is unknown "
+                             "(scripts/torch_to_stride.py writes it with --mean/--std)")
         spec = json.loads(f.attrs["model_spec"])
         params = {}
         f["params"].visititems(lambda name, obj: params.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
         mean = f["normalization/mean"][()]
         std = f["normalization/std"][()]
         classes = [c.decode() if isinstance(c, bytes) else c for c in f.attrs.get("class_names", [])]
-        print(f"{path}: version {version}, model {spec.get('name')}, epoch {int(f.attrs['epoch'])}, "
-              f"step {int(f.attrs['step'])}, {len(params)} parameter datasets")
-    model = build(spec)
+        where = f", epoch {int(f.attrs['epoch'])}, step {int(f.attrs['step'])}" if "epoch" in f.attrs else ""
+        print(f"{path}: {fmt} version {version}, model {spec.get('name')}{where}, {len(params)} parameter datasets")
+    try:
+        model = build(spec)
+    except ValueError as e:
+        raise SystemExit(f"{path}: {e}")
     state = model.state_dict()
     loaded = {}
     for name, value in params.items():
