@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/run_command.hpp"
 
 using stride::test::last_line;
@@ -19,6 +21,51 @@ TEST_CASE("stride summary prints the three-billion-parameter example without all
   auto r = run_stride("summary --model " STRIDE_REPO_DIR "/docs/specs/megapixel_fc.json");
   CHECK(r.exit_code == 0);
   CHECK(last_line(r.output) == "Total params: 3000001000");
+}
+
+TEST_CASE("stride summary --json lists every parameter's name, shape and role in network order") {
+  using nlohmann::json;
+  auto r = run_stride("summary --model lenet5 --json");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const json j = json::parse(r.output);  // one object, nothing else on stdout or stderr
+  CHECK(j["model"] == "lenet5");
+  CHECK(j["input"] == json::array({1, 28, 28}));
+  const json expected = json::parse(R"([
+    {"name": "conv1/weight", "shape": [20, 1, 5, 5], "role": "learnable"},
+    {"name": "conv1/bias", "shape": [20], "role": "learnable"},
+    {"name": "conv2/weight", "shape": [50, 20, 5, 5], "role": "learnable"},
+    {"name": "conv2/bias", "shape": [50], "role": "learnable"},
+    {"name": "ip1/weight", "shape": [500, 800], "role": "learnable"},
+    {"name": "ip1/bias", "shape": [500], "role": "learnable"},
+    {"name": "ip2/weight", "shape": [10, 500], "role": "learnable"},
+    {"name": "ip2/bias", "shape": [10], "role": "learnable"}])");
+  CHECK(j["params"] == expected);
+  CHECK(j["total_params"] == 431080);
+  CHECK(j["state_count"] == 0);
+
+  auto res = run_stride("summary --model resnet8 --json");
+  REQUIRE_MESSAGE(res.exit_code == 0, res.output);
+  const json k = json::parse(res.output);
+  CHECK(k["total_params"] == 78042);
+  int64_t learnable = 0, state = 0;
+  json running_var;
+  for (const auto& p : k["params"]) {
+    int64_t size = 1;
+    for (const auto& d : p["shape"]) size *= d.get<int64_t>();
+    (p["role"] == "learnable" ? learnable : state) += size;
+    if (p["name"] == "bn1/running_var") running_var = p;
+  }
+  CHECK(running_var == json::parse(R"({"name": "bn1/running_var", "shape": [16], "role": "state"})"));
+  CHECK(learnable == 78042);
+  CHECK(state == k["state_count"].get<int64_t>());
+  CHECK(state > 0);
+
+  // An input-agnostic spec takes its input from --input, and the JSON says which.
+  auto mlp = run_stride("summary --model mlp --input 3,8,8 --json");
+  REQUIRE_MESSAGE(mlp.exit_code == 0, mlp.output);
+  const json m = json::parse(mlp.output);
+  CHECK(m["input"] == json::array({3, 8, 8}));
+  CHECK(m["params"][0] == json::parse(R"({"name": "fc1/weight", "shape": [256, 192], "role": "learnable"})"));
 }
 
 TEST_CASE("stride summary rejects bad input with a one-line error and a non-zero exit") {
