@@ -17,6 +17,10 @@ inline constexpr const char* kCheckpointFormat = "stride-checkpoint";
 // (weights and optimizer only) still load for eval, predict and --init, but cannot be resumed.
 inline constexpr int64_t kCheckpointVersion = 2;
 inline constexpr int64_t kOldestReadableCheckpointVersion = 1;
+// A weights-only file (docs/checkpoint.md, "Weights in and out"): /params plus, optionally, /normalization,
+// class_names and model_spec; what scripts/torch_to_stride.py writes.
+inline constexpr const char* kWeightsFormat = "stride-weights";
+inline constexpr int64_t kWeightsVersion = 1;
 
 struct StoredArray {
   Shape shape;
@@ -63,6 +67,12 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt);
 // Reads and validates (format, version, checksums via HDF5's Fletcher32 filter, shapes). Throws IoError
 // naming the file and what is wrong.
 Checkpoint read_checkpoint(const std::string& path);
+
+// The weights of a checkpoint or of a weights-only file, for --init, eval and predict. A checkpoint is read
+// whole (read_checkpoint); a weights-only file (format "stride-weights", or no format attribute at all, as a
+// hand-made h5py file has) fills params and, when present, norm_mean/norm_std, class_names and model_spec;
+// its version is 0 and it has no optimizer or progress. Throws IoError naming the file and what is wrong.
+Checkpoint read_weights(const std::string& path);
 
 // Where the stored bytes of one dataset (e.g. "/params/conv1/weight") begin in the file and how many there
 // are (its first chunk); for tests that corrupt a dataset's data on purpose.
