@@ -18,9 +18,9 @@ int eval(int argc, char** argv) {
   int threads = 0;
   po::options_description opts("stride eval options");
   opts.add_options()
-      ("weights,w", po::value(&weights)->required(), "checkpoint or final.h5 of a run")
+      ("weights,w", po::value(&weights)->required(), "checkpoint, final.h5 or weights-only file (docs/checkpoint.md)")
       ("data,d", po::value(&data)->required(), "dataset (its test split is evaluated)")
-      ("model,m", po::value(&model), "model spec to use instead of the one stored with the weights")
+      ("model,m", po::value(&model), "model spec to use instead of the one stored with the weights (needed when the file stores none)")
       ("batch", po::value(&batch)->default_value(batch), "evaluation batch size")
       ("limit", po::value(&limit)->default_value(0), "evaluate only the first N test images")
       ("classes", po::value(&classes), "class names (fashion-mnist or a comma-separated list)")
@@ -35,9 +35,10 @@ int eval(int argc, char** argv) {
   std::unique_ptr<ThreadLimit> thread_limit;
   if (threads > 0) thread_limit = std::make_unique<ThreadLimit>(threads);
 
-  LoadedModel m = load_model(weights, model.empty() ? std::nullopt : std::optional<std::string>(model));
   DatasetSplits splits = open_dataset(data);
   const DatasetInfo& info = splits.test->info();
+  LoadedModel m = load_model(weights, model.empty() ? std::nullopt : std::optional<std::string>(model),
+                             Shape{info.channels, info.height, info.width});
   const Shape expected = m.network.input_shape();
   if (expected != Shape{info.channels, info.height, info.width})
     throw ShapeError(data + ": images are " + info.shape_str() + ", the model takes " + expected.str());

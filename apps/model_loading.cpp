@@ -1,24 +1,36 @@
 #include "apps/model_loading.hpp"
 
+#include <iostream>
+
 #include "framework/core/errors.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/model_state.hpp"
 
 namespace stride::app {
 
-LoadedModel load_model(const std::string& weights, const std::optional<std::string>& model_override) {
-  Checkpoint ckpt = read_checkpoint(weights);
-  Network net = build_network(ckpt.model_spec, std::nullopt, weights + " (stored model spec)");
+LoadedModel load_model(const std::string& weights, const std::optional<std::string>& model_override,
+                       const std::optional<Shape>& input) {
+  Checkpoint ckpt = read_weights(weights);
+  std::optional<Network> net;
+  if (!ckpt.model_spec.empty()) net = build_network(ckpt.model_spec, std::nullopt, weights + " (stored model spec)");
   if (model_override) {
     ModelSource src = resolve_model(*model_override);
-    net = build_network(src.text, net.input_shape(), src.where);
+    net = build_network(src.text, net ? std::optional<Shape>(net->input_shape()) : input, src.where);
   }
-  restore_parameters(net, ckpt, weights);
-  if (ckpt.norm_mean.size() != static_cast<size_t>(net.input_shape()[0]) || ckpt.norm_std.size() != ckpt.norm_mean.size())
-    throw IoError(weights + ": /normalization holds " + std::to_string(ckpt.norm_mean.size()) +
-                  " channels, the model takes " + std::to_string(net.input_shape()[0]));
+  if (!net)
+    throw ConfigError(weights + ": the file stores no model spec (a weights-only file); give --model NAME|SPEC.json");
+  restore_parameters(*net, ckpt, weights);
+  const auto channels = static_cast<size_t>(net->input_shape()[0]);
   Normalization norm{ckpt.norm_mean, ckpt.norm_std};
-  return LoadedModel{std::move(ckpt), std::move(net), std::move(norm)};
+  if (norm.mean.empty()) {
+    norm.mean.assign(channels, 0.0f);
+    norm.stddev.assign(channels, 1.0f);
+    std::cerr << "note: " << weights << " has no /normalization: the input is pixel/255 (PyTorch's ToTensor)\n";
+  }
+  if (norm.mean.size() != channels)
+    throw IoError(weights + ": /normalization holds " + std::to_string(norm.mean.size()) +
+                  " channels, the model takes " + std::to_string(channels));
+  return LoadedModel{std::move(ckpt), std::move(*net), std::move(norm)};
 }
 
 }  // namespace stride::app

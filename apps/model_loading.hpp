@@ -1,5 +1,6 @@
 #pragma once
-// Rebuilding a trained model from a checkpoint (or final.h5) for eval and predict.
+// Rebuilding a trained model for eval and predict from a checkpoint, final.h5 or a weights-only file
+// (docs/checkpoint.md; scripts/torch_to_stride.py writes one from a PyTorch state_dict).
 #include <optional>
 #include <string>
 
@@ -10,13 +11,16 @@
 namespace stride::app {
 
 struct LoadedModel {
-  Checkpoint checkpoint;
+  Checkpoint checkpoint;  // what read_weights() found: params, and class names when the file has them
   Network network;
   Normalization normalization;
 };
 
-// Reads `weights`, builds the network from its stored spec (or from `model_override` when given, which must
-// then have the same parameters) and loads every parameter.
-LoadedModel load_model(const std::string& weights, const std::optional<std::string>& model_override);
+// Reads `weights` (read_weights), builds the network from `model_override` when given, else from the file's
+// stored spec, and loads every parameter (a missing or wrongly shaped one is an IoError naming it). A file
+// without a spec needs `model_override`; a spec without "input" takes `input` (per sample, from the data).
+// Without /normalization the input is pixel/255, as PyTorch's ToTensor() gives, and a note says so.
+LoadedModel load_model(const std::string& weights, const std::optional<std::string>& model_override,
+                       const std::optional<Shape>& input = std::nullopt);
 
 }  // namespace stride::app

@@ -18,9 +18,9 @@ int predict(int argc, char** argv) {
   int64_t top = 5;
   po::options_description opts("stride predict options");
   opts.add_options()
-      ("weights,w", po::value(&weights)->required(), "checkpoint or final.h5 of a run")
+      ("weights,w", po::value(&weights)->required(), "checkpoint, final.h5 or weights-only file (docs/checkpoint.md)")
       ("image", po::value(&images)->multitoken(), "PNG, PPM or PGM files (also positional)")
-      ("model,m", po::value(&model), "model spec to use instead of the one stored with the weights")
+      ("model,m", po::value(&model), "model spec to use instead of the one stored with the weights (needed when the file stores none)")
       ("top", po::value(&top)->default_value(top), "how many classes to print per image")
       ("no-resize", po::bool_switch(), "require images of the model's input size instead of resizing them");
   po::positional_options_description positional;

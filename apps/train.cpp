@@ -93,7 +93,7 @@ int train(int argc, char** argv) {
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed of every random choice (init, shuffle, augmentation, dropout)")
       ("threads", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
       ("augment", po::value(&c.augment)->default_value(c.augment), "none | crop-flip | auto (crop-flip for 3x32x32 data)")
-      ("init", po::value(&c.init_weights), "start from the weights in this checkpoint / final.h5")
+      ("init", po::value(&c.init_weights), "start from the weights in this checkpoint, final.h5 or weights-only file (e.g. from scripts/torch_to_stride.py)")
       ("classes", po::value(&classes), "class names: fashion-mnist, or a comma-separated list")
       ("log-every", po::value(&c.log_every)->default_value(c.log_every), "steps between progress lines")
       ("limit-train", po::value(&c.limit_train)->default_value(0), "use only the first N training images")

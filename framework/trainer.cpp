@@ -216,7 +216,7 @@ TrainResult train(const TrainConfig& config_in, std::ostream& log) {
     for (int64_t k = 0; k < num_classes; ++k) class_names.push_back(std::to_string(k));
   }
   net.init(config.seed);
-  if (!config.init_weights.empty()) restore_parameters(net, read_checkpoint(config.init_weights), config.init_weights);
+  if (!config.init_weights.empty()) restore_parameters(net, read_weights(config.init_weights), config.init_weights);
 
   const Augment augment = config.augment == "auto"
                               ? (info.channels == 3 && info.height == 32 && info.width == 32 ? Augment::crop_flip : Augment::none)
