@@ -7,7 +7,7 @@
 #include "apps/model_loading.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/parallel.hpp"
-#include "framework/trainer.hpp"
+#include "framework/evaluation.hpp"
 #include "io/detect.hpp"
 
 namespace stride::app {

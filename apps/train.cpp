@@ -77,6 +77,9 @@ int train(int argc, char** argv) {
       ("out,o", po::value(&c.out)->default_value(c.out), "run directory (metrics.jsonl, final.h5)")
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total number of epochs")
       ("batch", po::value(&c.batch)->default_value(c.batch), "batch size")
+      ("micro-batch", po::value(&c.micro_batch)->default_value(c.micro_batch),
+       "samples per micro-batch: each step runs forward and backward over its micro-batches one after another and "
+       "adds up their gradients (batch norm then normalizes over each micro-batch); 0 = the whole batch")
       ("lr", po::value(&c.lr)->default_value(c.lr), "base learning rate")
       ("optimizer", po::value(&c.optimizer.kind)->default_value(c.optimizer.kind), "sgd | adam | adamw")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")

@@ -42,13 +42,17 @@ void row_lse(const float* z, int64_t K, float& max, double& log_sum) {
 
 }  // namespace
 
-// logits: (N, K), labels: (N) -> mean loss; dlogits: (N, K). Serial: N*K is a few thousand values at most
+// logits: (N, K), labels: (N) -> loss sum / mean_over; dlogits: (N, K). Serial: N*K is a few thousand values at most
 // and the sum over the batch is then in a fixed order.
-double softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> labels, Tensor* dlogits) {
+double softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> labels, Tensor* dlogits,
+                             int64_t mean_over) {
   const Rows r = logit_rows("softmax_cross_entropy", logits.shape());
   check_labels("softmax_cross_entropy", r, labels);
+  if (mean_over < 0 || (mean_over > 0 && mean_over < r.N))
+    throw ShapeError("softmax_cross_entropy: the mean is over " + std::to_string(mean_over) +
+                     " samples, fewer than the batch's " + std::to_string(r.N));
   if (dlogits) dlogits->resize(logits.shape());
-  const double inv_n = 1.0 / static_cast<double>(r.N);
+  const double inv_n = 1.0 / static_cast<double>(mean_over ? mean_over : r.N);
   double total = 0.0;
   for (int64_t n = 0; n < r.N; ++n) {
     const float* z = logits.data() + n * r.K;

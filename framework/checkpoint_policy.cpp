@@ -1,0 +1,72 @@
+#include "framework/checkpoint_policy.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "framework/core/errors.hpp"
+#include "framework/model_state.hpp"
+
+namespace stride {
+
+CheckpointPolicy::CheckpointPolicy(const TrainConfig& config, RunIdentity identity, const Network& net,
+                                   const Optimizer& optimizer, MetricsLog& metrics, const RunClock& clock,
+                                   std::ostream& log)
+    : identity_(std::move(identity)),
+      net_(net),
+      optimizer_(optimizer),
+      metrics_(metrics),
+      clock_(clock),
+      log_(log),
+      dir_(config.out),
+      every_steps_(config.checkpoint_every),
+      every_epochs_(config.checkpoint_epochs),
+      keep_(config.keep) {}
+
+Checkpoint CheckpointPolicy::make(const RunPosition& next) const {
+  Checkpoint ck;
+  ck.stride_version = STRIDE_VERSION;
+  ck.epoch = next.epoch;
+  ck.step = next.step;
+  ck.samples_seen = next.samples;
+  ck.seed = identity_.seed;
+  ck.wall_time = clock_.seconds();
+  ck.model_spec = identity_.model_spec;
+  ck.run_config = identity_.run_config;
+  ck.norm_mean = identity_.normalization.mean;
+  ck.norm_std = identity_.normalization.stddev;
+  ck.class_names = identity_.class_names;
+  ck.has_progress = true;
+  ck.progress = metrics_.progress();
+  ck.progress.next_lr = lr_at(identity_.schedule, next.step);
+  store_parameters(net_, ck);
+  store_optimizer(optimizer_, net_, ck);
+  return ck;
+}
+
+void CheckpointPolicy::save(const RunPosition& next, bool required) {
+  metrics_.flush();
+  const auto t0 = RunClock::Clock::now();
+  try {
+    last_path_ = dir_.save(make(next), keep_);
+  } catch (const IoError& e) {
+    if (required) throw;
+    metrics_.clear_bar();
+    std::cerr << "warning: " << e.what() << "; training continues\n";
+    return;
+  }
+  const double took = RunClock::since(t0);
+  seconds_ += took;
+  char text[64];
+  std::snprintf(text, sizeof text, " (%.1f ms)\n", took * 1e3);
+  metrics_.clear_bar();
+  log_ << "stride: checkpoint " << last_path_ << text << std::flush;
+}
+
+std::string CheckpointPolicy::save_final(const RunPosition& next) {
+  const std::string path = (std::filesystem::path(dir_.run_dir()) / "final.h5").string();
+  write_checkpoint(path, make(next));
+  return path;
+}
+
+}  // namespace stride

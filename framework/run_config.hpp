@@ -1,0 +1,24 @@
+#pragma once
+// The run settings a checkpoint stores (root attribute run_config, JSON) and `--resume` compares, from one
+// table in run_config.cpp: each setting's JSON key, the flag that sets it, and whether a resumed run must
+// match it.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "framework/lr_schedule.hpp"
+#include "framework/train_config.hpp"
+
+namespace stride {
+
+// The run_config JSON. `schedule` is the filled-in schedule, `augment` the resolved augmentation and
+// `train_count` the training samples used.
+std::string run_config_json(const TrainConfig& config, const ScheduleOptions& schedule, const std::string& augment,
+                            int64_t train_count);
+
+// Every setting of `current` that differs from `stored` and would change the resumed run ("--lr: this run
+// has 0.1, the checkpoint 0.01"); empty when the run can continue. The data path, --epochs (unless the
+// cosine schedule depends on it), --log-every, --eval-batch and --limit-test may differ.
+std::vector<std::string> run_config_differences(const std::string& stored, const std::string& current);
+
+}  // namespace stride

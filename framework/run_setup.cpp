@@ -1,0 +1,123 @@
+#include "framework/run_setup.hpp"
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "framework/core/errors.hpp"
+#include "framework/model_state.hpp"
+#include "framework/run_config.hpp"
+#include "io/detect.hpp"
+
+namespace stride {
+
+using nlohmann::json;
+
+RunData open_run_data(const TrainConfig& config) {
+  RunData d;
+  d.splits = open_dataset(config.data);
+  d.train = d.splits.train.get();
+  d.test = d.splits.test.get();
+  if (config.limit_train) d.train = (d.train_prefix = std::make_unique<PrefixSource>(*d.train, config.limit_train)).get();
+  if (config.limit_test) d.test = (d.test_prefix = std::make_unique<PrefixSource>(*d.test, config.limit_test)).get();
+  const DatasetInfo& info = d.train->info();
+  if (info.count == 0) throw ConfigError(config.data + ": the training split is empty");
+  const bool cifar_like = info.channels == 3 && info.height == 32 && info.width == 32;
+  d.augment = config.augment == "auto" ? (cifar_like ? Augment::crop_flip : Augment::none) : parse_augment(config.augment);
+  return d;
+}
+
+RunModel build_run_model(const TrainConfig& config, const DatasetInfo& train) {
+  ModelSource source = resolve_model(config.model);
+  Network net = build_network(source.text, Shape{train.channels, train.height, train.width}, source.where);
+  std::string spec = spec_with_input(source.text, net.input_shape());
+  const int64_t num_classes = net.output_shape().numel();
+  std::vector<std::string> names = config.class_names.empty() ? train.class_names : config.class_names;
+  if (names.size() != static_cast<size_t>(num_classes)) names = numbered_class_names(num_classes);
+  net.init(config.seed);
+  if (!config.init_weights.empty()) restore_parameters(net, read_weights(config.init_weights), config.init_weights);
+  return RunModel{std::move(source), std::move(net), std::move(spec), std::move(names)};
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options, const Network& net) {
+  std::vector<OptimizerParam> params;
+  for (const auto& e : net.param_entries())
+    if (e.role == ParamRole::learnable) params.push_back({e.name, e.offset, e.size, e.weight_decay});
+  return Optimizer::create(options, std::move(params), net.learnable_count());
+}
+
+ScheduleOptions make_schedule(const TrainConfig& config, int64_t train_count) {
+  ScheduleOptions schedule = config.schedule;
+  schedule.base_lr = config.lr;
+  schedule.steps_per_epoch = (train_count + config.batch - 1) / config.batch;
+  schedule.total_steps = schedule.steps_per_epoch * config.epochs;
+  validate(schedule);
+  return schedule;
+}
+
+std::optional<ResumePoint> find_resume(const TrainConfig& config) {
+  if (config.resume.empty()) return std::nullopt;
+  ResumePoint resume = find_resume_point(config.resume);
+  for (const auto& w : resume.warnings) std::cerr << "warning: " << w << "\n";
+  if (!resume.warnings.empty()) std::cerr << "warning: resuming from the older " << resume.path << "\n";
+  if (!resume.checkpoint.has_progress)
+    throw IoError(resume.path + ": a version-" + std::to_string(resume.checkpoint.version) +
+                  " checkpoint cannot be resumed (use --init to start from its weights)");
+  return resume;
+}
+
+namespace {
+
+// The model first: a different model is the likeliest mistake, and the settings would differ too.
+void check_same_run(const Checkpoint& ck, const std::string& where, const TrainConfig& config,
+                    const RunIdentity& identity, const Optimizer& optimizer) {
+  const json stored_spec = json::parse(ck.model_spec, nullptr, false);
+  const json spec = json::parse(identity.model_spec, nullptr, false);
+  if (stored_spec != spec) {
+    std::string what;
+    const json patch = json::diff(stored_spec, spec);
+    for (size_t i = 0; i < patch.size() && i < 3; ++i)
+      what += std::string(i ? ", " : "") + patch[i]["op"].get<std::string>() + " " + patch[i]["path"].get<std::string>();
+    throw ConfigError(where + ": the checkpoint's model differs from --model " + config.model + " (" + what +
+                      "); resume with the checkpoint's model, or use --init to start a new run from its weights");
+  }
+  if (ck.seed != config.seed)
+    throw ConfigError(where + ": --seed: this run has " + std::to_string(config.seed) + ", the checkpoint " +
+                      std::to_string(ck.seed));
+  if (ck.optimizer_kind != optimizer.kind())
+    throw ConfigError(where + ": --optimizer: this run has \"" + optimizer.kind() + "\", the checkpoint \"" +
+                      ck.optimizer_kind + "\" (use --init to start from its weights with a fresh optimizer)");
+  const auto diffs = run_config_differences(ck.run_config, identity.run_config);
+  if (!diffs.empty()) {
+    std::string text;
+    for (const auto& d : diffs) text += "\n  " + d;
+    throw ConfigError(where + ": cannot resume with different settings (pass the checkpoint's, or use --init to "
+                      "start a new run from its weights):" + text);
+  }
+  if (ck.norm_mean != identity.normalization.mean || ck.norm_std != identity.normalization.stddev)
+    throw ConfigError(where + ": the training data differs from the checkpoint's (its per-channel mean/std do not "
+                      "match --data " + config.data + ")");
+}
+
+}  // namespace
+
+ResumeState resume_run(const ResumePoint& resume, const TrainConfig& config, const RunIdentity& identity,
+                       Network& net, Optimizer& optimizer, int64_t steps_per_epoch) {
+  const Checkpoint& ck = resume.checkpoint;
+  const std::string& where = resume.path;
+  check_same_run(ck, where, config, identity, optimizer);
+  const int64_t step_in_epoch = ck.samples_seen / config.batch;
+  if (step_in_epoch * config.batch != ck.samples_seen || step_in_epoch >= steps_per_epoch ||
+      ck.step != ck.epoch * steps_per_epoch + step_in_epoch)
+    throw IoError(where + ": position (epoch " + std::to_string(ck.epoch) + ", samples_seen " +
+                  std::to_string(ck.samples_seen) + ", step " + std::to_string(ck.step) +
+                  ") is not a step boundary of this run (" + std::to_string(steps_per_epoch) + " steps of " +
+                  std::to_string(config.batch) + " per epoch)");
+  if (ck.epoch > config.epochs)
+    throw ConfigError(where + ": --epochs " + std::to_string(config.epochs) + ": the checkpoint has done " +
+                      std::to_string(ck.epoch) + " epochs already (--epochs is the total)");
+  restore_parameters(net, ck, where);
+  restore_optimizer(optimizer, net, ck, where);
+  return ResumeState{RunPosition{ck.epoch, ck.samples_seen, ck.step}, ck.wall_time, ck.progress};
+}
+
+}  // namespace stride

@@ -1,0 +1,49 @@
+#pragma once
+// The settings of one `stride train` run, as the command line and config files give them.
+#include <csignal>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "framework/lr_schedule.hpp"
+#include "framework/optimizer.hpp"
+
+namespace stride {
+
+struct TrainConfig {
+  std::string model = "lenet5";  // zoo name or spec file
+  std::string data;              // CIFAR-10 / IDX directory or HDF5 file
+  std::string out = "runs/latest";  // empty with `resume`: the run directory of the checkpoint
+  int64_t epochs = 5;            // total, counting epochs done before a resume
+  int64_t batch = 64;
+  // Samples per micro-batch: a step runs forward and backward over its micro-batches one after another and
+  // adds up their gradients. 0 = one micro-batch of the whole batch.
+  int64_t micro_batch = 0;
+  double lr = 0.01;
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;      // base_lr, total_steps and steps_per_epoch are filled in by the run setup
+  uint64_t seed = 1;
+  std::string augment = "auto";  // auto = crop-flip for 3x32x32 data, none otherwise
+  std::string init_weights;      // start from these parameters (a checkpoint, final.h5 or weights-only file)
+  int64_t log_every = 50;        // steps between metrics lines
+  int64_t eval_batch = 500;
+  int64_t limit_train = 0;       // use only the first N training samples (0 = all)
+  int64_t limit_test = 0;
+  std::vector<std::string> class_names;  // overrides the data's names (Fashion-MNIST)
+  bool progress = true;          // a live progress bar when stdout is a terminal
+
+  // Checkpoints (docs/checkpoint.md): RUN_DIR/checkpoints/step-<step>.h5, the newest `keep` kept.
+  std::string resume;              // continue from this run directory or checkpoint file
+  int64_t checkpoint_every = 0;    // steps between checkpoints (0 = none by steps)
+  int64_t checkpoint_epochs = 1;   // epochs between checkpoints (0 = none by epochs)
+  int64_t keep = 3;
+  // Polled between steps; when it becomes non-zero the run finishes the step, writes a checkpoint and
+  // returns with TrainResult::stopped (set by the SIGTERM/SIGINT handler of `stride train`).
+  const volatile std::sig_atomic_t* stop_flag = nullptr;
+  int64_t stop_after_step = 0;     // tests: behave as if stopped by a signal right after this global step
+};
+
+// Throws ConfigError naming the flag and the value for settings that cannot start a run.
+void validate(const TrainConfig& config);
+
+}  // namespace stride
