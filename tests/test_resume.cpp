@@ -281,7 +281,9 @@ TEST_CASE("resume: SIGTERM finishes the step, writes a checkpoint, exits 0 with 
   const std::string log2 = read_all(tmp / "log2.txt");
   INFO(log2);
   REQUIRE(WIFEXITED(status2));
-  CHECK(WEXITSTATUS(status2) == 128 + SIGINT);
+  // The exit status names the signal handled second. When both are pending at once, Linux delivers the lower
+  // number (SIGINT) first, so either order can happen.
+  CHECK((WEXITSTATUS(status2) == 128 + SIGINT || WEXITSTATUS(status2) == 128 + SIGTERM));
   CHECK(log2.find("stride: second signal, aborting without a checkpoint") != std::string::npos);
   check_all_checkpoints_load(out2);
 }
