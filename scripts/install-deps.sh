@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what stride builds and runs with, from Debian 12's packages (run as root). Idempotent.
+# --test adds what only the tests need: Debian's PyTorch, h5py and numpy for tests/torch_one_step.py.
 set -euo pipefail
 packages=(
   cmake g++ make pkg-config
@@ -8,6 +9,12 @@ packages=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
+for arg in "$@"; do
+  case "$arg" in
+    --test) packages+=(python3-torch python3-h5py python3-numpy) ;;
+    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,7 @@
 # Installs the dependencies, builds stride (Release) and runs every test. The README's test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --test  # --test: PyTorch and h5py for tests/torch_one_step.py
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
