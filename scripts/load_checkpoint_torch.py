@@ -13,7 +13,8 @@ Run by hand (torch is only in Debian's python):
   /usr/bin/python3 scripts/load_checkpoint_torch.py --stride build/stride RUN_DIR/final.h5 [more.h5 ...]
 Exit status 0 when every probability agrees within --tol (default 2e-4: predict prints 4 decimals).
 Weights-only files (format "stride-weights", as scripts/torch_to_stride.py writes them) are read too when they
-carry /normalization and a model_spec, so a torch -> stride -> torch round trip can be checked the same way.
+store a model_spec; without /normalization the input is pixel/255, as stride predict then takes it. So a torch ->
+stride -> torch round trip is checked the same way.
 """
 import argparse
 import json
@@ -33,24 +34,25 @@ from torch_models import build  # noqa: E402  (the twins live in scripts/torch_m
 def load(path):
     """Reads a checkpoint with h5py into (torch model in eval mode, spec, mean, std, class names)."""
     with h5py.File(path, "r") as f:
-        fmt = f.attrs.get("format", "")
+        fmt = f.attrs.get("format", "stride-weights")  # stride reads a file without one as weights
         fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
         known = {"stride-checkpoint": (1, 2), "stride-weights": (1,)}
         if fmt not in known:
             raise SystemExit(f"{path}: format is {fmt!r}, not a stride checkpoint or weights file")
-        version = int(f.attrs["version"])
+        version = int(f.attrs.get("version", known[fmt][-1]))
         if version not in known[fmt]:
             raise SystemExit(f"{path}: {fmt} version {version} is not one this script knows {known[fmt]}")
         if "model_spec" not in f.attrs:
             raise SystemExit(f"{path}: no model_spec attribute, so the model is unknown")
-        if "normalization" not in f:
-            raise SystemExit(f"{path}: no /normalization, so stride's input scaling is unknown "
-                             "(scripts/torch_to_stride.py writes it with --mean/--std)")
         spec = json.loads(f.attrs["model_spec"])
         params = {}
         f["params"].visititems(lambda name, obj: params.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-        mean = f["normalization/mean"][()]
-        std = f["normalization/std"][()]
+        if "normalization" in f:
+            mean = f["normalization/mean"][()]
+            std = f["normalization/std"][()]
+        else:  # stride predict's rule for a weights-only file without one: pixel/255 (PyTorch's ToTensor)
+            mean = np.zeros(spec["input"][0], np.float32)
+            std = np.ones(spec["input"][0], np.float32)
         classes = [c.decode() if isinstance(c, bytes) else c for c in f.attrs.get("class_names", [])]
         where = f", epoch {int(f.attrs['epoch'])}, step {int(f.attrs['step'])}" if "epoch" in f.attrs else ""
         print(f"{path}: {fmt} version {version}, model {spec.get('name')}{where}, {len(params)} parameter datasets")
