@@ -13,10 +13,10 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
-inline CommandResult run_stride(const std::string& args) {
-  const std::string cmd = std::string(STRIDE_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line; its exit status and stdout + stderr together.
+inline CommandResult run_command(const std::string& command) {
   CommandResult r;
-  FILE* pipe = popen(cmd.c_str(), "r");
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   if (!pipe) return r;
   std::array<char, 4096> buf{};
   size_t n;
@@ -25,6 +25,8 @@ inline CommandResult run_stride(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
+
+inline CommandResult run_stride(const std::string& args) { return run_command(std::string(STRIDE_BINARY) + " " + args); }
 
 // The last non-empty line of a command's output.
 inline std::string last_line(const std::string& text) {

@@ -2,10 +2,7 @@
 // step by `stride train --init` must move every parameter as PyTorch's own step does. The comparison itself is
 // tests/torch_one_step.py (torch and h5py live in Debian's python, not in C++); this runs it and requires success.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -14,22 +11,9 @@
 
 namespace {
 
-using stride::test::CommandResult;
+using stride::test::run_command;
 
 constexpr const char* kPython = "/usr/bin/python3";  // Debian's: the one with python3-torch
-
-// run_stride() for any command line: exit status and stdout + stderr together.
-CommandResult run_command(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
