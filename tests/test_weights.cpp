@@ -21,7 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kMnist = fs::path(STRIDE_SHARED_DATA) / "mnist-digits-sample";
+// Fashion-MNIST from Debian's dataset-fashion-mnist, which the CI install step always provides.
+const fs::path kFashion = "/usr/share/datasets/fashion-mnist";
 
 struct WeightsOnlyOptions {
   const char* format = kWeightsFormat;  // nullptr: no format attribute (a hand-made h5py file)
@@ -61,10 +62,16 @@ std::string weights_only_copy(const std::string& checkpoint, const std::string& 
   return out;
 }
 
-// A short lenet5 run on 256 MNIST-sample digits: its final.h5, in `dir`.
+void require_fashion() {
+  REQUIRE_MESSAGE(fs::is_directory(kFashion),
+                  kFashion.string() << " is missing (apt-get install dataset-fashion-mnist)");
+}
+
+// A short lenet5 run on 256 Fashion-MNIST images: its final.h5, in `dir`.
 std::string trained_lenet5(const test::TempDir& dir) {
-  const auto r = run_stride("train --model lenet5 --data " + kMnist.string() +
-                            " --epochs 1 --limit-train 256 --limit-test 100 --batch 64 --threads 2 --no-progress --out " +
+  const auto r = run_stride("train --model lenet5 --data " + kFashion.string() +
+                            " --epochs 1 --limit-train 256 --limit-test 100 --batch 64 --threads 2 --no-progress"
+                            " --out " +
                             (dir / "run"));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -74,7 +81,7 @@ std::string trained_lenet5(const test::TempDir& dir) {
 }  // namespace
 
 TEST_CASE("read_weights: a checkpoint whole, a weights-only file's params, normalization and names") {
-  REQUIRE_MESSAGE(fs::is_directory(kMnist), kMnist.string() << " is missing");
+  require_fashion();
   test::TempDir dir("weights");
   const std::string final_h5 = trained_lenet5(dir);
   const Checkpoint full = read_checkpoint(final_h5);
@@ -113,7 +120,7 @@ TEST_CASE("read_weights: a checkpoint whole, a weights-only file's params, norma
 }
 
 TEST_CASE("read_weights: a foreign format, a newer version and an empty /params are errors naming the file") {
-  REQUIRE_MESSAGE(fs::is_directory(kMnist), kMnist.string() << " is missing");
+  require_fashion();
   test::TempDir dir("weights-bad");
   const std::string final_h5 = trained_lenet5(dir);
   WeightsOnlyOptions o;
@@ -135,10 +142,10 @@ TEST_CASE("read_weights: a foreign format, a newer version and an empty /params 
 }
 
 TEST_CASE("stride eval, predict and train --init take a weights-only file; what it lacks is named") {
-  REQUIRE_MESSAGE(fs::is_directory(kMnist), kMnist.string() << " is missing");
+  require_fashion();
   test::TempDir dir("weights-cli");
   const std::string final_h5 = trained_lenet5(dir);
-  const std::string data = " --data " + kMnist.string() + " --limit 100";
+  const std::string data = " --data " + kFashion.string() + " --limit 100";
 
   // The reference: eval on the run's own final.h5.
   const auto ref = run_stride("eval --weights " + final_h5 + data);
@@ -172,12 +179,12 @@ TEST_CASE("stride eval, predict and train --init take a weights-only file; what 
   CHECK(test::contains(r.output, "digit.pgm:"));
 
   // --init starts a new run from it; a parameter the file lacks is named.
-  r = run_stride("train --model lenet5 --init " + with_norm + " --data " + kMnist.string() +
+  r = run_stride("train --model lenet5 --init " + with_norm + " --data " + kFashion.string() +
                  " --epochs 1 --limit-train 64 --limit-test 50 --no-progress --out " + (dir / "from-init"));
   CHECK(r.exit_code == 0);
   o.drop_param = "ip2/bias";
   const std::string lacking = weights_only_copy(final_h5, dir / "lacking.h5", o);
-  r = run_stride("train --model lenet5 --init " + lacking + " --data " + kMnist.string() +
+  r = run_stride("train --model lenet5 --init " + lacking + " --data " + kFashion.string() +
                  " --epochs 1 --limit-train 64 --no-progress --out " + (dir / "lacking-run"));
   CHECK(r.exit_code != 0);
   CHECK(test::contains(r.output, "lacking.h5: has no /params/ip2/bias, which the model needs"));
