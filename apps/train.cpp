@@ -78,8 +78,13 @@ int train(int argc, char** argv) {
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total number of epochs")
       ("batch", po::value(&c.batch)->default_value(c.batch), "batch size")
       ("micro-batch", po::value(&c.micro_batch)->default_value(c.micro_batch),
-       "samples per micro-batch: each step runs forward and backward over its micro-batches one after another and "
-       "adds up their gradients (batch norm then normalizes over each micro-batch); 0 = the whole batch")
+       "samples per micro-batch, the unit of work and of determinism: a step runs forward and backward over its "
+       "micro-batches and sums their gradients exactly, so the result is the same for any number of processes "
+       "(mpirun -np P) and threads; batch norm normalizes over each micro-batch. Must divide --batch. "
+       "0 = 16 when 16 divides --batch, else the whole batch")
+      ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb),
+       "with several processes: megabytes of (fixed-point) gradients per allreduce bucket; each starts as soon "
+       "as backward has finished it")
       ("lr", po::value(&c.lr)->default_value(c.lr), "base learning rate")
       ("optimizer", po::value(&c.optimizer.kind)->default_value(c.optimizer.kind), "sgd | adam | adamw")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")

@@ -27,6 +27,8 @@ void validate(const TrainConfig& c) {
   positive("--log-every", c.log_every);
   positive("--eval-batch", c.eval_batch);
   if (c.micro_batch < 0) throw ConfigError("--micro-batch: expected a value >= 0, got " + std::to_string(c.micro_batch));
+  if (!(c.bucket_mb > 0) || !std::isfinite(c.bucket_mb))
+    throw ConfigError("--bucket-mb: expected a positive number, got " + std::to_string(c.bucket_mb));
   if (!(c.lr > 0) || !std::isfinite(c.lr))
     throw ConfigError("--lr: expected a positive number, got " + std::to_string(c.lr));
   if (c.limit_train < 0 || c.limit_test < 0) throw ConfigError("--limit-train/--limit-test: expected >= 0");
@@ -57,7 +59,7 @@ class Trainer {
   bool run_epoch(int64_t epoch, int64_t first);
   // Tests, logs and checkpoints the end of epoch `epoch`; false when a stop request ends the run there.
   bool finish_epoch(int64_t epoch, int64_t first);
-  bool stop_requested() const;
+  bool stop_requested();
   TrainResult stopped(int64_t epoch_in_progress);
   StepPlace place(int64_t epoch, int64_t step_in_epoch) const {
     return {epoch, config_.epochs, step_in_epoch, steps_per_epoch_, step_};
@@ -94,7 +96,8 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
       optimizer_(make_optimizer(config_.optimizer, model_.net)),
       train_count_(data_.train->info().count),
       steps_per_epoch_((train_count_ + config_.batch - 1) / config_.batch),
-      training_step_(model_.net, *optimizer_, reducer_, config_.micro_batch) {
+      training_step_(model_.net, *optimizer_, reducer_, config_.batch, config_.micro_batch,
+                     std::max<int64_t>(1, static_cast<int64_t>(config_.bucket_mb * (1 << 20) / 8))) {
   identity_.normalization = compute_normalization(*data_.train);
   identity_.schedule = make_schedule(config_, train_count_);
   identity_.model_spec = model_.spec;
@@ -112,6 +115,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, bar,
                                           writes_, log_, clock_);
   metrics_->progress() = start_.progress;
+  metrics_->set_run_shape(reducer_.processes(), config_.micro_batch, config_.hosts);
   checkpoints_ = std::make_unique<CheckpointPolicy>(config_, identity_, model_.net, *optimizer_, *metrics_, clock_, log_);
   result_.run_dir = config_.out;
   result_.metrics_path = metrics_->path();
@@ -124,13 +128,20 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
        << steps_per_epoch_ << " steps (batch " << config_.batch << "), " << optimizer_->kind() << ", "
        << describe(identity_.schedule) << ", augment " << augment_name(data_.augment) << ", seed " << config_.seed
        << "\n";
+  if (training_step_.exact() || reducer_.processes() > 1)
+    log_ << "stride: " << reducer_.processes() << (reducer_.processes() == 1 ? " process" : " processes")
+         << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
+         << training_step_.exact_sum().buckets().size() << " bucket"
+         << (training_step_.exact_sum().buckets().size() == 1 ? "" : "s") << "\n";
   if (resume_)
     log_ << "stride: resuming from " << resume_->path << " at epoch " << start_.position.epoch + 1 << " step " << step_
          << "\n";
 }
 
-bool Trainer::stop_requested() const {
-  return (config_.stop_flag && *config_.stop_flag != 0) || (config_.stop_after_step > 0 && step_ == config_.stop_after_step);
+bool Trainer::stop_requested() {
+  // A signal may reach the processes of a data-parallel run between different steps: they stop together.
+  const bool signalled = reducer_.any(config_.stop_flag && *config_.stop_flag != 0);
+  return signalled || (config_.stop_after_step > 0 && step_ == config_.stop_after_step);
 }
 
 TrainResult Trainer::stopped(int64_t epoch_in_progress) {
@@ -188,6 +199,7 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
                         [&, s] { train_batches_->assemble(local_indices(s + 1), e32, xs[1 - cur], ys[1 - cur]); });
     const double lr = lr_at(identity_.schedule, step_);
     const RunContext ctx{Mode::train, config_.seed, e32, s * batch};
+    reducer_.begin_step(step_ + 1);
     const StepStats stats = training_step_.run(xs[cur], ys[cur], step_count(s), ctx, lr);
     if (next.valid()) next.get();
     if (!stats.finite)
@@ -207,7 +219,8 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
 }
 
 bool Trainer::finish_epoch(int64_t epoch, int64_t first) {
-  const EvalResult test = evaluate(model_.net, *test_batches_, config_.eval_batch, model_.net.output_shape().numel());
+  const EvalResult test =
+      evaluate(model_.net, *test_batches_, config_.eval_batch, model_.net.output_shape().numel(), reducer_);
   metrics_->end_epoch(place(epoch, steps_per_epoch_ - 1), train_count_, train_count_ - first * config_.batch, test,
                       lr_at(identity_.schedule, step_ - 1));
   result_.test_accuracy = test.accuracy();
@@ -222,7 +235,9 @@ bool Trainer::finish_epoch(int64_t epoch, int64_t first) {
 
 TrainResult train(const TrainConfig& config, std::ostream& log, GradientReducer& reducer) {
   validate(config);
-  return Trainer(config, log, reducer).run();
+  TrainConfig resolved = config;
+  resolved.micro_batch = resolve_micro_batch(config.batch, config.micro_batch, reducer.processes());
+  return Trainer(resolved, log, reducer).run();
 }
 
 TrainResult train(const TrainConfig& config, std::ostream& log) {
