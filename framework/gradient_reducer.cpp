@@ -12,9 +12,9 @@ MicroBatchRange contiguous_share(int64_t items, int64_t processes, int64_t index
   return {first, base + (index < extra ? 1 : 0)};
 }
 
-void LocalGradientReducer::reduce(std::span<float> grads) {
+void LocalGradientReducer::reduce() {
   if (!sum_) throw Error("gradient reducer: reduce() without begin_sum()");
-  sum_->reduce_locally(grads);
+  sum_->reduce_locally(grads_);
   sum_ = nullptr;
 }
 

@@ -10,6 +10,7 @@
 
 #include "framework/checkpoint_policy.hpp"
 #include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
 #include "framework/evaluation.hpp"
 #include "framework/metrics_log.hpp"
 #include "framework/run_config.hpp"
@@ -60,6 +61,9 @@ class Trainer {
   // Tests, logs and checkpoints the end of epoch `epoch`; false when a stop request ends the run there.
   bool finish_epoch(int64_t epoch, int64_t first);
   bool stop_requested();
+  // Several processes: every one starts from process 0's parameters and optimizer state, and from the same
+  // run (settings, data normalization, position), checked by checksum.
+  void start_together();
   TrainResult stopped(int64_t epoch_in_progress);
   StepPlace place(int64_t epoch, int64_t step_in_epoch) const {
     return {epoch, config_.epochs, step_in_epoch, steps_per_epoch_, step_};
@@ -109,6 +113,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   if (resume_) start_ = resume_run(*resume_, config_, identity_, model_.net, *optimizer_, steps_per_epoch_);
   step_ = start_.position.step;
   clock_.set_offset(start_.wall_time);
+  start_together();
 
   if (writes_) std::filesystem::create_directories(config_.out);
   const bool bar = config_.progress && ::isatty(STDOUT_FILENO);
@@ -129,13 +134,37 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
        << describe(identity_.schedule) << ", augment " << augment_name(data_.augment) << ", seed " << config_.seed
        << "\n";
   if (training_step_.exact() || reducer_.processes() > 1)
-    log_ << "stride: " << reducer_.processes() << (reducer_.processes() == 1 ? " process" : " processes")
-         << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
+    log_ << "stride: " << reducer_.processes() << (reducer_.processes() == 1 ? " process" : " processes") << " of "
+         << max_threads() << (max_threads() == 1 ? " thread" : " threads") << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
          << training_step_.exact_sum().buckets().size() << " bucket"
          << (training_step_.exact_sum().buckets().size() == 1 ? "" : "s") << "\n";
   if (resume_)
     log_ << "stride: resuming from " << resume_->path << " at epoch " << start_.position.epoch + 1 << " step " << step_
          << "\n";
+}
+
+void Trainer::start_together() {
+  if (reducer_.processes() == 1) return;
+  Network& net = model_.net;
+  reducer_.broadcast(net.params());
+  reducer_.broadcast(net.state());
+  for (size_t i = 0; i < optimizer_->slot_names().size(); ++i) reducer_.broadcast(optimizer_->slot(i));
+  // FNV-1a over every byte a step depends on.
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](const void* data, size_t bytes) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  add(net.params().data(), net.params().size_bytes());
+  add(net.state().data(), net.state().size_bytes());
+  for (size_t i = 0; i < optimizer_->slot_names().size(); ++i)
+    add(optimizer_->slot(i).data(), optimizer_->slot(i).size_bytes());
+  const int64_t position[] = {optimizer_->step_count(), start_.position.epoch, start_.position.samples, step_};
+  add(position, sizeof position);
+  add(identity_.normalization.mean.data(), identity_.normalization.mean.size() * sizeof(float));
+  add(identity_.normalization.stddev.data(), identity_.normalization.stddev.size() * sizeof(float));
+  add(identity_.run_config.data(), identity_.run_config.size());
+  reducer_.check_same(h, "parameters, optimizer state, position, settings and data normalization");
 }
 
 bool Trainer::stop_requested() {
@@ -170,6 +199,7 @@ TrainResult Trainer::run() {
   std::snprintf(text, sizeof text, "stride: checkpoints took %.2f s of %.1f s (%.2f%%)\n", checkpoints_->seconds(),
                 total, 100.0 * checkpoints_->seconds() / std::max(total, 1e-9));
   if (writes_) log_ << text;
+  if (writes_ && !reducer_.summary().empty()) log_ << reducer_.summary() << "\n";
   result_.steps = step_;
   result_.checkpoint_path = checkpoints_->last_path();
   return result_;

@@ -100,7 +100,7 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
   const int64_t per_sample = x.shape().per_sample();
   rows_.assign(static_cast<size_t>(share.count * row_width_), 0.0);
   sum_.begin_step(total, share.count);
-  reducer_.begin_sum(sum_);
+  reducer_.begin_sum(sum_, net_.grads());
   auto on_layer = [this](int64_t from) {
     reducer_.ready(from);
     reducer_.poll();
@@ -160,7 +160,7 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
     column += width;
   }
 
-  reducer_.reduce(net_.grads());
+  reducer_.reduce();
   StepStats stats{loss, static_cast<int64_t>(correct), step_count, std::isfinite(loss)};
   if (stats.finite) optimizer_.step(net_.params(), net_.grads(), lr);
   return stats;

@@ -52,10 +52,14 @@ struct RecordingReducer final : GradientReducer {
   std::vector<std::vector<float>> seen;
   double other_loss = 0, other_correct = 0;
   ExactSum* sum = nullptr;
+  std::span<float> grads;
   int64_t processes() const override { return 1; }
   MicroBatchRange share(int64_t micro_batches) const override { return whole ? MicroBatchRange{0, micro_batches} : mine; }
-  void begin_sum(ExactSum& s) override { sum = &s; }
-  void reduce(std::span<float> grads) override {
+  void begin_sum(ExactSum& s, std::span<float> g) override {
+    sum = &s;
+    grads = g;
+  }
+  void reduce() override {
     sum->reduce_locally(grads);
     seen.emplace_back(grads.begin(), grads.end());
   }
