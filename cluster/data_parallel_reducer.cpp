@@ -330,7 +330,8 @@ void DataParallelReducer::gather(std::span<const double> mine, std::span<double>
       static_cast<int64_t>(all.size()) != items * width)
     throw Error("cluster: gather() rows of the wrong size");
   MPI_Request req;
-  detail::enter_collective("the exchange of the losses and statistics of step " + std::to_string(step_));
+  detail::enter_collective("the exchange of per-micro-batch values (losses, statistics, test counts) at step " +
+                           std::to_string(step_));
   check(MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), MPI_DOUBLE, all.data(), counts.data(),
                         displs.data(), MPI_DOUBLE, rows_, &req),
         "MPI_Iallgatherv");

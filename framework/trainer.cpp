@@ -102,7 +102,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
       steps_per_epoch_((train_count_ + config_.batch - 1) / config_.batch),
       training_step_(model_.net, *optimizer_, reducer_, config_.batch, config_.micro_batch,
                      std::max<int64_t>(1, static_cast<int64_t>(config_.bucket_mb * (1 << 20) / 8))) {
-  identity_.normalization = compute_normalization(*data_.train);
+  identity_.normalization = compute_normalization(*data_.train, reducer_);
   identity_.schedule = make_schedule(config_, train_count_);
   identity_.model_spec = model_.spec;
   identity_.run_config = run_config_json(config_, identity_.schedule, augment_name(data_.augment), train_count_);
