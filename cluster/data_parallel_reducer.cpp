@@ -263,7 +263,8 @@ void DataParallelReducer::thread_main() {
         if (stop_) return;
         b = max_started_++;
       }
-      detail::Backoff backoff;
+      // Sleeps between tests from the start: this thread shares the cores with backward.
+      detail::Backoff backoff(0.0);
       start_max(b);
       while (!test(buckets_[b].max_req)) {
         if (stop_) return;
@@ -271,6 +272,7 @@ void DataParallelReducer::thread_main() {
       }
       start_sum(b, /*parallel=*/false);
       ++sum_started_;
+      backoff = detail::Backoff(0.0);
       while (!test(buckets_[b].sum_req)) {
         if (stop_) return;
         backoff.pause();

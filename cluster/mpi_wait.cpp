@@ -102,12 +102,12 @@ void check(int rc, const char* call) {
   throw Error(std::string(call) + " failed: " + std::string(text, static_cast<size_t>(len)));
 }
 
+Backoff::Backoff(double spin_seconds) : start_(Clock::now()), spin_(spin_seconds) {}
+
 void Backoff::pause() {
-  if (++spins_ < 200) {
-    sched_yield();
-  } else {
-    std::this_thread::sleep_for(std::chrono::microseconds(spins_ < 2000 ? 20 : 200));
-  }
+  const double waited = seconds_since(start_);
+  if (waited < spin_) sched_yield();
+  else std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 20 : 500));
 }
 
 void init_waits(MPI_Comm world, double timeout_seconds) {

@@ -6,6 +6,7 @@
 // the others.
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -30,14 +31,17 @@ void wait(MPI_Request& request);
 // Answers pending census questions (for threads that poll on their own).
 void answer_census();
 
-// A polite spin: yields at first, then sleeps a little, so waiting processes leave the cores to the ones
-// that compute (several processes often share a node's cores).
+// A polite spin: yields for `spin_seconds`, then sleeps a little, then longer, so a process that waits long
+// leaves the cores to the ones that compute (several processes often share a node's cores). A non-blocking
+// collective of OpenMPI advances one round per MPI_Test, so the first phase must poll fast.
 class Backoff {
  public:
+  explicit Backoff(double spin_seconds = 0.005);
   void pause();
 
  private:
-  int64_t spins_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  double spin_;
 };
 
 // Throws Error naming the MPI call when `rc` is not MPI_SUCCESS.

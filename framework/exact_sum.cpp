@@ -92,24 +92,48 @@ void ExactSum::keep(std::span<const float> grads) {
   ++kept_count_;
 }
 
+namespace {
+
+// The largest |value| of g[0, n) as the bits of a non-negative float: an integer max, which vectorizes and
+// does not depend on the order; NaN and infinity have every exponent bit set, so they compare above every
+// finite value.
+uint32_t largest_magnitude_bits(const float* g, int64_t n) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, g + i, sizeof bits);
+    m = std::max(m, bits & 0x7fffffffu);
+  }
+  return m;
+}
+
+// Rounds x (|x| <= 2^62) to the nearest int64, ties to even, as llrint does in the default rounding mode, in
+// a form the compiler vectorizes: for |x| < 2^52, x + 2^52 (or x - 2^52) lies where doubles are exactly the
+// integers, so the add rounds and the subtract is exact; from 2^52 on every double is an integer already.
+inline int64_t round_to_int64(double x) {
+  constexpr double kTwo52 = 4503599627370496.0;
+  const double shift = std::copysign(kTwo52, x);
+  const double r = std::fabs(x) < kTwo52 ? (x + shift) - shift : x;
+  return static_cast<int64_t>(r);
+}
+
+}  // namespace
+
 void ExactSum::exponents(size_t b, int32_t* out) const {
   const SumBucket& bucket = buckets_[b];
   for (size_t s = 0; s < bucket.segments.size(); ++s) {
     const SumSegment seg = bucket.segments[s];
-    float largest = 0.0f, poison = 0.0f;  // poison becomes NaN when any value is NaN or infinite
-    auto scan = [&](const float* g) {
-      for (int64_t i = seg.begin; i < seg.end; ++i) {
-        largest = std::max(largest, std::fabs(g[i]));
-        poison += g[i] * 0.0f;
-      }
-    };
-    for (int64_t k = 0; k < kept_count_; ++k) scan(kept_.data() + k * size_);
-    if (!live_.empty()) scan(live_.data());
-    if (poison != 0.0f || !std::isfinite(largest)) {
+    uint32_t bits = 0;
+    for (int64_t k = 0; k < kept_count_; ++k)
+      bits = std::max(bits, largest_magnitude_bits(kept_.data() + k * size_ + seg.begin, seg.end - seg.begin));
+    if (!live_.empty()) bits = std::max(bits, largest_magnitude_bits(live_.data() + seg.begin, seg.end - seg.begin));
+    if (bits >= 0x7f800000u) {
       out[s] = kNotFinite;
-    } else if (largest == 0.0f) {
+    } else if (bits == 0) {
       out[s] = kAllZero;
     } else {
+      float largest;
+      std::memcpy(&largest, &bits, sizeof largest);
       int e;
       std::frexp(largest, &e);  // largest = f * 2^e with 0.5 <= f < 1
       out[s] = e;
@@ -133,11 +157,13 @@ void ExactSum::to_fixed(size_t b, const int32_t* exponents, int64_t* out, bool p
       continue;
     }
     const double factor = std::ldexp(1.0, scale(e));  // a power of two: g * factor is exact in double
+    // One pass per micro-batch over a block, so each pass is a plain loop the compiler vectorizes.
     auto convert = [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        int64_t acc = 0;
-        for (const float* g : sources) acc += std::llrint(static_cast<double>(g[seg.begin + i]) * factor);
-        o[i] = acc;
+      const float* g0 = sources[0] + seg.begin;
+      for (int64_t i = i0; i < i1; ++i) o[i] = round_to_int64(static_cast<double>(g0[i]) * factor);
+      for (size_t k = 1; k < sources.size(); ++k) {
+        const float* g = sources[k] + seg.begin;
+        for (int64_t i = i0; i < i1; ++i) o[i] += round_to_int64(static_cast<double>(g[i]) * factor);
       }
     };
     if (parallel) parallel_for(seg.end - seg.begin, kGrain, convert);

@@ -119,6 +119,31 @@ TEST_CASE("exact sum: the same bits for any grouping of the micro-batches and an
   }
 }
 
+TEST_CASE("exact sum: values are rounded to the nearest integer, ties to even, like llrint") {
+  // One tensor whose largest value is 1 (scale 2^61 for one micro-batch): the others land on ties, on
+  // values just off them, and on integers, at both ends of the range.
+  const float unit = 0x1p-61f;  // becomes 1
+  const std::vector<float> g = {1.0f,          0.5f * unit,       1.5f * unit,        2.5f * unit,
+                                -3.5f * unit,  (0x1p20f + 0.5f) * unit, (0x1p20f + 1.5f) * unit,
+                                -(0x1p22f + 0.5f) * unit, 0.5000001f * unit, 0x1p-30f, -0.75f, 0x1p-80f};
+  ExactSum sum({{0, static_cast<int64_t>(g.size())}}, static_cast<int64_t>(g.size()), 1 << 20);
+  sum.begin_step(1, 1);
+  sum.set_live(g);
+  int32_t e;
+  sum.exponents(0, &e);
+  REQUIRE(e == 1);
+  std::vector<int64_t> q(g.size());
+  sum.to_fixed(0, &e, q.data(), false);
+  for (size_t i = 0; i < g.size(); ++i) {
+    CAPTURE(i);
+    CHECK(q[i] == std::llrint(std::ldexp(static_cast<double>(g[i]), 61)));
+  }
+  CHECK(q[1] == 0);
+  CHECK(q[2] == 2);
+  CHECK(q[3] == 2);
+  CHECK(q[4] == -4);
+}
+
 TEST_CASE("exact sum: zeros stay zero, and one NaN or infinity makes its tensor NaN everywhere") {
   auto g = micro_batch_gradients(3, 11);
   for (auto& v : g) std::fill(v.begin() + 1000, v.begin() + 1013, 0.0f);
