@@ -290,13 +290,7 @@ void DataParallelReducer::thread_main() {
 void DataParallelReducer::reduce() {
   const auto wait_start = Clock::now();
   detail::enter_collective("the gradient allreduce of step " + std::to_string(step_));
-  if (progress_ == CommProgress::none) {
-    ready_ = bucket_count_;
-    detail::wait_until([&] {
-      advance(/*parallel=*/true);
-      return done_.load() == bucket_count_;
-    });
-  } else if (progress_ == CommProgress::test) {
+  if (progress_ != CommProgress::thread) {  // test, none: this thread drives what is left
     ready_ = bucket_count_;
     detail::wait_until([&] {
       advance(/*parallel=*/true);
