@@ -4,9 +4,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <iostream>
-#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>

@@ -14,6 +14,7 @@
 #include "framework/run_config.hpp"
 #include "framework/run_setup.hpp"
 #include "framework/training_step.hpp"
+#include "layers/batchnorm.hpp"
 #include "layers/softmax_cross_entropy.hpp"
 #include "tests/expect_error.hpp"
 #include "tests/run_command.hpp"
@@ -257,4 +258,43 @@ TEST_CASE("stride train --micro-batch 16 trains like one micro-batch of 64 on a 
                                   "--micro-batch 32 --resume " + (dir / "64"));
   CHECK(r.exit_code != 0);
   CHECK(test::contains(r.output, "--micro-batch: this run has 32, the checkpoint 64"));
+}
+
+TEST_CASE("ghost batch norm: each micro-batch normalized alone, running statistics updated once per step") {
+  const char* spec = R"({"name": "bn", "layers": [
+    {"name": "flatten", "type": "flatten"},
+    {"name": "fc", "type": "linear", "out_features": 3},
+    {"name": "bn", "type": "batchnorm1d"},
+    {"name": "out", "type": "linear", "out_features": 10}]})";
+  Tensor x;
+  std::vector<int32_t> labels;
+  batch(16, x, labels);
+  Network net = build_network(spec, Shape{1, 6, 6});
+  net.init(2);
+  // The batch statistics of each micro-batch of 4, by hand, from the same network before the step.
+  Network probe = build_network(spec, Shape{1, 6, 6});
+  probe.init(2);
+  auto* bn = dynamic_cast<BatchNorm*>(probe.find_layer("bn"));
+  REQUIRE(bn != nullptr);
+  bn->defer_running_statistics(true);
+  std::vector<double> mean(3, 0.0), var(3, 0.0);
+  Tensor part;
+  for (int64_t k = 0; k < 4; ++k) {
+    batch(4, part, labels, 4 * k);
+    probe.forward(part, kTrain);
+    for (int c = 0; c < 3; ++c) {
+      mean[static_cast<size_t>(c)] += 4 * bn->batch_statistics()[static_cast<size_t>(c)];
+      var[static_cast<size_t>(c)] += 4 * bn->batch_statistics()[static_cast<size_t>(3 + c)];
+    }
+  }
+  batch(16, x, labels);
+  auto opt = plain_sgd(net);
+  LocalGradientReducer local;
+  TrainingStep step(net, *opt, local, 16, 4);
+  step.run(x, labels, 16, kTrain, 0.1);
+  const auto rm = net.values_of("bn/running_mean"), rv = net.values_of("bn/running_var");
+  for (size_t c = 0; c < 3; ++c) {  // from 0 and 1: one update with momentum 0.1
+    CHECK(rm[c] == static_cast<float>(0.9 * 0.0 + 0.1 * (mean[c] / 16)));
+    CHECK(rv[c] == static_cast<float>(0.9 * 1.0 + 0.1 * (var[c] / 16)));
+  }
 }
