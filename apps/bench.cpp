@@ -4,6 +4,7 @@
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
+#include "cluster/session.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
@@ -27,7 +28,9 @@ int bench(int argc, char** argv) {
       ("steps", po::value(&steps)->default_value(steps), "timed training steps")
       ("warmup", po::value(&warmup)->default_value(warmup), "untimed steps first")
       ("threads", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
-      ("per-layer", po::bool_switch(), "also time forward and backward of each layer");
+      ("per-layer", po::bool_switch(), "also time forward and backward of each layer")
+      ("comm", po::bool_switch(), "instead: time the allreduce of the model's gradients over the processes of "
+       "mpirun -np P (exact int64 sum and a float sum for comparison; docs/cluster.md)");
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride bench [--model NAME] [--batch N] [--steps N] [--threads N] [--per-layer]\n"
@@ -41,6 +44,10 @@ int bench(int argc, char** argv) {
   std::optional<Shape> in;
   if (!input.empty()) in = parse_input_shape(input);
   Network net = build_network(src.text, in, src.where);
+  if (vm["comm"].as<bool>()) {
+    cluster::bench_allreduce(cluster::Session::current(), net.learnable_count(), static_cast<int>(steps), model);
+    return 0;
+  }
   net.init(1);
   Shape x_shape = net.input_shape();
   Shape batch_shape;

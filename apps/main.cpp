@@ -2,9 +2,12 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "apps/commands.hpp"
+#include "cluster/session.hpp"
+#include "framework/core/errors.hpp"
 
 namespace {
 
@@ -33,6 +36,14 @@ void usage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // MPI starts only under a launcher (mpirun, srun); its errors print "rank R: error: ..." and end the job.
+  std::unique_ptr<stride::cluster::Session> session;
+  try {
+    session = std::make_unique<stride::cluster::Session>(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
   if (argc < 2) {
     usage(std::cerr);
     return 2;
@@ -50,8 +61,9 @@ int main(int argc, char** argv) {
   }
   try {
     return it->second.run(argc - 1, argv + 1);
+  } catch (const stride::ConfigError& e) {
+    return session->fail(e.what(), 2);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    return session->fail(e.what(), 1);
   }
 }

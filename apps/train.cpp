@@ -6,6 +6,7 @@
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
+#include "cluster/session.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/parallel.hpp"
 #include "framework/trainer.hpp"
@@ -69,7 +70,8 @@ std::string resume_command(int argc, char** argv, const std::string& run_dir) {
 int train(int argc, char** argv) {
   TrainConfig c;
   int threads = 0;
-  std::string config_file, milestones, classes;
+  double comm_timeout = 300;
+  std::string config_file, milestones, classes, comm_progress = "thread";
   po::options_description opts("stride train options");
   opts.add_options()
       ("model,m", po::value(&c.model)->default_value(c.model), "zoo name (lenet5, cifar10_quick, resnet8, resnet20, mlp) or spec file")
@@ -78,8 +80,13 @@ int train(int argc, char** argv) {
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total number of epochs")
       ("batch", po::value(&c.batch)->default_value(c.batch), "batch size")
       ("micro-batch", po::value(&c.micro_batch)->default_value(c.micro_batch),
-       "samples per micro-batch: each step runs forward and backward over its micro-batches one after another and "
-       "adds up their gradients (batch norm then normalizes over each micro-batch); 0 = the whole batch")
+       "samples per micro-batch, the unit of work and of determinism: a step runs forward and backward over its "
+       "micro-batches and sums their gradients exactly, so the result is the same for any number of processes "
+       "(mpirun -np P) and threads; batch norm normalizes over each micro-batch. Must divide --batch. "
+       "0 = 16 when 16 divides --batch, else the whole batch")
+      ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb),
+       "with several processes: megabytes of (fixed-point) gradients per allreduce bucket; each starts as soon "
+       "as backward has finished it")
       ("lr", po::value(&c.lr)->default_value(c.lr), "base learning rate")
       ("optimizer", po::value(&c.optimizer.kind)->default_value(c.optimizer.kind), "sgd | adam | adamw")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
@@ -94,7 +101,9 @@ int train(int argc, char** argv) {
       ("gamma", po::value(&c.schedule.gamma)->default_value(c.schedule.gamma), "decay factor (step, multistep)")
       ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up iterations")
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed of every random choice (init, shuffle, augmentation, dropout)")
-      ("threads", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
+      ("threads", po::value(&threads)->default_value(0),
+       "worker threads (0 = this process's cores: its CPU affinity mask, or under mpirun/srun the node's cores "
+       "divided by the processes on the node)")
       ("augment", po::value(&c.augment)->default_value(c.augment), "none | crop-flip | auto (crop-flip for 3x32x32 data)")
       ("init", po::value(&c.init_weights), "start from the weights in this checkpoint, final.h5 or weights-only file (e.g. from scripts/torch_to_stride.py)")
       ("classes", po::value(&classes), "class names: fashion-mnist, or a comma-separated list")
@@ -107,14 +116,25 @@ int train(int argc, char** argv) {
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0), "steps between checkpoints in RUN_DIR/checkpoints (0 = off)")
       ("checkpoint-epochs", po::value(&c.checkpoint_epochs)->default_value(1), "epochs between checkpoints (0 = off)")
       ("keep", po::value(&c.keep)->default_value(3), "checkpoints to keep in RUN_DIR/checkpoints")
-      ("stop-after-step", po::value(&c.stop_after_step)->default_value(0), "act as if SIGTERM arrived after this global step (tests)");
+      ("stop-after-step", po::value(&c.stop_after_step)->default_value(0), "act as if SIGTERM arrived after this global step (tests)")
+      ("comm-timeout", po::value(&comm_timeout)->default_value(comm_timeout),
+       "under mpirun/srun: seconds a collective may wait for the other processes before the job is aborted, "
+       "naming the ranks that never arrived")
+      ("comm-progress", po::value(&comm_progress)->default_value(comm_progress),
+       "under mpirun/srun: how gradient allreduces advance during backward: thread (a communication thread), "
+       "test (MPI_Test between layers) or none (all after backward)");
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride train --model NAME|SPEC --data DIR|FILE.h5 [options]\n"
                      "       stride train --resume RUN_DIR|FILE.h5 [the same options]\n"
+                     "       mpirun -np P stride train ...   (or srun --mpi=pmix stride train ...)\n"
                      "Trains on all cores; writes RUN_DIR/metrics.jsonl, checkpoints in RUN_DIR/checkpoints and\n"
                      "RUN_DIR/final.h5. SIGTERM or Ctrl-C finishes the step, writes a checkpoint and prints the resume\n"
-                     "command; a second signal aborts at once. Layout and rules: docs/checkpoint.md.",
+                     "command; a second signal aborts at once. Layout and rules: docs/checkpoint.md.\n"
+                     "Under mpirun/srun the P processes train one model data-parallel: each computes a contiguous\n"
+                     "share of every step's micro-batches (--micro-batch, default 16) and the gradients are summed\n"
+                     "exactly, so the weights are bitwise those of one process; rank 0 writes the output.\n"
+                     "docs/cluster.md.",
                      nullptr, /*allow_config=*/true))
     return 0;
   c.optimizer.decay_all = !vm["no-decay-bias-bn"].as<bool>();
@@ -132,8 +152,16 @@ int train(int argc, char** argv) {
   }
   if (!classes.empty()) c.class_names = parse_class_names(classes);
   if (threads < 0) throw ConfigError("--threads: expected >= 0, got " + std::to_string(threads));
+  if (!(comm_timeout > 0)) throw ConfigError("--comm-timeout: expected a positive number of seconds");
+  cluster::Session& session = cluster::Session::current();
+  if (threads == 0 && session.active()) threads = session.default_threads();
   std::unique_ptr<ThreadLimit> limit;
   if (threads > 0) limit = std::make_unique<ThreadLimit>(threads);
+  c.hosts = session.hosts();
+  session.set_timeout(comm_timeout);
+  std::unique_ptr<GradientReducer> reducer;
+  if (session.active()) reducer = cluster::make_data_parallel_reducer(session, {cluster::parse_comm_progress(comm_progress)});
+  const bool writes = !reducer || reducer->writes_output();
 
   // With --resume and no --out, the run continues in the checkpoint's run directory.
   if (!c.resume.empty() && vm["out"].defaulted()) c.out.clear();
@@ -142,7 +170,8 @@ int train(int argc, char** argv) {
   stop_signal = 0;
   StopSignals signals;
   c.stop_flag = &stop_signal;
-  TrainResult r = train(c, std::cout);
+  TrainResult r = reducer ? train(c, std::cout, *reducer) : train(c, std::cout);
+  if (!writes) return 0;
   if (r.stopped) {
     std::cout << "stride: stopped at epoch " << r.stopped_epoch << " step " << r.steps << "; checkpoint "
               << r.checkpoint_path << "\n"

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "framework/gradient_reducer.hpp"
 #include "framework/input_pipeline.hpp"
 #include "framework/network.hpp"
 
@@ -17,5 +18,12 @@ struct EvalResult {
 
 // Evaluates in eval mode over every sample of the assembler's source, in order, `batch` at a time.
 EvalResult evaluate(Network& net, const BatchAssembler& data, int64_t batch, int64_t num_classes);
+
+// The same spread over the reducer's processes: each evaluates its share of the batches, and the per-batch
+// sums are gathered and added in batch order, so every process gets the one-process result, bit for bit.
+// The confusion matrix is gathered only for up to kGatheredConfusionClasses classes (empty above).
+inline constexpr int64_t kGatheredConfusionClasses = 64;
+EvalResult evaluate(Network& net, const BatchAssembler& data, int64_t batch, int64_t num_classes,
+                    GradientReducer& reducer);
 
 }  // namespace stride

@@ -19,34 +19,48 @@ void PrefixSource::read_images(int64_t first, int64_t count, uint8_t* out) const
 }
 
 Normalization compute_normalization(const SampleSource& source) {
+  LocalGradientReducer local;
+  return compute_normalization(source, local);
+}
+
+Normalization compute_normalization(const SampleSource& source, GradientReducer& reducer) {
   const DatasetInfo& info = source.info();
   const int64_t n = info.count, C = info.channels, HW = info.height * info.width;
   if (n == 0) throw ConfigError("normalization: the training set '" + info.source + "' is empty");
-  // Integer sums are exact, so blocks may be added in any order; 64-bit holds 2^63 / 255^2 pixels.
+  // Integer sums are exact, so blocks may be added in any order; 64-bit holds 2^63 / 255^2 pixels. A block's
+  // sums (at most 256 * HW * 255^2) are exact in a double too, which is how processes exchange them.
   constexpr int64_t kBlock = 256;
   const int64_t blocks = chunk_count(n, kBlock);
-  std::vector<uint64_t> sum(static_cast<size_t>(blocks * C)), sq(static_cast<size_t>(blocks * C));
-  parallel_chunks(n, kBlock, [&](int64_t b, int64_t first, int64_t last) {
-    std::vector<uint8_t> pixels(static_cast<size_t>((last - first) * C * HW));
-    source.read_images(first, last - first, pixels.data());
-    for (int64_t i = 0; i < last - first; ++i)
+  const MicroBatchRange mine = reducer.share(blocks);
+  const int64_t width = 2 * C;  // per block: C sums, C sums of squares
+  std::vector<double> rows(static_cast<size_t>(mine.count * width)), all(static_cast<size_t>(blocks * width));
+  parallel_for(mine.count, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<uint8_t> pixels;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t first = (mine.first + b) * kBlock, last = std::min(n, first + kBlock);
+      pixels.resize(static_cast<size_t>((last - first) * C * HW));
+      source.read_images(first, last - first, pixels.data());
       for (int64_t c = 0; c < C; ++c) {
-        const uint8_t* p = pixels.data() + (i * C + c) * HW;
         uint64_t s = 0, q = 0;
-        for (int64_t k = 0; k < HW; ++k) {
-          s += p[k];
-          q += static_cast<uint64_t>(p[k]) * p[k];
+        for (int64_t i = 0; i < last - first; ++i) {
+          const uint8_t* p = pixels.data() + (i * C + c) * HW;
+          for (int64_t k = 0; k < HW; ++k) {
+            s += p[k];
+            q += static_cast<uint64_t>(p[k]) * p[k];
+          }
         }
-        sum[static_cast<size_t>(b * C + c)] += s;
-        sq[static_cast<size_t>(b * C + c)] += q;
+        rows[static_cast<size_t>(b * width + c)] = static_cast<double>(s);
+        rows[static_cast<size_t>(b * width + C + c)] = static_cast<double>(q);
       }
+    }
   });
+  reducer.gather(rows, all, width, blocks);
   Normalization norm;
   for (int64_t c = 0; c < C; ++c) {
     uint64_t s = 0, q = 0;
     for (int64_t b = 0; b < blocks; ++b) {
-      s += sum[static_cast<size_t>(b * C + c)];
-      q += sq[static_cast<size_t>(b * C + c)];
+      s += static_cast<uint64_t>(all[static_cast<size_t>(b * width + c)]);
+      q += static_cast<uint64_t>(all[static_cast<size_t>(b * width + C + c)]);
     }
     const double count = static_cast<double>(n * HW);
     const double mean = static_cast<double>(s) / count / 255.0;

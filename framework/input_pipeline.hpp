@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "framework/core/tensor.hpp"
+#include "framework/gradient_reducer.hpp"
 #include "io/dataset.hpp"
 
 namespace stride {
@@ -34,6 +35,9 @@ struct Normalization {
 // Exact statistics over every pixel of `source` (sums in fixed-size blocks added in order: bit-identical for
 // any thread count).
 Normalization compute_normalization(const SampleSource& source);
+// The same, each of the reducer's processes reading only its share of the blocks; the integer block sums are
+// gathered, so every process gets the one-process result.
+Normalization compute_normalization(const SampleSource& source, GradientReducer& reducer);
 
 enum class Augment {
   none,

@@ -55,6 +55,12 @@ MetricsLog::MetricsLog(const std::string& run_dir, std::optional<int64_t> resume
   if (!file_) throw IoError(path_ + ": cannot open for writing");
 }
 
+void MetricsLog::set_run_shape(int64_t processes, int64_t micro_batch, std::vector<std::string> hosts) {
+  processes_ = processes;
+  micro_batch_ = micro_batch;
+  hosts_ = std::move(hosts);
+}
+
 void MetricsLog::start_epoch(int64_t first_step) {
   first_step_ = first_step;
   epoch_start_ = window_start_ = RunClock::Clock::now();
@@ -114,7 +120,8 @@ void MetricsLog::end_epoch(const StepPlace& place, int64_t samples, int64_t sess
     const json line = {{"kind", "epoch"},         {"epoch", place.epoch + 1}, {"step", place.global_step},
                        {"loss", epoch_loss},      {"train_acc", train_acc},  {"test_acc", test.accuracy()},
                        {"test_loss", test.loss},  {"lr", lr},                {"img_per_s", img_s},
-                       {"seconds", clock_.seconds()}};
+                       {"seconds", clock_.seconds()}, {"processes", processes_}, {"micro_batch", micro_batch_},
+                       {"hosts", hosts_}};
     file_ << line.dump() << "\n" << std::flush;
     clear_bar();
     char text[256];

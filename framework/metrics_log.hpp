@@ -8,6 +8,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "framework/evaluation.hpp"
 #include "framework/training_step.hpp"
@@ -47,6 +48,8 @@ class MetricsLog {
   TrainingProgress& progress() { return progress_; }
   const std::string& path() const { return path_; }
   bool bar() const { return bar_; }
+  // What every epoch line records about how the run is spread: processes, the micro-batch size, the hosts.
+  void set_run_shape(int64_t processes, int64_t micro_batch, std::vector<std::string> hosts);
 
   // Starts the timers of an epoch whose first step this process runs is `first_step` (not 0 after a resume).
   void start_epoch(int64_t first_step);
@@ -70,6 +73,8 @@ class MetricsLog {
   TrainingProgress progress_;
   RunClock::Clock::time_point epoch_start_, window_start_;
   int64_t first_step_ = 0;
+  int64_t processes_ = 1, micro_batch_ = 0;
+  std::vector<std::string> hosts_;
 };
 
 }  // namespace stride

@@ -180,7 +180,9 @@ const Tensor& Network::forward(const Tensor& x, const RunContext& ctx) {
   return nodes_.back()->y;
 }
 
-void Network::backward(const Tensor& dlogits, const RunContext& ctx) {
+void Network::backward(const Tensor& dlogits, const RunContext& ctx) { backward(dlogits, ctx, nullptr); }
+
+void Network::backward(const Tensor& dlogits, const RunContext& ctx, const std::function<void(int64_t)>& after_layer) {
   if (!last_input_) throw Error("network: backward() without a forward()");
   check_shape("network", "output gradient", nodes_.back()->y.shape(), dlogits.shape());
   for (auto& node : nodes_) node->has_grad = false;
@@ -208,6 +210,7 @@ void Network::backward(const Tensor& dlogits, const RunContext& ctx) {
     return idx < 0 ? *last_input_ : nodes_[static_cast<size_t>(idx)]->y;
   };
 
+  int64_t from = learnable_count_;  // gradients [from, end) are final
   for (size_t k = nodes_.size(); k-- > 0;) {
     Node& node = *nodes_[k];
     if (!node.has_grad) continue;  // output not used by anything downstream of the loss
@@ -224,6 +227,11 @@ void Network::backward(const Tensor& dlogits, const RunContext& ctx) {
       Tensor* dx = target(a);
       node.layer->backward(input_of(a), node.y, node.dy, dx, ctx);
       commit(a);
+    }
+    if (after_layer) {
+      for (size_t e : node.param_entries)
+        if (entries_[e].role == ParamRole::learnable) from = std::min(from, entries_[e].offset);
+      after_layer(from);
     }
   }
 }

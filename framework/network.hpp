@@ -4,6 +4,7 @@
 // state such as batch-norm running statistics — and binds views of them into the layers, so the optimizer is
 // one loop, a checkpoint is a few datasets and a gradient allreduce is one call.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -84,6 +85,10 @@ class Network {
   const Tensor& forward(const Tensor& x, const RunContext& ctx);
   // dlogits = dL/dlogits for the last forward, whose input x must still be alive; ACCUMULATES parameter gradients into grads().
   void backward(const Tensor& dlogits, const RunContext& ctx);
+  // The same, calling after_layer(from) after every layer: the gradients [from, learnable_count()) are final
+  // (backward runs the layers last to first, so `from` only decreases). Lets gradients be sent while the
+  // earlier layers still run.
+  void backward(const Tensor& dlogits, const RunContext& ctx, const std::function<void(int64_t)>& after_layer);
 
  private:
   struct Node;

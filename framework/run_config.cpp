@@ -1,6 +1,7 @@
 #include "framework/run_config.hpp"
 
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 namespace stride {
 namespace {
@@ -46,6 +47,9 @@ const std::vector<RunSetting>& settings() {
       {"/batch", "--batch", Compared::yes, [](const RunFacts& f) -> json { return f.config.batch; }},
       {"/micro_batch", "--micro-batch", Compared::yes, [](const RunFacts& f) -> json { return f.config.micro_batch; },
        "0"},
+      {"/processes", "processes (mpirun -np)", Compared::no,
+       [](const RunFacts& f) -> json { return f.config.hosts.empty() ? size_t{1} : f.config.hosts.size(); }},
+      {"/hosts", "hosts", Compared::no, [](const RunFacts& f) -> json { return f.config.hosts; }},
       {"/seed", "--seed", Compared::yes, [](const RunFacts& f) -> json { return f.config.seed; }},
       {"/augment", "--augment", Compared::yes, [](const RunFacts& f) -> json { return f.augment; }},
       {"/limit_train", "--limit-train", Compared::no, [](const RunFacts& f) -> json { return f.config.limit_train; }},
@@ -116,6 +120,8 @@ std::vector<std::string> run_config_differences(const std::string& stored_text, 
     if (!must_match(s.compared, current)) continue;
     json was = at(stored, s.key);
     if (was.is_null() && s.absent_as) was = json::parse(s.absent_as);
+    // Before the micro-batch size was resolved, 0 stood for the whole batch.
+    if (std::string_view(s.key) == "/micro_batch" && was == 0) was = at(stored, "/batch");
     const json now = at(current, s.key);
     if (was == now) continue;
     if (s.compared == Compared::with_cosine)  // say it in the unit of the flag

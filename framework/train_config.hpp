@@ -17,8 +17,14 @@ struct TrainConfig {
   int64_t epochs = 5;            // total, counting epochs done before a resume
   int64_t batch = 64;
   // Samples per micro-batch: a step runs forward and backward over its micro-batches one after another and
-  // adds up their gradients. 0 = one micro-batch of the whole batch.
+  // adds up their gradients exactly (framework/training_step.hpp). 0 = the default: 16 when it divides the
+  // batch, else the whole batch. The run resolves it (resolve_micro_batch) and checkpoints store the result.
   int64_t micro_batch = 0;
+  // Megabytes of fixed-point gradients per bucket of the exact sum: with several processes, each bucket's
+  // allreduce starts as soon as backward has finished it. Does not change results.
+  double bucket_mb = 1.0;
+  // The hosts of the processes that train together, one per process (informational: run_config, metrics).
+  std::vector<std::string> hosts;
   double lr = 0.01;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;      // base_lr, total_steps and steps_per_epoch are filled in by the run setup

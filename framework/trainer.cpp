@@ -10,6 +10,7 @@
 
 #include "framework/checkpoint_policy.hpp"
 #include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
 #include "framework/evaluation.hpp"
 #include "framework/metrics_log.hpp"
 #include "framework/run_config.hpp"
@@ -27,6 +28,8 @@ void validate(const TrainConfig& c) {
   positive("--log-every", c.log_every);
   positive("--eval-batch", c.eval_batch);
   if (c.micro_batch < 0) throw ConfigError("--micro-batch: expected a value >= 0, got " + std::to_string(c.micro_batch));
+  if (!(c.bucket_mb > 0) || !std::isfinite(c.bucket_mb))
+    throw ConfigError("--bucket-mb: expected a positive number, got " + std::to_string(c.bucket_mb));
   if (!(c.lr > 0) || !std::isfinite(c.lr))
     throw ConfigError("--lr: expected a positive number, got " + std::to_string(c.lr));
   if (c.limit_train < 0 || c.limit_test < 0) throw ConfigError("--limit-train/--limit-test: expected >= 0");
@@ -57,7 +60,10 @@ class Trainer {
   bool run_epoch(int64_t epoch, int64_t first);
   // Tests, logs and checkpoints the end of epoch `epoch`; false when a stop request ends the run there.
   bool finish_epoch(int64_t epoch, int64_t first);
-  bool stop_requested() const;
+  bool stop_requested();
+  // Several processes: every one starts from process 0's parameters and optimizer state, and from the same
+  // run (settings, data normalization, position), checked by checksum.
+  void start_together();
   TrainResult stopped(int64_t epoch_in_progress);
   StepPlace place(int64_t epoch, int64_t step_in_epoch) const {
     return {epoch, config_.epochs, step_in_epoch, steps_per_epoch_, step_};
@@ -94,8 +100,9 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
       optimizer_(make_optimizer(config_.optimizer, model_.net)),
       train_count_(data_.train->info().count),
       steps_per_epoch_((train_count_ + config_.batch - 1) / config_.batch),
-      training_step_(model_.net, *optimizer_, reducer_, config_.micro_batch) {
-  identity_.normalization = compute_normalization(*data_.train);
+      training_step_(model_.net, *optimizer_, reducer_, config_.batch, config_.micro_batch,
+                     std::max<int64_t>(1, static_cast<int64_t>(config_.bucket_mb * (1 << 20) / 8))) {
+  identity_.normalization = compute_normalization(*data_.train, reducer_);
   identity_.schedule = make_schedule(config_, train_count_);
   identity_.model_spec = model_.spec;
   identity_.run_config = run_config_json(config_, identity_.schedule, augment_name(data_.augment), train_count_);
@@ -106,12 +113,14 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   if (resume_) start_ = resume_run(*resume_, config_, identity_, model_.net, *optimizer_, steps_per_epoch_);
   step_ = start_.position.step;
   clock_.set_offset(start_.wall_time);
+  start_together();
 
   if (writes_) std::filesystem::create_directories(config_.out);
   const bool bar = config_.progress && ::isatty(STDOUT_FILENO);
   metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, bar,
                                           writes_, log_, clock_);
   metrics_->progress() = start_.progress;
+  metrics_->set_run_shape(reducer_.processes(), config_.micro_batch, config_.hosts);
   checkpoints_ = std::make_unique<CheckpointPolicy>(config_, identity_, model_.net, *optimizer_, *metrics_, clock_, log_);
   result_.run_dir = config_.out;
   result_.metrics_path = metrics_->path();
@@ -124,13 +133,44 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
        << steps_per_epoch_ << " steps (batch " << config_.batch << "), " << optimizer_->kind() << ", "
        << describe(identity_.schedule) << ", augment " << augment_name(data_.augment) << ", seed " << config_.seed
        << "\n";
+  if (training_step_.exact() || reducer_.processes() > 1)
+    log_ << "stride: " << reducer_.processes() << (reducer_.processes() == 1 ? " process" : " processes") << " of "
+         << max_threads() << (max_threads() == 1 ? " thread" : " threads") << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
+         << training_step_.exact_sum().buckets().size() << " bucket"
+         << (training_step_.exact_sum().buckets().size() == 1 ? "" : "s") << "\n";
   if (resume_)
     log_ << "stride: resuming from " << resume_->path << " at epoch " << start_.position.epoch + 1 << " step " << step_
          << "\n";
 }
 
-bool Trainer::stop_requested() const {
-  return (config_.stop_flag && *config_.stop_flag != 0) || (config_.stop_after_step > 0 && step_ == config_.stop_after_step);
+void Trainer::start_together() {
+  if (reducer_.processes() == 1) return;
+  Network& net = model_.net;
+  reducer_.broadcast(net.params());
+  reducer_.broadcast(net.state());
+  for (size_t i = 0; i < optimizer_->slot_names().size(); ++i) reducer_.broadcast(optimizer_->slot(i));
+  // FNV-1a over every byte a step depends on.
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](const void* data, size_t bytes) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  add(net.params().data(), net.params().size_bytes());
+  add(net.state().data(), net.state().size_bytes());
+  for (size_t i = 0; i < optimizer_->slot_names().size(); ++i)
+    add(optimizer_->slot(i).data(), optimizer_->slot(i).size_bytes());
+  const int64_t position[] = {optimizer_->step_count(), start_.position.epoch, start_.position.samples, step_};
+  add(position, sizeof position);
+  add(identity_.normalization.mean.data(), identity_.normalization.mean.size() * sizeof(float));
+  add(identity_.normalization.stddev.data(), identity_.normalization.stddev.size() * sizeof(float));
+  add(identity_.run_config.data(), identity_.run_config.size());
+  reducer_.check_same(h, "parameters, optimizer state, position, settings and data normalization");
+}
+
+bool Trainer::stop_requested() {
+  // A signal may reach the processes of a data-parallel run between different steps: they stop together.
+  const bool signalled = reducer_.any(config_.stop_flag && *config_.stop_flag != 0);
+  return signalled || (config_.stop_after_step > 0 && step_ == config_.stop_after_step);
 }
 
 TrainResult Trainer::stopped(int64_t epoch_in_progress) {
@@ -159,6 +199,7 @@ TrainResult Trainer::run() {
   std::snprintf(text, sizeof text, "stride: checkpoints took %.2f s of %.1f s (%.2f%%)\n", checkpoints_->seconds(),
                 total, 100.0 * checkpoints_->seconds() / std::max(total, 1e-9));
   if (writes_) log_ << text;
+  if (writes_ && !reducer_.summary().empty()) log_ << reducer_.summary() << "\n";
   result_.steps = step_;
   result_.checkpoint_path = checkpoints_->last_path();
   return result_;
@@ -188,6 +229,7 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
                         [&, s] { train_batches_->assemble(local_indices(s + 1), e32, xs[1 - cur], ys[1 - cur]); });
     const double lr = lr_at(identity_.schedule, step_);
     const RunContext ctx{Mode::train, config_.seed, e32, s * batch};
+    reducer_.begin_step(step_ + 1);
     const StepStats stats = training_step_.run(xs[cur], ys[cur], step_count(s), ctx, lr);
     if (next.valid()) next.get();
     if (!stats.finite)
@@ -207,7 +249,8 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
 }
 
 bool Trainer::finish_epoch(int64_t epoch, int64_t first) {
-  const EvalResult test = evaluate(model_.net, *test_batches_, config_.eval_batch, model_.net.output_shape().numel());
+  const EvalResult test =
+      evaluate(model_.net, *test_batches_, config_.eval_batch, model_.net.output_shape().numel(), reducer_);
   metrics_->end_epoch(place(epoch, steps_per_epoch_ - 1), train_count_, train_count_ - first * config_.batch, test,
                       lr_at(identity_.schedule, step_ - 1));
   result_.test_accuracy = test.accuracy();
@@ -222,7 +265,9 @@ bool Trainer::finish_epoch(int64_t epoch, int64_t first) {
 
 TrainResult train(const TrainConfig& config, std::ostream& log, GradientReducer& reducer) {
   validate(config);
-  return Trainer(config, log, reducer).run();
+  TrainConfig resolved = config;
+  resolved.micro_batch = resolve_micro_batch(config.batch, config.micro_batch, reducer.processes());
+  return Trainer(resolved, log, reducer).run();
 }
 
 TrainResult train(const TrainConfig& config, std::ostream& log) {

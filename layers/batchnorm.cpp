@@ -75,6 +75,21 @@ void BatchNorm::bind(std::span<const ParamView> params) {
   channels_ = static_cast<int64_t>(C);
   mean_.assign(C, 0.0);
   invstd_.assign(C, 0.0);
+  batch_stats_.assign(2 * C, 0.0);
+}
+
+void BatchNorm::update_running_statistics(std::span<const double> mean_then_var) {
+  const auto C = static_cast<size_t>(channels_);
+  if (mean_then_var.size() != 2 * C)
+    throw ShapeError(name() + ": expected " + std::to_string(2 * C) + " running-statistics values, got " +
+                     std::to_string(mean_then_var.size()));
+  const double momentum = options_.momentum;
+  for (size_t c = 0; c < C; ++c) {
+    float& rm = running_mean_.value[c];
+    float& rv = running_var_.value[c];
+    rm = static_cast<float>((1.0 - momentum) * rm + momentum * mean_then_var[c]);
+    rv = static_cast<float>((1.0 - momentum) * rv + momentum * mean_then_var[C + c]);
+  }
 }
 
 BatchNorm::Geom BatchNorm::geometry(const Shape& in) const {
@@ -117,10 +132,15 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
         }
         const double var = sq / static_cast<double>(M);
         invstd = 1.0 / std::sqrt(var + eps);
-        float& rm = running_mean_.value[static_cast<size_t>(c)];
-        float& rv = running_var_.value[static_cast<size_t>(c)];
-        rm = static_cast<float>((1.0 - momentum) * rm + momentum * mean);
-        rv = static_cast<float>((1.0 - momentum) * rv + momentum * sq / static_cast<double>(M - 1));
+        if (deferred_) {
+          batch_stats_[static_cast<size_t>(c)] = mean;
+          batch_stats_[static_cast<size_t>(g.C + c)] = sq / static_cast<double>(M - 1);
+        } else {
+          float& rm = running_mean_.value[static_cast<size_t>(c)];
+          float& rv = running_var_.value[static_cast<size_t>(c)];
+          rm = static_cast<float>((1.0 - momentum) * rm + momentum * mean);
+          rv = static_cast<float>((1.0 - momentum) * rv + momentum * sq / static_cast<double>(M - 1));
+        }
       } else {
         mean = running_mean_.value[static_cast<size_t>(c)];
         invstd = 1.0 / std::sqrt(static_cast<double>(running_var_.value[static_cast<size_t>(c)]) + eps);

@@ -5,6 +5,7 @@
 // normalizes with the running statistics.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,15 @@ class BatchNorm final : public Layer {
 
   const BatchNormOptions& options() const { return options_; }
 
+  // Running statistics per training step instead of per forward, for steps of several micro-batches ("ghost
+  // batch norm": each micro-batch is normalized with its own statistics). While deferred, a training forward
+  // leaves running_mean and running_var alone and keeps its batch's per-channel mean and unbiased variance,
+  // which batch_statistics() returns (C means, then C variances); the step then applies one update with
+  // update_running_statistics (the same layout): running = (1 - momentum) * running + momentum * value.
+  void defer_running_statistics(bool deferred) { deferred_ = deferred; }
+  std::span<const double> batch_statistics() const { return batch_stats_; }
+  void update_running_statistics(std::span<const double> mean_then_var);
+
  private:
   struct Geom {
     int64_t N, C, HW;
@@ -54,6 +64,8 @@ class BatchNorm final : public Layer {
   bool trained_ = false;        // mode of the last forward
   std::vector<double> mean_;    // per channel: the mean used by the last forward
   std::vector<double> invstd_;  // per channel: 1 / sqrt(var + eps) used by the last forward
+  bool deferred_ = false;
+  std::vector<double> batch_stats_;  // deferred: the last training forward's means, then unbiased variances
 };
 
 }  // namespace stride

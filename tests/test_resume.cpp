@@ -333,25 +333,25 @@ TEST_CASE("resume: a different model, optimizer or setting is refused with what 
 
   auto with = [&](const std::string& changes) { return train_args(tmp, "sgd", 2, 160, "--checkpoint-every 4 " + changes); };
   auto r = run(with("--optimizer adam") + "--resume " + out);
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 2);  // a usage error (ConfigError)
   CHECK(r.output.find("--optimizer: this run has \"adam\", the checkpoint \"sgd\" (use --init") != std::string::npos);
   r = run(with("--lr 0.1 --batch 32") + "--resume " + out);
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 2);  // a usage error (ConfigError)
   CHECK(r.output.find("cannot resume with different settings") != std::string::npos);
   CHECK(r.output.find("--batch: this run has 32, the checkpoint 16") != std::string::npos);
   CHECK(r.output.find("--lr: this run has 0.1, the checkpoint 0.05") != std::string::npos);
   r = run(with("--epochs 3") + "--resume " + out);
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 2);  // a usage error (ConfigError)
   CHECK(r.output.find("--epochs (the cosine schedule anneals over all epochs): this run has 3, the checkpoint 2") !=
         std::string::npos);
   r = run(with("--model lenet5") + "--resume " + out);
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 2);  // a usage error (ConfigError)
   CHECK(r.output.find("the checkpoint's model differs from --model lenet5") != std::string::npos);
   r = run(args + "--resume " + out + " --seed 2");
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 2);  // a usage error (ConfigError)
   CHECK(r.output.find("--seed: this run has 2, the checkpoint 1") != std::string::npos);
   r = run(args + "--resume " + out + " --init " + files[0]);
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 2);  // a usage error (ConfigError)
   CHECK(r.output.find("--resume and --init") != std::string::npos);
   // --init takes the weights into a new run with a fresh optimizer of another kind.
   r = run(train_args(tmp, "adam", 1) + "--init " + files[0] + " --out " + tmp / "fresh");

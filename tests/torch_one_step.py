@@ -7,8 +7,9 @@ For each model (lenet5, cifar10_quick, and resnet8 given as a spec file: batch n
   2. builds the PyTorch twin (scripts/torch_models.py) with a fixed torch seed (batch-norm scale, shift and
      running statistics moved off their 1/0 defaults, so weights stride failed to load could not go unnoticed),
      torch.save()s its state_dict and converts it with scripts/torch_to_stride.py;
-  3. runs `stride train --init` for exactly one step: batch 64 = the whole training set, plain SGD (lr 0.1, no
-     momentum, no weight decay), constant schedule, no augmentation;
+  3. runs `stride train --init` for exactly one step: batch 64 = the whole training set in one micro-batch (so
+     batch norm sees the whole batch, as in PyTorch), plain SGD (lr 0.1, no momentum, no weight decay), constant
+     schedule, no augmentation;
   4. takes stride's input normalization from RUN/final.h5 and does the same step in PyTorch (train mode,
      CrossEntropyLoss mean, torch.optim.SGD(lr=0.1));
   5. compares, per learnable parameter, stride's update (final - init) with PyTorch's: cosine > 0.9999 and
@@ -134,6 +135,7 @@ def check_case(case, model_name, stride, work):
     print(run([sys.executable, os.path.join(REPO, "scripts", "torch_to_stride.py"), "--stride", stride,
                "--model", model_arg, sd, init_h5], "scripts/torch_to_stride.py").rstrip())
     run([stride, "train", "--model", model_arg, "--data", data, "--init", init_h5, "--batch", str(TRAIN),
+         "--micro-batch", str(TRAIN),  # one micro-batch: batch norm over the whole batch, as PyTorch's step
          "--epochs", "1", "--lr", str(LR), "--momentum", "0", "--weight-decay", "0", "--schedule", "constant",
          "--augment", "none", "--threads", "1", "--no-progress", "--checkpoint-epochs", "0", "--out", run_dir],
         "stride train --init")

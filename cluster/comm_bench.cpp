@@ -1,0 +1,97 @@
+// `stride bench --comm`: what one step's gradient exchange costs at the running number of processes.
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "cluster/mpi_wait.hpp"
+#include "cluster/session.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/exact_sum.hpp"
+
+namespace stride::cluster {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+void bench_allreduce(Session& session, int64_t elements, int repeats, const std::string& label) {
+  if (elements < 1 || repeats < 1) throw ConfigError("bench --comm: needs at least one element and one repeat");
+  const int rank = session.active() ? session.rank() : 0, size = session.active() ? session.size() : 1;
+  MPI_Comm comm = MPI_COMM_NULL;
+  if (session.active()) detail::check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
+  // A gradient-like buffer: one tensor, values of varied magnitude, different on every process.
+  std::mt19937 gen(static_cast<uint32_t>(rank + 1));
+  std::normal_distribution<float> normal(0.0f, 1e-2f);
+  std::vector<float> grads(static_cast<size_t>(elements));
+  for (float& g : grads) g = normal(gen);
+  ExactSum sum({{0, elements}}, elements, elements);
+  std::vector<int64_t> fixed(static_cast<size_t>(elements));
+  std::vector<float> out(static_cast<size_t>(elements)), fsum(static_cast<size_t>(elements));
+  std::vector<int32_t> exps(sum.max_segments()), agreed(sum.max_segments());
+
+  auto barrier = [&] {
+    if (comm == MPI_COMM_NULL) return;
+    MPI_Request req;
+    detail::enter_collective("bench barrier");
+    detail::check(MPI_Ibarrier(comm, &req), "MPI_Ibarrier");
+    detail::wait(req);
+  };
+  auto allreduce = [&](const void* in, void* result, int count, MPI_Datatype type, MPI_Op op) {
+    if (comm == MPI_COMM_NULL) return;
+    MPI_Request req;
+    detail::enter_collective("bench allreduce");
+    detail::check(MPI_Iallreduce(in, result, count, type, op, comm, &req), "MPI_Iallreduce");
+    detail::wait(req);
+  };
+  std::vector<double> t_exact, t_convert, t_float;
+  for (int r = 0; r < repeats + 1; ++r) {  // the first round warms up
+    barrier();
+    auto t0 = Clock::now();
+    sum.begin_step(8, 1);
+    sum.set_live(grads);
+    sum.exponents(0, exps.data());
+    const size_t segs = sum.buckets()[0].segments.size();
+    agreed = exps;
+    allreduce(exps.data(), agreed.data(), static_cast<int>(segs), MPI_INT, MPI_MAX);
+    const auto t1 = Clock::now();
+    sum.to_fixed(0, agreed.data(), fixed.data(), true);
+    const auto t2 = Clock::now();
+    allreduce(MPI_IN_PLACE, fixed.data(), static_cast<int>(elements), MPI_INT64_T, MPI_SUM);
+    const auto t3 = Clock::now();
+    sum.from_fixed(0, agreed.data(), fixed.data(), out);
+    const auto t4 = Clock::now();
+    barrier();
+    const auto t5 = Clock::now();
+    allreduce(grads.data(), fsum.data(), static_cast<int>(elements), MPI_FLOAT, MPI_SUM);
+    const auto t6 = Clock::now();
+    if (r == 0) continue;
+    auto sec = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+    t_exact.push_back(sec(t0, t1) + sec(t2, t3));
+    t_convert.push_back(sec(t1, t2) + sec(t3, t4));
+    t_float.push_back(sec(t5, t6));
+  }
+  if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+  if (rank != 0) return;
+  const double mb = static_cast<double>(elements) * 8 / 1e6;
+  std::printf("allreduce of %s's gradient: %lld elements, %d process%s (median of %d)\n", label.c_str(),
+              static_cast<long long>(elements), size, size == 1 ? "" : "es", repeats);
+  std::printf("  exact (exponent max + int64 sum, %.2f MB): %8.3f ms  (%.2f GB/s of int64 per process)\n", mb,
+              1e3 * median(t_exact), mb / 1e3 / std::max(median(t_exact), 1e-12));
+  std::printf("  fixed-point conversion there and back:    %8.3f ms\n", 1e3 * median(t_convert));
+  std::printf("  float MPI_SUM for comparison (%.2f MB):    %8.3f ms  (not reproducible across process counts)\n",
+              mb / 2, 1e3 * median(t_float));
+}
+
+}  // namespace stride::cluster

@@ -1,0 +1,203 @@
+#include "framework/exact_sum.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "framework/core/errors.hpp"
+#include "framework/core/parallel.hpp"
+
+namespace stride {
+
+namespace {
+
+int32_t ceil_log2(int64_t n) {
+  int32_t c = 0;
+  while ((int64_t{1} << c) < n) ++c;
+  return c;
+}
+
+constexpr int64_t kGrain = 8192;  // elements per task of the conversions
+
+}  // namespace
+
+ExactSum::ExactSum(const std::vector<SumSegment>& params, int64_t size, int64_t bucket_elements) : size_(size) {
+  if (bucket_elements < 1) throw ConfigError("exact sum: bucket size must be >= 1 element");
+  // Segments: every parameter, cut into kSegmentElements pieces from its start. They do not depend on the
+  // bucket size, so neither do the exponents nor the result.
+  std::vector<SumSegment> sorted = params;
+  std::sort(sorted.begin(), sorted.end(), [](const SumSegment& a, const SumSegment& b) { return a.begin < b.begin; });
+  std::vector<SumSegment> segments;
+  for (size_t k = 0; k < sorted.size(); ++k) {
+    const SumSegment p = sorted[k];
+    if (p.begin < 0 || p.end > size || p.begin > p.end || (k > 0 && p.begin < sorted[k - 1].end))
+      throw Error("exact sum: parameter ranges must be disjoint and inside the buffer");
+    for (int64_t b = p.begin; b < p.end; b += kSegmentElements) segments.push_back({b, std::min(p.end, b + kSegmentElements)});
+  }
+  // Buckets: whole segments from the last to the first (backward's order), closed before they would grow past
+  // bucket_elements (a bucket holds at least one segment) or at a gap no parameter owns.
+  SumBucket current;
+  auto close = [&] {
+    if (current.segments.empty()) return;
+    std::reverse(current.segments.begin(), current.segments.end());  // increasing offsets inside a bucket
+    current.begin = current.segments.front().begin;
+    current.end = current.segments.back().end;
+    max_segments_ = std::max(max_segments_, current.segments.size());
+    buckets_.push_back(std::move(current));
+    current = SumBucket{};
+  };
+  int64_t filled = 0;
+  for (size_t k = segments.size(); k-- > 0;) {
+    const SumSegment seg = segments[k];
+    const int64_t n = seg.end - seg.begin;
+    if (!current.segments.empty() && (filled + n > bucket_elements || current.segments.back().begin != seg.end)) {
+      close();
+      filled = 0;
+    }
+    current.segments.push_back(seg);
+    filled += n;
+  }
+  close();
+  exps_.resize(max_segments_);
+}
+
+size_t ExactSum::bucket_of(int64_t i) const {
+  // Buckets are ordered by decreasing offset.
+  size_t lo = 0, hi = buckets_.size();
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (buckets_[mid].begin > i) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+void ExactSum::begin_step(int64_t step_micro_batches, int64_t local) {
+  if (step_micro_batches < 1 || local < 0 || local > step_micro_batches)
+    throw Error("exact sum: a step of " + std::to_string(step_micro_batches) + " micro-batches cannot have " +
+                std::to_string(local) + " here");
+  step_micro_batches_ = step_micro_batches;
+  local_ = local;
+  kept_count_ = 0;
+  live_ = {};
+  const auto needed = static_cast<size_t>(std::max<int64_t>(local - 1, 0) * size_);
+  if (kept_.size() < needed) kept_.resize(needed);
+}
+
+void ExactSum::keep(std::span<const float> grads) {
+  if (static_cast<int64_t>(grads.size()) != size_ || kept_count_ + 1 >= std::max<int64_t>(local_, 1))
+    throw Error("exact sum: keep() of a wrong size or beyond this process's micro-batches");
+  std::memcpy(kept_.data() + kept_count_ * size_, grads.data(), static_cast<size_t>(size_) * sizeof(float));
+  ++kept_count_;
+}
+
+namespace {
+
+// The largest |value| of g[0, n) as the bits of a non-negative float: an integer max, which vectorizes and
+// does not depend on the order; NaN and infinity have every exponent bit set, so they compare above every
+// finite value.
+uint32_t largest_magnitude_bits(const float* g, int64_t n) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, g + i, sizeof bits);
+    m = std::max(m, bits & 0x7fffffffu);
+  }
+  return m;
+}
+
+// Rounds x (|x| <= 2^62) to the nearest int64, ties to even, as llrint does in the default rounding mode, in
+// a form the compiler vectorizes: for |x| < 2^52, x + 2^52 (or x - 2^52) lies where doubles are exactly the
+// integers, so the add rounds and the subtract is exact; from 2^52 on every double is an integer already.
+inline int64_t round_to_int64(double x) {
+  constexpr double kTwo52 = 4503599627370496.0;
+  const double shift = std::copysign(kTwo52, x);
+  const double r = std::fabs(x) < kTwo52 ? (x + shift) - shift : x;
+  return static_cast<int64_t>(r);
+}
+
+}  // namespace
+
+void ExactSum::exponents(size_t b, int32_t* out) const {
+  const SumBucket& bucket = buckets_[b];
+  for (size_t s = 0; s < bucket.segments.size(); ++s) {
+    const SumSegment seg = bucket.segments[s];
+    uint32_t bits = 0;
+    for (int64_t k = 0; k < kept_count_; ++k)
+      bits = std::max(bits, largest_magnitude_bits(kept_.data() + k * size_ + seg.begin, seg.end - seg.begin));
+    if (!live_.empty()) bits = std::max(bits, largest_magnitude_bits(live_.data() + seg.begin, seg.end - seg.begin));
+    if (bits >= 0x7f800000u) {
+      out[s] = kNotFinite;
+    } else if (bits == 0) {
+      out[s] = kAllZero;
+    } else {
+      float largest;
+      std::memcpy(&largest, &bits, sizeof largest);
+      int e;
+      std::frexp(largest, &e);  // largest = f * 2^e with 0.5 <= f < 1
+      out[s] = e;
+    }
+  }
+}
+
+int32_t ExactSum::scale(int32_t exponent) const { return 62 - exponent - ceil_log2(step_micro_batches_); }
+
+void ExactSum::to_fixed(size_t b, const int32_t* exponents, int64_t* out, bool parallel) const {
+  const SumBucket& bucket = buckets_[b];
+  std::vector<const float*> sources;
+  for (int64_t k = 0; k < kept_count_; ++k) sources.push_back(kept_.data() + k * size_);
+  if (!live_.empty()) sources.push_back(live_.data());
+  for (size_t s = 0; s < bucket.segments.size(); ++s) {
+    const SumSegment seg = bucket.segments[s];
+    int64_t* o = out + (seg.begin - bucket.begin);
+    const int32_t e = exponents[s];
+    if (e == kAllZero || e == kNotFinite || sources.empty()) {
+      std::fill(o, o + (seg.end - seg.begin), int64_t{0});
+      continue;
+    }
+    const double factor = std::ldexp(1.0, scale(e));  // a power of two: g * factor is exact in double
+    // One pass per micro-batch over a block, so each pass is a plain loop the compiler vectorizes.
+    auto convert = [&](int64_t i0, int64_t i1) {
+      const float* g0 = sources[0] + seg.begin;
+      for (int64_t i = i0; i < i1; ++i) o[i] = round_to_int64(static_cast<double>(g0[i]) * factor);
+      for (size_t k = 1; k < sources.size(); ++k) {
+        const float* g = sources[k] + seg.begin;
+        for (int64_t i = i0; i < i1; ++i) o[i] += round_to_int64(static_cast<double>(g[i]) * factor);
+      }
+    };
+    if (parallel) parallel_for(seg.end - seg.begin, kGrain, convert);
+    else convert(0, seg.end - seg.begin);
+  }
+}
+
+void ExactSum::from_fixed(size_t b, const int32_t* exponents, const int64_t* sums, std::span<float> grads) const {
+  const SumBucket& bucket = buckets_[b];
+  for (size_t s = 0; s < bucket.segments.size(); ++s) {
+    const SumSegment seg = bucket.segments[s];
+    const int64_t* in = sums + (seg.begin - bucket.begin);
+    float* g = grads.data() + seg.begin;
+    const int64_t n = seg.end - seg.begin;
+    const int32_t e = exponents[s];
+    if (e == kNotFinite) {
+      std::fill(g, g + n, std::numeric_limits<float>::quiet_NaN());
+    } else if (e == kAllZero) {
+      std::fill(g, g + n, 0.0f);
+    } else {
+      // One rounding (int64 to float); the power-of-two factor is exact for every normal float result.
+      const double factor = std::ldexp(1.0, -scale(e));
+      for (int64_t i = 0; i < n; ++i) g[i] = static_cast<float>(static_cast<double>(static_cast<float>(in[i])) * factor);
+    }
+  }
+}
+
+void ExactSum::reduce_locally(std::span<float> grads) {
+  if (fixed_.size() < static_cast<size_t>(size_)) fixed_.resize(static_cast<size_t>(size_));
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    exponents(b, exps_.data());
+    to_fixed(b, exps_.data(), fixed_.data(), /*parallel=*/true);
+    from_fixed(b, exps_.data(), fixed_.data(), grads);
+  }
+}
+
+}  // namespace stride
