@@ -109,6 +109,10 @@ double Network::forward_flops_per_sample() const {
 
 Layer& Network::layer(size_t i) { return *nodes_.at(i)->layer; }
 
+const std::vector<int>& Network::layer_inputs(size_t i) const { return nodes_.at(i)->inputs; }
+
+const Tensor& Network::layer_output(size_t i) const { return nodes_.at(i)->y; }
+
 Layer* Network::find_layer(const std::string& name) {
   int idx = find_node(name);
   return idx >= 0 ? nodes_[static_cast<size_t>(idx)]->layer.get() : nullptr;

@@ -1,5 +1,7 @@
 #include "framework/core/parallel.hpp"
 
+#include <algorithm>
+
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
@@ -42,7 +44,15 @@ int worker_slot() {
 int worker_slots() { return tbb::this_task_arena::max_concurrency(); }
 
 int max_threads() {
-  return static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+  const auto cap = static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+  return std::min(cap, tbb::this_task_arena::max_concurrency());
+}
+
+void run_with_threads(int threads, const std::function<void()>& fn) {
+  if (threads < 1) throw ConfigError("threads: expected a count >= 1, got " + std::to_string(threads));
+  tbb::global_control cap(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
+  tbb::task_arena arena(threads);
+  arena.execute(fn);
 }
 
 struct ThreadLimit::Impl {

@@ -30,6 +30,11 @@ int worker_slots();
 // Threads the scheduler may use now (the cap set by ThreadLimit, or the hardware count).
 int max_threads();
 
+// Runs `fn` on exactly `threads` threads, even more than the machine has cores: a task arena of that size,
+// with the global cap raised to match (tbb::global_control alone only caps). Tests use it to show that
+// results do not depend on the thread count.
+void run_with_threads(int threads, const std::function<void()>& fn);
+
 // Caps the number of threads for its lifetime (`--threads N`). Create one, early, in `main` or a test.
 class ThreadLimit {
  public:

@@ -1,0 +1,41 @@
+// The portable path for CPUs without AVX2 + FMA: one lane, std::fma (correctly rounded, so the same bits as
+// the vector paths' FMA instructions), a 4 x 4 tile. Slow; it exists so results never depend on the CPU.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "framework/core/kernels/kernels.hpp"
+
+namespace stride::kernels::generic {
+struct V {
+  using vec = float;
+  using mask = bool;  // whether lane 0 is in
+  static constexpr Isa isa = Isa::generic;
+  static constexpr int L = 1;
+  static constexpr int MR = 4, NV = 4;
+  static constexpr int WMR = 4, WNV = 4;
+  static constexpr int NACC = 8;
+  static vec zero() { return 0.0f; }
+  static vec set1(float x) { return x; }
+  static vec broadcast(const float* p) { return *p; }
+  static vec loadu(const float* p) { return *p; }
+  static vec maskz_loadu(mask m, const float* p) { return m ? *p : 0.0f; }
+  static void storeu(float* p, vec v) { *p = v; }
+  static void mask_storeu(float* p, mask m, vec v) {
+    if (m) *p = v;
+  }
+  static vec fmadd(vec a, vec b, vec c) { return std::fma(a, b, c); }
+  static mask lanes(int a, int b) { return a <= 0 && b > 0; }
+};
+}  // namespace stride::kernels::generic
+
+#define STRIDE_KERNEL_NS generic
+#include "framework/core/kernels/impl.hpp"
+#undef STRIDE_KERNEL_NS
+
+namespace stride::kernels {
+const KernelTable& generic_table() { return generic::kTable; }
+}  // namespace stride::kernels
