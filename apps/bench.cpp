@@ -69,7 +69,8 @@ LayerFlops layer_flops(Network& net, size_t i, const Shape& in) {
 }
 
 // Each layer alone, on the inputs it saw in a training forward of the whole network: forward, backward
-// without the input gradient (weights only), backward with it. `steps` runs each, the median kept.
+// without the input gradient (weights only), backward with it. `steps` runs each, the fastest kept: on a
+// shared machine other load only ever makes a run slower.
 json per_layer(Network& net, const Tensor& x, int64_t steps, double peak_gflops, bool print) {
   net.forward(x, RunContext{Mode::train, 1, 0, 0});
   json rows = json::array();
@@ -114,9 +115,10 @@ json per_layer(Network& net, const Tensor& x, int64_t steps, double peak_gflops,
     }
     const LayerFlops f = layer_flops(net, i, a.shape());
     const bool params = f.weights > 0;
-    const double t_fwd = median(fwd), t_w = params ? median(bwd_w) : 0.0;
+    auto best = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
+    const double t_fwd = best(fwd), t_w = params ? best(bwd_w) : 0.0;
     // Without parameters the weights-only backward does nothing: all of backward is the data gradient.
-    const double t_d = first ? 0.0 : std::max(0.0, median(bwd_all) - t_w);
+    const double t_d = first ? 0.0 : std::max(0.0, best(bwd_all) - t_w);
     auto rate = [](double flops, double t) { return t > 0 && flops > 0 ? flops / t * 1e-9 : 0.0; };
     const double g_fwd = rate(f.forward, t_fwd), g_d = rate(f.data, t_d), g_w = rate(f.weights, t_w);
     json row = {{"layer", layer.name()},

@@ -105,29 +105,6 @@ void fold_sample(const float* dxp, float* dx, const ConvGeom& g, const PadTables
   }
 }
 
-// One sample, the adjoint of im2col for `channels` consecutive channels. col: (channels*R*S, P*Q) ->
-// dxp: (channels, Hp, Wp) += each entry at the element it was read from. The caller zeroes dxp.
-void col2im_add(const float* col, float* dxp, int64_t Hp, int64_t Wp, const ConvGeom& g, int64_t channels) {
-  const int64_t P = g.P, Q = g.Q, sh = g.stride_h, sw = g.stride_w;
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t r = 0; r < g.R; ++r)
-      for (int64_t s = 0; s < g.S; ++s) {
-        float* dst = dxp + (c * Hp + r * g.dilation_h) * Wp + s * g.dilation_w;
-        const float* in = col + ((c * g.R + r) * g.S + s) * P * Q;
-        if (sw == 1) {
-          for (int64_t p = 0; p < P; ++p, in += Q) {
-            float* d = dst + p * sh * Wp;
-            for (int64_t q = 0; q < Q; ++q) d[q] += in[q];
-          }
-        } else {
-          for (int64_t p = 0; p < P; ++p, in += Q) {
-            float* d = dst + p * sh * Wp;
-            for (int64_t q = 0; q < Q; ++q) d[q * sw] += in[q];
-          }
-        }
-      }
-}
-
 }  // namespace
 
 Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name)), opt_(options) {
@@ -527,7 +504,19 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         k.rows_gemm(gm);
         float* dxp = padded ? sc.dpadded.data() : dxn;
         std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
-        col2im_add(sc.dsrc.data(), dxp, Hp, Wp, g, g.C);
+        kernels::Im2col geo;
+        geo.C = g.C;
+        geo.Hs = Hp;
+        geo.Ws = Wp;
+        geo.R = g.R;
+        geo.S = g.S;
+        geo.dh = g.dilation_h;
+        geo.dw = g.dilation_w;
+        geo.sh = g.stride_h;
+        geo.sw = g.stride_w;
+        geo.P = g.P;
+        geo.Q = g.Q;
+        k.col2im_add(geo, sc.dsrc.data(), dxp);
         if (padded) fold_sample(dxp, dxn, g, t);
       }
     }

@@ -119,9 +119,10 @@ double fma_peak_gflops(Isa isa) {
   if (peak > 0) return peak;
   const kernels::KernelTable* t = kernels::kernel_table(isa);
   if (!t) throw ConfigError(std::string("this CPU cannot run the ") + isa_name(isa) + " path");
-  const int64_t iterations = isa == Isa::generic ? 200000 : 2000000;
-  t->fma_probe(iterations / 10);  // wake the core up (frequency, vector unit power-up)
-  for (int run = 0; run < 7; ++run) {
+  const int64_t iterations = isa == Isa::generic ? 100000 : 500000;
+  t->fma_probe(iterations);  // wake the core up (frequency, vector unit power-up)
+  // Many short runs, the fastest kept: on a shared machine other load only ever makes a run slower.
+  for (int run = 0; run < 40; ++run) {
     const auto t0 = std::chrono::steady_clock::now();
     const double flops = t->fma_probe(iterations);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -30,6 +30,31 @@ struct V {
   static void storeu(float* p, vec v) { _mm256_storeu_ps(p, v); }
   static void mask_storeu(float* p, mask m, vec v) { _mm256_maskstore_ps(p, m, v); }
   static vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static vec even(vec lo, vec hi) {
+    const __m256 e = _mm256_shuffle_ps(lo, hi, 0x88);  // lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8));
+  }
+  static void spread(vec v, vec& lo, vec& hi) {
+    const __m256 nz = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_unpacklo_ps(v, nz), b = _mm256_unpackhi_ps(v, nz);  // v0 . v1 . v4 . v5 . | v2 . v3 . v6 . v7 .
+    lo = _mm256_permute2f128_ps(a, b, 0x20);
+    hi = _mm256_permute2f128_ps(a, b, 0x31);
+  }
+  static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+  static vec div(vec a, vec b) { return _mm256_div_ps(a, b); }
+  using ivec = __m256i;
+  static ivec iset1(int32_t x) { return _mm256_set1_epi32(x); }
+  static ivec iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static ivec iadd(ivec a, ivec b) { return _mm256_add_epi32(a, b); }
+  static ivec iloadu(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static ivec imul(ivec a, int32_t b) { return _mm256_mullo_epi32(a, _mm256_set1_epi32(b)); }
+  static void imask_storeu(int32_t* p, mask m, ivec v) { _mm256_maskstore_epi32(reinterpret_cast<int*>(p), m, v); }
+  static mask take(vec v, vec best, mask m) {
+    const __m256 t = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return _mm256_and_si256(_mm256_castps_si256(t), m);
+  }
+  static vec select(mask m, vec a, vec b) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(m)); }
+  static ivec iselect(mask m, ivec a, ivec b) { return _mm256_blendv_epi8(b, a, m); }
   static mask lanes(int a, int b) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(b), idx),

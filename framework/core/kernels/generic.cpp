@@ -29,6 +29,25 @@ struct V {
   }
   static vec fmadd(vec a, vec b, vec c) { return std::fma(a, b, c); }
   static mask lanes(int a, int b) { return a <= 0 && b > 0; }
+  static vec even(vec lo, vec /*hi*/) { return lo; }
+  static void spread(vec v, vec& lo, vec& hi) {
+    lo = v;
+    hi = -0.0f;
+  }
+  static vec add(vec a, vec b) { return a + b; }
+  static vec div(vec a, vec b) { return a / b; }
+  using ivec = int32_t;
+  static ivec iset1(int32_t x) { return x; }
+  static ivec iota() { return 0; }
+  static ivec iadd(ivec a, ivec b) { return a + b; }
+  static ivec iloadu(const int32_t* p) { return *p; }
+  static ivec imul(ivec a, int32_t b) { return a * b; }
+  static void imask_storeu(int32_t* p, mask m, ivec v) {
+    if (m) *p = v;
+  }
+  static mask take(vec v, vec best, mask m) { return m && (v > best || v != v); }
+  static vec select(mask m, vec a, vec b) { return m ? a : b; }
+  static ivec iselect(mask m, ivec a, ivec b) { return m ? a : b; }
 };
 }  // namespace stride::kernels::generic
 

@@ -192,59 +192,128 @@ void wgrad_gemm(const WgradGemm& g) {
 }
 
 // ---- data movement ---------------------------------------------------------------------------------------
-// dst[q] = src_row[q * sw + o] where 0 <= q * sw + o < Ws, else 0, for q < Q; src_row null = a zero row.
-inline void copy_row(float* dst, const float* src_row, int64_t Q, int64_t sw, int64_t o, int64_t Ws) {
-  if (!src_row) {
-    for (int64_t q = 0; q < Q; q += L) {
-      if (q + L <= Q)
-        V::storeu(dst + q, V::zero());
-      else
-        V::mask_storeu(dst + q, V::lanes(0, static_cast<int>(Q - q)), V::zero());
-    }
-    return;
-  }
+inline void zero_floats(float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + L <= n; i += L) V::storeu(dst + i, V::zero());
+  if (i < n) V::mask_storeu(dst + i, V::lanes(0, static_cast<int>(n - i)), V::zero());
+}
+
+// rows x Q output plane from one source plane (Hs x Ws): dst[i * Q + q] = src[(i * sh + ro) * Ws + q * sw + o]
+// where that lies inside the plane, else 0. The masks of a column chunk are the same for every row, so they
+// are computed once and the rows run as one masked load and store each.
+inline void copy_plane(float* dst, const float* src, int64_t rows, int64_t sh, int64_t ro, int64_t Hs, int64_t Ws,
+                       int64_t Q, int64_t sw, int64_t o) {
+  // Rows whose source row h = i * sh + ro lies in [0, Hs): i in [i_lo, i_hi).
+  auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
+  const int64_t i_lo = std::clamp<int64_t>(ceil_div(-ro, sh), 0, rows);
+  const int64_t i_hi = std::clamp<int64_t>(ceil_div(Hs - ro, sh), i_lo, rows);
+  zero_floats(dst, i_lo * Q);
+  zero_floats(dst + i_hi * Q, (rows - i_hi) * Q);
+  if (i_lo == i_hi) return;
   if (sw == 1) {
-    // Valid q: -o <= q < Ws - o.
-    const int64_t lo = std::max<int64_t>(0, -o), hi = std::min<int64_t>(Q, Ws - o);
+    const int64_t lo = std::max<int64_t>(0, -o), hi = std::min<int64_t>(Q, Ws - o);  // valid q: [lo, hi)
     for (int64_t q = 0; q < Q; q += L) {
       const int64_t a = std::clamp<int64_t>(lo - q, 0, L), b = std::clamp<int64_t>(hi - q, 0, L);
-      const vec x = a == 0 && b == L ? V::loadu(src_row + q + o)
-                    : a < b           ? V::maskz_loadu(V::lanes(static_cast<int>(a), static_cast<int>(b)), src_row + q + o)
-                                      : V::zero();
-      if (q + L <= Q)
-        V::storeu(dst + q, x);
-      else
-        V::mask_storeu(dst + q, V::lanes(0, static_cast<int>(Q - q)), x);
+      const bool full_store = q + L <= Q;
+      const mask store = V::lanes(0, static_cast<int>(std::min<int64_t>(L, Q - q)));
+      float* d = dst + i_lo * Q + q;
+      const float* sp = src + (i_lo * sh + ro) * Ws + q + o;
+      const int64_t step = sh * Ws;
+      if (a >= b) {
+        for (int64_t i = i_lo; i < i_hi; ++i, d += Q)
+          full_store ? V::storeu(d, V::zero()) : V::mask_storeu(d, store, V::zero());
+      } else if (a == 0 && b == L && full_store) {
+        for (int64_t i = i_lo; i < i_hi; ++i, d += Q, sp += step) V::storeu(d, V::loadu(sp));
+      } else {
+        const mask load = V::lanes(static_cast<int>(a), static_cast<int>(b));
+        for (int64_t i = i_lo; i < i_hi; ++i, d += Q, sp += step) {
+          const vec x = V::maskz_loadu(load, sp);
+          full_store ? V::storeu(d, x) : V::mask_storeu(d, store, x);
+        }
+      }
     }
     return;
   }
-  for (int64_t q = 0; q < Q; ++q) {
-    const int64_t w = q * sw + o;
-    dst[q] = w >= 0 && w < Ws ? src_row[w] : 0.0f;
+  if (sw == 2) {
+    // Output lanes [q, q + L) read the even lanes of the 2L floats from row + 2q + o; those outside the row
+    // are masked to zero.
+    for (int64_t q = 0; q < Q; q += L) {
+      const int64_t first = 2 * q + o;  // source column of lane 0
+      const int64_t a = std::clamp<int64_t>(-first, 0, 2 * L), b = std::clamp<int64_t>(Ws - first, a, 2 * L);
+      const mask m0 = V::lanes(static_cast<int>(std::min<int64_t>(a, L)), static_cast<int>(std::min<int64_t>(b, L)));
+      const mask m1 = V::lanes(static_cast<int>(std::max<int64_t>(a - L, 0)), static_cast<int>(std::max<int64_t>(b - L, 0)));
+      const bool full_store = q + L <= Q;
+      const mask store = V::lanes(0, static_cast<int>(std::min<int64_t>(L, Q - q)));
+      for (int64_t i = i_lo; i < i_hi; ++i) {
+        const float* sp = src + (i * sh + ro) * Ws + first;
+        const vec x = V::even(V::maskz_loadu(m0, sp), V::maskz_loadu(m1, sp + L));
+        full_store ? V::storeu(dst + i * Q + q, x) : V::mask_storeu(dst + i * Q + q, store, x);
+      }
+    }
+    return;
   }
+  for (int64_t i = i_lo; i < i_hi; ++i) {
+    const float* row = src + (i * sh + ro) * Ws;
+    for (int64_t q = 0; q < Q; ++q) {
+      const int64_t w = q * sw + o;
+      dst[i * Q + q] = w >= 0 && w < Ws ? row[w] : 0.0f;
+    }
+  }
+}
+
+// The adjoint of im2col onto a plane that holds every column it reads (the padded input):
+// dst[c][p * sh + r * dh][q * sw + s * dw] += col[((c * R + r) * S + s) * P * Q + p * Q + q], in the order
+// (c, r, s, p, q); lanes of a vector are distinct elements, so every path adds in that order.
+void col2im_add(const Im2col& s, const float* col, float* dst) {
+  const int64_t Hs = s.Hs, Ws = s.Ws, P = s.P, Q = s.Q;
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t si = 0; si < s.S; ++si) {
+        const float* in = col + ((c * s.R + r) * s.S + si) * P * Q;
+        for (int64_t p = 0; p < P; ++p, in += Q) {
+          float* d = dst + (c * Hs + p * s.sh + r * s.dh) * Ws + si * s.dw;
+          if (s.sw == 1) {
+            for (int64_t q = 0; q < Q; q += L) {
+              if (q + L <= Q) {
+                V::storeu(d + q, V::add(V::loadu(d + q), V::loadu(in + q)));
+              } else {
+                const mask m = V::lanes(0, static_cast<int>(Q - q));
+                V::mask_storeu(d + q, m, V::add(V::maskz_loadu(m, d + q), V::maskz_loadu(m, in + q)));
+              }
+            }
+          } else if (s.sw == 2) {
+            const int64_t span = 2 * (Q - 1) + 1;  // floats of the destination row touched
+            for (int64_t q = 0; q < Q; q += L) {
+              const int64_t n = std::min<int64_t>(2 * L, span - 2 * q);
+              const mask m0 = V::lanes(0, static_cast<int>(std::min<int64_t>(n, L)));
+              const mask m1 = V::lanes(0, static_cast<int>(std::max<int64_t>(n - L, 0)));
+              const vec v = q + L <= Q ? V::loadu(in + q) : V::maskz_loadu(V::lanes(0, static_cast<int>(Q - q)), in + q);
+              vec lo, hi;
+              V::spread(v, lo, hi);
+              float* dq = d + 2 * q;
+              V::mask_storeu(dq, m0, V::add(V::maskz_loadu(m0, dq), lo));
+              if (n > L) V::mask_storeu(dq + L, m1, V::add(V::maskz_loadu(m1, dq + L), hi));
+            }
+          } else {
+            for (int64_t q = 0; q < Q; ++q) d[q * s.sw] += in[q];
+          }
+        }
+      }
 }
 
 void shifted_source(const ShiftedSource& s) {
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t si = 0; si < s.S; ++si)
-      for (int64_t i = 0; i < s.rows; ++i) {
-        const int64_t h = i - s.top;
-        const float* row = h >= 0 && h < s.Hs ? s.src + (c * s.Hs + h) * s.Ws : nullptr;
-        copy_row(s.out + ((c * s.S + si) * s.rows + i) * s.Q, row, s.Q, s.sw, si * s.dw - s.left, s.Ws);
-      }
+      copy_plane(s.out + (c * s.S + si) * s.rows * s.Q, s.src + c * s.Hs * s.Ws, s.rows, 1, -s.top, s.Hs, s.Ws, s.Q,
+                 s.sw, si * s.dw - s.left);
 }
 
 void im2col(const Im2col& s) {
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r)
-      for (int64_t si = 0; si < s.S; ++si) {
-        float* out = s.out + ((c * s.R + r) * s.S + si) * s.P * s.Q;
-        for (int64_t p = 0; p < s.P; ++p) {
-          const int64_t h = p * s.sh + r * s.dh - s.top;
-          const float* row = h >= 0 && h < s.Hs ? s.src + (c * s.Hs + h) * s.Ws : nullptr;
-          copy_row(out + p * s.Q, row, s.Q, s.sw, si * s.dw - s.left, s.Ws);
-        }
-      }
+      for (int64_t si = 0; si < s.S; ++si)
+        copy_plane(s.out + ((c * s.R + r) * s.S + si) * s.P * s.Q, s.src + c * s.Hs * s.Ws, s.P, s.sh,
+                   r * s.dh - s.top, s.Hs, s.Ws, s.Q, s.sw, si * s.dw - s.left);
 }
 
 void transpose(const float* src, int64_t lds, int64_t K, int64_t J, float* dst, int64_t ldt) {
@@ -258,6 +327,183 @@ void transpose(const float* src, int64_t lds, int64_t K, int64_t J, float* dst, 
     }
     for (int64_t j = j0; j < j1; ++j)
       for (int64_t k = K; k < ldt; ++k) dst[j * ldt + k] = 0.0f;
+  }
+}
+
+// ---- reductions and element-wise passes -------------------------------------------------------------------
+// Sums with a fixed lane scheme: element i of a run goes to partial sum i % 16, each partial a chain of
+// double additions in index order. Every path computes exactly these 16 chains (the compiler vectorizes the
+// inner loop across partials, which reorders nothing), so the sums agree to the bit.
+// The partials live in local arrays for the loop, so the compiler keeps them in registers and knows the two
+// of sum16_dy do not alias.
+void sum16(const float* x, int64_t n, double* acc) {
+  double a[16];
+  for (int l = 0; l < 16; ++l) a[l] = acc[l];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) a[l] += static_cast<double>(x[i + l]);
+  for (; i < n; ++i) a[i % 16] += static_cast<double>(x[i]);
+  for (int l = 0; l < 16; ++l) acc[l] = a[l];
+}
+
+void sum16_sq(const float* x, int64_t n, double shift, double* acc) {
+  double a[16];
+  for (int l = 0; l < 16; ++l) a[l] = acc[l];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) {
+      const double d = static_cast<double>(x[i + l]) - shift;
+      a[l] += d * d;
+    }
+  for (; i < n; ++i) {
+    const double d = static_cast<double>(x[i]) - shift;
+    a[i % 16] += d * d;
+  }
+  for (int l = 0; l < 16; ++l) acc[l] = a[l];
+}
+
+// acc_dy[l] += dy; acc_dyx[l] += dy * ((x - mean) * invstd), with the lane scheme of sum16 (two loops:
+// GCC vectorizes each alone, not the pair).
+void sum16_dy(const float* dy, const float* x, int64_t n, double mean, double invstd, double* acc_dy, double* acc_dyx) {
+  sum16(dy, n, acc_dy);
+  double b[16];
+  for (int l = 0; l < 16; ++l) b[l] = acc_dyx[l];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l)
+      b[l] += static_cast<double>(dy[i + l]) * ((static_cast<double>(x[i + l]) - mean) * invstd);
+  for (; i < n; ++i) b[i % 16] += static_cast<double>(dy[i]) * ((static_cast<double>(x[i]) - mean) * invstd);
+  for (int l = 0; l < 16; ++l) acc_dyx[l] = b[l];
+}
+
+// y = (x - a) * b + c, each operation rounded (no FMA).
+void affine(const float* x, float* y, int64_t n, float a, float b, float c) {
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - a) * b + c;
+}
+
+// dx = k * (dy - a - (x - mean) * invstd * b), each operation rounded.
+void bn_dx(const float* dy, const float* x, float* dx, int64_t n, float k, float a, float b, float mean, float invstd) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = k * (dy[i] - a - (x[i] - mean) * invstd * b);
+}
+
+// ---- pooling -----------------------------------------------------------------------------------------------
+// How to load lanes q..q+L-1 of row[q' * sw + o] (q' the lane's output column): the mask of lanes inside
+// the row and below Q, and for stride 2 the masks of the two source vectors. Depends only on (q, s), so the
+// pooling kernels make it once per column chunk and window column, not per row.
+struct ColPlan {
+  mask valid, m0, m1;
+  int64_t first;  // source column of lane 0
+  int64_t sw;
+  bool any;
+};
+
+inline ColPlan make_plan(int64_t q, int64_t sw, int64_t o, int64_t W, int64_t Q) {
+  auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
+  const int64_t lo = std::max<int64_t>(ceil_div(-o, sw), 0), hi = std::min<int64_t>(ceil_div(W - o, sw), Q);
+  const int64_t a = std::clamp<int64_t>(lo - q, 0, L), b = std::clamp<int64_t>(hi - q, a, L);
+  ColPlan c{V::lanes(static_cast<int>(a), static_cast<int>(b)), V::lanes(0, 0), V::lanes(0, 0), q * sw + o, sw, a < b};
+  if (sw == 2) {
+    const int64_t sa = std::clamp<int64_t>(-c.first, 0, 2 * L), sb = std::clamp<int64_t>(W - c.first, sa, 2 * L);
+    c.m0 = V::lanes(static_cast<int>(std::min<int64_t>(sa, L)), static_cast<int>(std::min<int64_t>(sb, L)));
+    c.m1 = V::lanes(static_cast<int>(std::max<int64_t>(sa - L, 0)), static_cast<int>(std::max<int64_t>(sb - L, 0)));
+  } else if (sw == 1) {
+    c.m0 = c.valid;
+  }
+  return c;
+}
+
+// The values (0 outside the row) of a plan's lanes.
+inline vec load_plan(const ColPlan& c, const float* row) {
+  if (!c.any) return V::zero();
+  if (c.sw == 1) return V::maskz_loadu(c.m0, row + c.first);
+  if (c.sw == 2) return V::even(V::maskz_loadu(c.m0, row + c.first), V::maskz_loadu(c.m1, row + c.first + L));
+  alignas(64) float tmp[L];
+  alignas(64) float ones[L];
+  V::storeu(ones, V::select(c.valid, V::set1(1.0f), V::zero()));
+  for (int l = 0; l < L; ++l) tmp[l] = ones[l] != 0.0f ? row[c.first + l * c.sw] : 0.0f;
+  return V::loadu(tmp);
+}
+
+constexpr int64_t kMaxPoolS = 16;  // window columns planned ahead; wider windows plan per row
+
+void max_pool_forward(const Pool& g, const float* x, float* y, int32_t* argmax) {
+  const vec neg_inf = V::set1(-__builtin_inff());
+  ColPlan plans[kMaxPoolS];
+  for (int64_t q = 0; q < g.Q; q += L) {
+    const mask out = V::lanes(0, static_cast<int>(std::min<int64_t>(L, g.Q - q)));
+    for (int64_t s = 0; s < std::min(g.S, kMaxPoolS); ++s) plans[s] = make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+    const typename V::ivec cols =
+        V::imul(V::iadd(V::iota(), V::iset1(static_cast<int32_t>(q))), static_cast<int32_t>(g.sw));
+    for (int64_t plane = 0; plane < g.planes; ++plane) {
+      const float* xp = x + plane * g.H * g.W;
+      for (int64_t p = 0; p < g.P; ++p) {
+        const int64_t hb = g.hb[p], he = g.he[p];
+        // Each lane starts at its window's first element (all -inf windows keep a valid index).
+        alignas(64) int32_t first[L];
+        for (int l = 0; l < L; ++l) first[l] = q + l < g.Q ? static_cast<int32_t>(hb * g.W + g.first_col[q + l]) : 0;
+        typename V::ivec idx = V::iloadu(first);
+        vec best = neg_inf;
+        for (int64_t h = hb; h < he; ++h) {
+          const float* row = xp + h * g.W;
+          for (int64_t s = 0; s < g.S; ++s) {
+            const ColPlan c = s < kMaxPoolS ? plans[s] : make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+            const vec v = load_plan(c, row);
+            const mask t = V::take(v, best, c.valid);
+            best = V::select(t, v, best);
+            idx = V::iselect(t, V::iadd(cols, V::iset1(static_cast<int32_t>(h * g.W + s - g.pw))), idx);
+          }
+        }
+        V::mask_storeu(y + (plane * g.P + p) * g.Q + q, out, best);
+        V::imask_storeu(argmax + (plane * g.P + p) * g.Q + q, out, idx);
+      }
+    }
+  }
+}
+
+void avg_pool_forward(const Pool& g, const float* x, float* y) {
+  ColPlan plans[kMaxPoolS];
+  for (int64_t q = 0; q < g.Q; q += L) {
+    const mask out = V::lanes(0, static_cast<int>(std::min<int64_t>(L, g.Q - q)));
+    for (int64_t s = 0; s < std::min(g.S, kMaxPoolS); ++s) plans[s] = make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+    for (int64_t plane = 0; plane < g.planes; ++plane) {
+      const float* xp = x + plane * g.H * g.W;
+      for (int64_t p = 0; p < g.P; ++p) {
+        // Lanes outside the plane add +0.0, which changes no sum that starts from +0.0.
+        vec sum = V::zero();
+        for (int64_t h = g.hb[p]; h < g.he[p]; ++h)
+          for (int64_t s = 0; s < g.S; ++s)
+            sum = V::add(sum, load_plan(s < kMaxPoolS ? plans[s] : make_plan(q, g.sw, s - g.pw, g.W, g.Q), xp + h * g.W));
+        const vec d = V::maskz_loadu(out, g.divisor + p * g.Q + q);
+        V::mask_storeu(y + (plane * g.P + p) * g.Q + q, out, V::div(sum, d));
+      }
+    }
+  }
+}
+
+void avg_pool_backward(const Pool& g, const float* dy, float* dx) {
+  alignas(64) float share[1024 + 2 * L];
+  for (int64_t plane = 0; plane < g.planes; ++plane) {
+    float* dp = dx + plane * g.H * g.W;
+    zero_floats(dp, g.H * g.W);
+    for (int64_t p = 0; p < g.P; ++p) {
+      const float* dyr = dy + (plane * g.P + p) * g.Q;
+      for (int64_t q0 = 0; q0 < g.Q; q0 += 1024) {
+        const int64_t qn = std::min<int64_t>(1024, g.Q - q0);
+        for (int64_t q = 0; q < qn; q += L) {
+          const mask m = V::lanes(0, static_cast<int>(std::min<int64_t>(L, qn - q)));
+          V::storeu(share + q, V::div(V::maskz_loadu(m, dyr + q0 + q), V::maskz_loadu(m, g.divisor + p * g.Q + q0 + q)));
+        }
+        for (int64_t h = g.hb[p]; h < g.he[p]; ++h)
+          for (int64_t s = 0; s < g.S; ++s) {
+            float* row = dp + h * g.W;
+            const int64_t o = s - g.pw;
+            for (int64_t q = q0; q < q0 + qn; ++q) {
+              const int64_t w = q * g.sw + o;
+              if (w >= 0 && w < g.W) row[w] += share[q - q0];
+            }
+          }
+      }
+    }
   }
 }
 
@@ -280,6 +526,9 @@ double fma_probe(int64_t iterations) {
   return static_cast<double>(iterations) * N * L * 2.0;
 }
 
-const KernelTable kTable = {V::isa, L, &pack_a, &rows_gemm, &wgrad_gemm, &shifted_source, &im2col, &transpose, &fma_probe};
+const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &wgrad_gemm,
+                            &shifted_source, &im2col, &col2im_add, &transpose, &sum16,
+                            &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
+                            &avg_pool_forward, &avg_pool_backward, &fma_probe};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

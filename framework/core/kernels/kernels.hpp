@@ -72,6 +72,19 @@ struct Im2col {
   float* out = nullptr;
 };
 
+// Pooling over `planes` planes (N*C): x (planes, H, W) -> y (planes, P, Q) with an R x S window, strides and
+// left/top padding; window (p, q) covers the rows and columns of the plane in [p sh - ph, p sh - ph + R) x
+// [q sw - pw, q sw - pw + S), the caller clipping the rows: hb/he give each output row's first and end input
+// row, the columns are clipped to the plane. divisor (P x Q) holds the average pool's divisors, first_col (Q)
+// the first in-plane column of each window (max pool's index before any comparison).
+struct Pool {
+  int64_t planes = 0, H = 0, W = 0, P = 0, Q = 0, R = 0, S = 0, sh = 1, sw = 1, ph = 0, pw = 0;
+  const int32_t* hb = nullptr;
+  const int32_t* he = nullptr;
+  const float* divisor = nullptr;
+  const int32_t* first_col = nullptr;
+};
+
 struct KernelTable {
   Isa isa;
   int lanes;  // floats per vector register
@@ -81,8 +94,31 @@ struct KernelTable {
   void (*wgrad_gemm)(const WgradGemm& g);
   void (*shifted_source)(const ShiftedSource& s);
   void (*im2col)(const Im2col& s);
+  // The adjoint of im2col with top = left = 0 onto a plane (C, Hs, Ws) that holds every column it reads:
+  // dst[c][p sh + r dh][q sw + s dw] += col[...], in the order (c, r, s, p, q). s.src is not read.
+  void (*col2im_add)(const Im2col& s, const float* col, float* dst);
   // dst[j * ldt + k] = src[k * lds + j] for k < K, j < J; dst[j * ldt + k] = 0 for K <= k < ldt.
   void (*transpose)(const float* src, int64_t lds, int64_t K, int64_t J, float* dst, int64_t ldt);
+  // Sums in a fixed order on every path: element i of the run goes to acc[i % 16], each of the 16 partials a
+  // chain of double additions in index order (callers add the 16 partials in a fixed order at the end).
+  void (*sum16)(const float* x, int64_t n, double* acc);
+  void (*sum16_sq)(const float* x, int64_t n, double shift, double* acc);  // acc[i % 16] += (x[i] - shift)^2
+  // acc_dy[i % 16] += dy[i]; acc_dyx[i % 16] += dy[i] * ((x[i] - mean) * invstd)
+  void (*sum16_dy)(const float* dy, const float* x, int64_t n, double mean, double invstd, double* acc_dy,
+                   double* acc_dyx);
+  // Element-wise, every operation rounded on its own (no FMA): y = (x - a) * b + c, and the batch-norm input
+  // gradient dx = k * (dy - a - (x - mean) * invstd * b).
+  void (*affine)(const float* x, float* y, int64_t n, float a, float b, float c);
+  void (*bn_dx)(const float* dy, const float* x, float* dx, int64_t n, float k, float a, float b, float mean,
+                float invstd);
+  // Max pool: y = the window's maximum, argmax its index in the plane (h * W + w): the first maximum in row-major
+  // window order, a NaN taking over as in PyTorch (v > best || v != v).
+  void (*max_pool_forward)(const Pool& g, const float* x, float* y, int32_t* argmax);
+  // Average pool: y = (sum of the window's in-plane elements in row-major order, from 0) / divisor.
+  void (*avg_pool_forward)(const Pool& g, const float* x, float* y);
+  // dx (overwritten) = sum over the windows containing each element of dy / divisor, added in the order of
+  // output rows p, window rows, window columns, then output columns.
+  void (*avg_pool_backward)(const Pool& g, const float* dy, float* dx);
   // Runs `iterations` rounds of independent register-only FMAs; returns the FLOPs done.
   double (*fma_probe)(int64_t iterations);
 };
@@ -91,6 +127,14 @@ struct KernelTable {
 const KernelTable& kernels();
 // The table of a given path, or nullptr when this CPU cannot run it.
 const KernelTable* kernel_table(Isa isa);
+
+// Adds the 16 partial sums of sum16 in a fixed order (a pairwise tree).
+inline double reduce16(const double* acc) {
+  double t[8];
+  for (int i = 0; i < 8; ++i) t[i] = acc[i] + acc[i + 8];
+  for (int i = 0; i < 4; ++i) t[i] = t[i] + t[i + 4];
+  return (t[0] + t[2]) + (t[1] + t[3]);
+}
 
 // Floats of dyt per pixel that WgradGemm needs for `cols` columns, on every path.
 inline int64_t wgrad_ldt(int64_t cols) { return (cols + 15) / 16 * 16; }
