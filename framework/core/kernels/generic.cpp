@@ -27,6 +27,10 @@ struct V {
   static void mask_storeu(float* p, mask m, vec v) {
     if (m) *p = v;
   }
+  static void t8x8(const float* src, int64_t lds, float* dst, int64_t ldt) {
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 8; ++k) dst[j * ldt + k] = src[k * lds + j];
+  }
   static vec fmadd(vec a, vec b, vec c) { return std::fma(a, b, c); }
   static mask lanes(int a, int b) { return a <= 0 && b > 0; }
   static vec even(vec lo, vec /*hi*/) { return lo; }

@@ -317,16 +317,12 @@ void im2col(const Im2col& s) {
 }
 
 void transpose(const float* src, int64_t lds, int64_t K, int64_t J, float* dst, int64_t ldt) {
-  constexpr int64_t B = 16;  // cache blocks of 16 x 16
-  for (int64_t j0 = 0; j0 < J; j0 += B) {
-    const int64_t j1 = std::min(J, j0 + B);
-    for (int64_t k0 = 0; k0 < K; k0 += B) {
-      const int64_t k1 = std::min(K, k0 + B);
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t k = k0; k < k1; ++k) dst[j * ldt + k] = src[k * lds + j];
-    }
-    for (int64_t j = j0; j < j1; ++j)
-      for (int64_t k = K; k < ldt; ++k) dst[j * ldt + k] = 0.0f;
+  const int64_t K8 = K / 8 * 8, J8 = J / 8 * 8;
+  for (int64_t j = 0; j < J8; j += 8)
+    for (int64_t k = 0; k < K8; k += 8) V::t8x8(src + k * lds + j, lds, dst + j * ldt + k, ldt);
+  for (int64_t j = 0; j < J; ++j) {
+    for (int64_t k = j < J8 ? K8 : 0; k < K; ++k) dst[j * ldt + k] = src[k * lds + j];
+    for (int64_t k = K; k < ldt; ++k) dst[j * ldt + k] = 0.0f;
   }
 }
 
