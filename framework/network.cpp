@@ -4,6 +4,7 @@
 
 #include "framework/core/errors.hpp"
 #include "framework/core/init.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 
@@ -204,7 +205,9 @@ void Network::backward(const Tensor& dlogits, const RunContext& ctx) {
     if (in.has_grad) {
       float* d = in.dy.data();
       const float* s = scratch_.data();
-      for (int64_t i = 0, n = in.dy.numel(); i < n; ++i) d[i] += s[i];
+      parallel_for(in.dy.numel(), 16384, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) d[i] += s[i];  // element-wise: the same for any split
+      });
     }
     in.has_grad = true;
   };

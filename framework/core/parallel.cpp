@@ -11,7 +11,7 @@
 
 namespace stride {
 
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   if (n <= grain || max_threads() == 1) {
@@ -22,7 +22,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
                     [&](const tbb::blocked_range<int64_t>& r) { body(r.begin(), r.end()); });
 }
 
-void parallel_chunks(int64_t n, int64_t size, const std::function<void(int64_t, int64_t, int64_t)>& body) {
+void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (size < 1) size = 1;
   const int64_t chunks = chunk_count(n, size);
