@@ -382,6 +382,14 @@ void bn_dx(const float* dy, const float* x, float* dx, int64_t n, float k, float
   for (int64_t i = 0; i < n; ++i) dx[i] = k * (dy[i] - a - (x[i] - mean) * invstd * b);
 }
 
+// y = max(x, 0), NaN kept (x < 0 ? 0 : x); dx = y > 0 ? dy : 0.
+void relu_forward(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
 // ---- pooling -----------------------------------------------------------------------------------------------
 // How to load lanes q..q+L-1 of row[q' * sw + o] (q' the lane's output column): the mask of lanes inside
 // the row and below Q, and for stride 2 the masks of the two source vectors. Depends only on (q, s), so the
@@ -525,6 +533,6 @@ double fma_probe(int64_t iterations) {
 const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &wgrad_gemm,
                             &shifted_source, &im2col, &col2im_add, &transpose, &sum16,
                             &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
-                            &avg_pool_forward, &avg_pool_backward, &fma_probe};
+                            &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &fma_probe};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

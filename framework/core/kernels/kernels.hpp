@@ -119,6 +119,9 @@ struct KernelTable {
   // dx (overwritten) = sum over the windows containing each element of dy / divisor, added in the order of
   // output rows p, window rows, window columns, then output columns.
   void (*avg_pool_backward)(const Pool& g, const float* dy, float* dx);
+  // ReLU: y = x < 0 ? 0 : x (NaN passes, as std::max(x, 0) in PyTorch); dx = y > 0 ? dy : 0.
+  void (*relu_forward)(const float* x, float* y, int64_t n);
+  void (*relu_backward)(const float* y, const float* dy, float* dx, int64_t n);
   // Runs `iterations` rounds of independent register-only FMAs; returns the FLOPs done.
   double (*fma_probe)(int64_t iterations);
 };
