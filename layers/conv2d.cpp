@@ -235,7 +235,10 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
   if (in_channels_ == 0) throw Error(name() + ": forward/backward called before bind");
   const ConvGeom g = geometry(in);
   const Shape sample = in.with_batch(1);
-  if (sample == prepared_for_) {
+  // One scratch set per worker slot; max_threads() covers a ThreadLimit above the arena size, and a larger
+  // arena than the one of the last pass re-plans.
+  const size_t slots = static_cast<size_t>(std::max(worker_slots(), max_threads()));
+  if (sample == prepared_for_ && scratch_.size() >= slots) {
     geom_.N = g.N;
     return geom_;
   }
@@ -284,8 +287,7 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
   }
   dsrc_size_ = dx_direct_ ? 0 : dx_implicit_ ? g.K * g.S * dx_rows_ * dx_w_ : CRS * PQ;
 
-  // One scratch set per worker slot; max_threads() covers a ThreadLimit above the arena size.
-  scratch_.resize(static_cast<size_t>(std::max(worker_slots(), max_threads())));
+  scratch_.resize(std::max(scratch_.size(), slots));
   for (Scratch& sc : scratch_) {
     if (prepad_) sc.padded.resize(Shape{g.C, Hp, Wp});
     if (padded && !dx_implicit_) sc.dpadded.resize(Shape{g.C, Hp, Wp});
