@@ -76,10 +76,15 @@ def torch_per_layer(torch, model, x, steps):
     (the fastest of `steps`), backward computing the input gradient except for the first layer."""
     inputs = {}
     hooks = []
+
+    def keep_input(name):
+        def hook(module, inp, out):  # returns None: a forward hook's result would replace the output
+            inputs.setdefault(name, inp[0].detach().clone())
+        return hook
+
     for name, mod in model.named_modules():
         if len(list(mod.children())) == 0:
-            hooks.append(mod.register_forward_hook(
-                lambda m, inp, out, name=name: inputs.setdefault(name, inp[0].detach().clone())))
+            hooks.append(mod.register_forward_hook(keep_input(name)))
     model(x)
     for h in hooks:
         h.remove()

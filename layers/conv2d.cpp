@@ -292,8 +292,9 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
     if (prepad_) sc.padded.resize(Shape{g.C, Hp, Wp});
     if (padded && !dx_implicit_) sc.dpadded.resize(Shape{g.C, Hp, Wp});
     if (prepad_ && dx_implicit_) sc.dpadded.resize(Shape{g.C, Hp, Wp});
-    sc.col.resize(Shape{std::max<int64_t>(col_size_, 1)});
-    sc.dsrc.resize(Shape{std::max<int64_t>(dsrc_size_, 1)});
+    // The backward pass builds dy's source in the same buffer once the weight gradient has read the columns,
+    // so one image's working set stays in L2.
+    sc.col.resize(Shape{std::max<int64_t>(std::max(col_size_, dsrc_size_), 1)});
     sc.dyt.resize(Shape{PQ, kernels::wgrad_ldt(g.K)});
     sc.rows.assign(static_cast<size_t>(CRS + 1), nullptr);
   }
@@ -480,14 +481,14 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
         s.rows = dx_rows_;
         s.Q = dx_w_;
-        s.out = sc.dsrc.data();
+        s.out = sc.col.data();
         k.shifted_source(s);
         float* out = prepad_ ? sc.dpadded.data() : dxn;
         gm.M = g.C;
         gm.N = dx_h_ * dx_w_;
         gm.K = KRS;
         gm.a_packed = wdxpack_.data();
-        gm.b = sc.dsrc.data();
+        gm.b = sc.col.data();
         gm.boff = dx_boff_.data();
         gm.c = out;
         gm.ldc = dx_h_ * dx_w_;
@@ -501,7 +502,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         gm.a_packed = wdxpack_.data();
         gm.b = dyn;
         gm.ldb = PQ;
-        gm.c = sc.dsrc.data();
+        gm.c = sc.col.data();
         gm.ldc = PQ;
         k.rows_gemm(gm);
         float* dxp = padded ? sc.dpadded.data() : dxn;
@@ -518,7 +519,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         geo.sw = g.stride_w;
         geo.P = g.P;
         geo.Q = g.Q;
-        k.col2im_add(geo, sc.dsrc.data(), dxp);
+        k.col2im_add(geo, sc.col.data(), dxp);
         if (padded) fold_sample(dxp, dxn, g, t);
       }
     }

@@ -103,8 +103,8 @@ class Conv2d final : public Layer {
   struct Scratch {
     Tensor padded;   // (C, H + 2 pad_h, W + 2 pad_w): the image with its boundary filled in (prepad_)
     Tensor dpadded;  // same shape: the input gradient before the border is folded back
-    Tensor col;      // one image's column source
-    Tensor dsrc;     // one image's shifted dy (implicit input gradient) or dcol (explicit)
+    Tensor col;      // one image's column source; in backward then its shifted dy (implicit input gradient)
+                     // or dcol (explicit)
     Tensor dyt;      // (P*Q, round_up(K, 16)): dy of one image transposed for the weight gradient
     std::vector<const float*> rows;  // (C*R*S + 1) row pointers into col (and ones_) for the weight gradient
   };
