@@ -145,24 +145,25 @@ int32_t ExactSum::scale(int32_t exponent) const { return 62 - exponent - ceil_lo
 
 void ExactSum::to_fixed(size_t b, const int32_t* exponents, int64_t* out, bool parallel) const {
   const SumBucket& bucket = buckets_[b];
-  std::vector<const float*> sources;
-  for (int64_t k = 0; k < kept_count_; ++k) sources.push_back(kept_.data() + k * size_);
-  if (!live_.empty()) sources.push_back(live_.data());
+  // This process's micro-batch gradients: the kept copies, then the live buffer (no list: a step allocates
+  // nothing).
+  const int64_t sources = kept_count_ + (live_.empty() ? 0 : 1);
+  auto source = [&](int64_t k) { return k < kept_count_ ? kept_.data() + k * size_ : live_.data(); };
   for (size_t s = 0; s < bucket.segments.size(); ++s) {
     const SumSegment seg = bucket.segments[s];
     int64_t* o = out + (seg.begin - bucket.begin);
     const int32_t e = exponents[s];
-    if (e == kAllZero || e == kNotFinite || sources.empty()) {
+    if (e == kAllZero || e == kNotFinite || sources == 0) {
       std::fill(o, o + (seg.end - seg.begin), int64_t{0});
       continue;
     }
     const double factor = std::ldexp(1.0, scale(e));  // a power of two: g * factor is exact in double
     // One pass per micro-batch over a block, so each pass is a plain loop the compiler vectorizes.
     auto convert = [&](int64_t i0, int64_t i1) {
-      const float* g0 = sources[0] + seg.begin;
+      const float* g0 = source(0) + seg.begin;
       for (int64_t i = i0; i < i1; ++i) o[i] = round_to_int64(static_cast<double>(g0[i]) * factor);
-      for (size_t k = 1; k < sources.size(); ++k) {
-        const float* g = sources[k] + seg.begin;
+      for (int64_t k = 1; k < sources; ++k) {
+        const float* g = source(k) + seg.begin;
         for (int64_t i = i0; i < i1; ++i) o[i] += round_to_int64(static_cast<double>(g[i]) * factor);
       }
     };

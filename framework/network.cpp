@@ -4,6 +4,7 @@
 
 #include "framework/core/errors.hpp"
 #include "framework/core/init.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 
@@ -109,6 +110,10 @@ double Network::forward_flops_per_sample() const {
 
 Layer& Network::layer(size_t i) { return *nodes_.at(i)->layer; }
 
+const std::vector<int>& Network::layer_inputs(size_t i) const { return nodes_.at(i)->inputs; }
+
+const Tensor& Network::layer_output(size_t i) const { return nodes_.at(i)->y; }
+
 Layer* Network::find_layer(const std::string& name) {
   int idx = find_node(name);
   return idx >= 0 ? nodes_[static_cast<size_t>(idx)]->layer.get() : nullptr;
@@ -202,7 +207,9 @@ void Network::backward(const Tensor& dlogits, const RunContext& ctx, const std::
     if (in.has_grad) {
       float* d = in.dy.data();
       const float* s = scratch_.data();
-      for (int64_t i = 0, n = in.dy.numel(); i < n; ++i) d[i] += s[i];
+      parallel_for(in.dy.numel(), 16384, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) d[i] += s[i];  // element-wise: the same for any split
+      });
     }
     in.has_grad = true;
   };

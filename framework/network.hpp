@@ -61,6 +61,10 @@ class Network {
   size_t layer_count() const { return nodes_.size(); }
   Layer& layer(size_t i);
   Layer* find_layer(const std::string& name);
+  // For tools that run layers one by one (stride bench --per-layer): the nodes feeding layer i, in input
+  // order (-1 = the network input), and layer i's output of the last forward.
+  const std::vector<int>& layer_inputs(size_t i) const;
+  const Tensor& layer_output(size_t i) const;
 
   // Allocates the flat buffers and binds every layer to them. Until then the network only describes itself,
   // so summarizing a model with billions of parameters costs nothing.

@@ -29,6 +29,7 @@ class AvgPool2d final : public Layer {
 
  private:
   Pool2dOptions options_;
+  PoolTables tables_;
 };
 
 }  // namespace stride

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/parallel.hpp"
 
 namespace stride {
@@ -83,13 +84,7 @@ void BatchNorm::update_running_statistics(std::span<const double> mean_then_var)
   if (mean_then_var.size() != 2 * C)
     throw ShapeError(name() + ": expected " + std::to_string(2 * C) + " running-statistics values, got " +
                      std::to_string(mean_then_var.size()));
-  const double momentum = options_.momentum;
-  for (size_t c = 0; c < C; ++c) {
-    float& rm = running_mean_.value[c];
-    float& rv = running_var_.value[c];
-    rm = static_cast<float>((1.0 - momentum) * rm + momentum * mean_then_var[c]);
-    rv = static_cast<float>((1.0 - momentum) * rv + momentum * mean_then_var[C + c]);
-  }
+  for (size_t c = 0; c < C; ++c) update_running_stats(static_cast<int64_t>(c), mean_then_var[c], mean_then_var[C + c]);
 }
 
 BatchNorm::Geom BatchNorm::geometry(const Shape& in) const {
@@ -100,8 +95,27 @@ BatchNorm::Geom BatchNorm::geometry(const Shape& in) const {
   return Geom{in[0], in[1], kind_ == BatchNormKind::d2 ? in[2] * in[3] : 1};
 }
 
+// The running statistics, kept apart from the pass so that how often and from what they are updated stays one
+// decision: running = (1 - momentum) * running + momentum * batch statistic (the unbiased variance).
+void BatchNorm::update_running_stats(int64_t c, double mean, double unbiased_var) {
+  const double momentum = options_.momentum;
+  float& rm = running_mean_.value[static_cast<size_t>(c)];
+  float& rv = running_var_.value[static_cast<size_t>(c)];
+  rm = static_cast<float>((1.0 - momentum) * rm + momentum * mean);
+  rv = static_cast<float>((1.0 - momentum) * rv + momentum * unbiased_var);
+}
+
+// A training forward's statistics of channel c: kept for update_running_statistics() when deferred (a step of
+// several micro-batches updates once, from all of them), applied at once otherwise.
+void BatchNorm::record_batch_stats(int64_t c, double mean, double unbiased_var) {
+  if (!deferred_) return update_running_stats(c, mean, unbiased_var);
+  batch_stats_[static_cast<size_t>(c)] = mean;
+  batch_stats_[static_cast<size_t>(channels_ + c)] = unbiased_var;
+}
+
 // x: (N, C, H, W) or (N, C) -> y: same shape. One task per channel: each channel's sums are formed by one
-// task in a fixed order (in double), so the result does not depend on the thread count.
+// task in a fixed order (16 double partials per channel, kernels::sum16), so the result does not depend on
+// the thread count or the instruction set.
 void BatchNorm::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   const Geom g = geometry(x.shape());
   const int64_t M = g.N * g.HW;  // values per channel
@@ -111,36 +125,20 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   y.resize(x.shape());
   const float* xp = x.data();
   float* yp = y.data();
-  const double eps = options_.eps, momentum = options_.momentum;
+  const kernels::KernelTable& k = kernels::kernels();
+  const double eps = options_.eps;
   parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       double mean, invstd;
       if (trained_) {
-        double s = 0.0;
-        for (int64_t n = 0; n < g.N; ++n) {
-          const float* xs = xp + (n * g.C + c) * g.HW;
-          for (int64_t i = 0; i < g.HW; ++i) s += xs[i];
-        }
-        mean = s / static_cast<double>(M);
-        double sq = 0.0;  // two-pass variance: no cancellation for large means
-        for (int64_t n = 0; n < g.N; ++n) {
-          const float* xs = xp + (n * g.C + c) * g.HW;
-          for (int64_t i = 0; i < g.HW; ++i) {
-            const double d = xs[i] - mean;
-            sq += d * d;
-          }
-        }
-        const double var = sq / static_cast<double>(M);
-        invstd = 1.0 / std::sqrt(var + eps);
-        if (deferred_) {
-          batch_stats_[static_cast<size_t>(c)] = mean;
-          batch_stats_[static_cast<size_t>(g.C + c)] = sq / static_cast<double>(M - 1);
-        } else {
-          float& rm = running_mean_.value[static_cast<size_t>(c)];
-          float& rv = running_var_.value[static_cast<size_t>(c)];
-          rm = static_cast<float>((1.0 - momentum) * rm + momentum * mean);
-          rv = static_cast<float>((1.0 - momentum) * rv + momentum * sq / static_cast<double>(M - 1));
-        }
+        double acc[16] = {};
+        for (int64_t n = 0; n < g.N; ++n) k.sum16(xp + (n * g.C + c) * g.HW, g.HW, acc);
+        mean = kernels::reduce16(acc) / static_cast<double>(M);
+        double sq[16] = {};  // two-pass variance: no cancellation for large means
+        for (int64_t n = 0; n < g.N; ++n) k.sum16_sq(xp + (n * g.C + c) * g.HW, g.HW, mean, sq);
+        const double ss = kernels::reduce16(sq);
+        invstd = 1.0 / std::sqrt(ss / static_cast<double>(M) + eps);
+        record_batch_stats(c, mean, ss / static_cast<double>(M - 1));
       } else {
         mean = running_mean_.value[static_cast<size_t>(c)];
         invstd = 1.0 / std::sqrt(static_cast<double>(running_var_.value[static_cast<size_t>(c)]) + eps);
@@ -153,11 +151,8 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
       const auto beta = options_.affine ? bias_.value[static_cast<size_t>(c)] : 0.0f;
       const auto scale = static_cast<float>(gamma * invstd);
       const auto mean_f = static_cast<float>(mean);
-      for (int64_t n = 0; n < g.N; ++n) {
-        const float* xs = xp + (n * g.C + c) * g.HW;
-        float* ys = yp + (n * g.C + c) * g.HW;
-        for (int64_t i = 0; i < g.HW; ++i) ys[i] = (xs[i] - mean_f) * scale + beta;
-      }
+      for (int64_t n = 0; n < g.N; ++n)
+        k.affine(xp + (n * g.C + c) * g.HW, yp + (n * g.C + c) * g.HW, g.HW, mean_f, scale, beta);
     }
   });
 }
@@ -172,40 +167,33 @@ void BatchNorm::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tenso
   const float* xp = x.data();
   const float* dyp = dy.data();
   float* dxp = dx ? dx->data() : nullptr;
+  const kernels::KernelTable& k = kernels::kernels();
   parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const double mean = mean_[static_cast<size_t>(c)], invstd = invstd_[static_cast<size_t>(c)];
-      double sum_dy = 0.0, sum_dy_xhat = 0.0;
-      for (int64_t n = 0; n < g.N; ++n) {
-        const float* xs = xp + (n * g.C + c) * g.HW;
-        const float* ds = dyp + (n * g.C + c) * g.HW;
-        for (int64_t i = 0; i < g.HW; ++i) {
-          sum_dy += ds[i];
-          sum_dy_xhat += ds[i] * ((xs[i] - mean) * invstd);
-        }
-      }
+      double acc_dy[16] = {}, acc_dyx[16] = {};
+      for (int64_t n = 0; n < g.N; ++n)
+        k.sum16_dy(dyp + (n * g.C + c) * g.HW, xp + (n * g.C + c) * g.HW, g.HW, mean, invstd, acc_dy, acc_dyx);
+      const double sum_dy = kernels::reduce16(acc_dy), sum_dy_xhat = kernels::reduce16(acc_dyx);
       if (options_.affine && !weight_.grad.empty()) {
         weight_.grad[static_cast<size_t>(c)] += static_cast<float>(sum_dy_xhat);
         bias_.grad[static_cast<size_t>(c)] += static_cast<float>(sum_dy);
       }
       if (!dxp) continue;
       const double gamma = options_.affine ? weight_.value[static_cast<size_t>(c)] : 1.0;
-      const auto k = static_cast<float>(gamma * invstd);
+      const auto kk = static_cast<float>(gamma * invstd);
       if (trained_) {
         const auto a = static_cast<float>(sum_dy / static_cast<double>(M));
         const auto b = static_cast<float>(sum_dy_xhat / static_cast<double>(M));
         const auto mean_f = static_cast<float>(mean), invstd_f = static_cast<float>(invstd);
         for (int64_t n = 0; n < g.N; ++n) {
-          const float* xs = xp + (n * g.C + c) * g.HW;
-          const float* ds = dyp + (n * g.C + c) * g.HW;
-          float* dxs = dxp + (n * g.C + c) * g.HW;
-          for (int64_t i = 0; i < g.HW; ++i) dxs[i] = k * (ds[i] - a - (xs[i] - mean_f) * invstd_f * b);
+          const int64_t off = (n * g.C + c) * g.HW;
+          k.bn_dx(dyp + off, xp + off, dxp + off, g.HW, kk, a, b, mean_f, invstd_f);
         }
       } else {
         for (int64_t n = 0; n < g.N; ++n) {
-          const float* ds = dyp + (n * g.C + c) * g.HW;
-          float* dxs = dxp + (n * g.C + c) * g.HW;
-          for (int64_t i = 0; i < g.HW; ++i) dxs[i] = k * ds[i];
+          const int64_t off = (n * g.C + c) * g.HW;
+          k.affine(dyp + off, dxp + off, g.HW, 0.0f, kk, 0.0f);
         }
       }
     }

@@ -56,6 +56,9 @@ class BatchNorm final : public Layer {
     int64_t N, C, HW;
   };
   Geom geometry(const Shape& in) const;  // validates against the bound channel count
+  // Moves channel c's running mean and variance towards one batch's statistics (training forward only).
+  void update_running_stats(int64_t c, double mean, double unbiased_var);
+  void record_batch_stats(int64_t c, double mean, double unbiased_var);
 
   BatchNormKind kind_;
   BatchNormOptions options_;

@@ -5,7 +5,7 @@
 #include <tuple>
 
 #include "framework/core/errors.hpp"
-#include "framework/core/gemm.hpp"
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/init.hpp"
 #include "framework/core/layer_config.hpp"
 #include "framework/core/parallel.hpp"
@@ -103,57 +103,6 @@ void fold_sample(const float* dxp, float* dx, const ConvGeom& g, const PadTables
       }
     }
   }
-}
-
-// One sample. xp: (C, Hp, Wp) -> col: (C*R*S, P*Q); row (c, r, s), column (p, q) holds
-// xp[c, p*stride_h + r*dilation_h, q*stride_w + s*dilation_w].
-void im2col(const float* xp, int64_t Hp, int64_t Wp, float* col, const ConvGeom& g) {
-  const int64_t P = g.P, Q = g.Q, sh = g.stride_h, sw = g.stride_w;
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t r = 0; r < g.R; ++r)
-      for (int64_t s = 0; s < g.S; ++s) {
-        const float* src = xp + (c * Hp + r * g.dilation_h) * Wp + s * g.dilation_w;
-        float* out = col + ((c * g.R + r) * g.S + s) * P * Q;
-        if (sw == 1) {
-          for (int64_t p = 0; p < P; ++p, out += Q) {
-            const float* in = src + p * sh * Wp;
-            for (int64_t q = 0; q < Q; ++q) out[q] = in[q];
-          }
-        } else {
-          for (int64_t p = 0; p < P; ++p, out += Q) {
-            const float* in = src + p * sh * Wp;
-            for (int64_t q = 0; q < Q; ++q) out[q] = in[q * sw];
-          }
-        }
-      }
-}
-
-// One sample, the adjoint of im2col for `channels` consecutive channels. col: (channels*R*S, P*Q) ->
-// dxp: (channels, Hp, Wp) += each entry at the element it was read from. The caller zeroes dxp.
-void col2im_add(const float* col, float* dxp, int64_t Hp, int64_t Wp, const ConvGeom& g, int64_t channels) {
-  const int64_t P = g.P, Q = g.Q, sh = g.stride_h, sw = g.stride_w;
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t r = 0; r < g.R; ++r)
-      for (int64_t s = 0; s < g.S; ++s) {
-        float* dst = dxp + (c * Hp + r * g.dilation_h) * Wp + s * g.dilation_w;
-        const float* in = col + ((c * g.R + r) * g.S + s) * P * Q;
-        if (sw == 1) {
-          for (int64_t p = 0; p < P; ++p, in += Q) {
-            float* d = dst + p * sh * Wp;
-            for (int64_t q = 0; q < Q; ++q) d[q] += in[q];
-          }
-        } else {
-          for (int64_t p = 0; p < P; ++p, in += Q) {
-            float* d = dst + p * sh * Wp;
-            for (int64_t q = 0; q < Q; ++q) d[q * sw] += in[q];
-          }
-        }
-      }
-}
-
-// Channels per block of the dx GEMM: about 64K floats of dcol, so it stays in L2 until col2im reads it.
-int64_t dcol_block_channels(const ConvGeom& g) {
-  return std::clamp<int64_t>(65536 / std::max<int64_t>(1, g.R * g.S * g.pq()), 1, g.C);
 }
 
 }  // namespace
@@ -282,76 +231,160 @@ void Conv2d::bind(std::span<const ParamView> params) {
   prepared_for_ = Shape{};  // channels may have changed
 }
 
-bool Conv2d::direct_1x1() const {
-  return opt_.kernel_h == 1 && opt_.kernel_w == 1 && opt_.stride_h == 1 && opt_.stride_w == 1 && opt_.pad_h == 0 &&
-         opt_.pad_w == 0;
-}
-
 const ConvGeom& Conv2d::prepare(const Shape& in) {
   if (in_channels_ == 0) throw Error(name() + ": forward/backward called before bind");
   const ConvGeom g = geometry(in);
   const Shape sample = in.with_batch(1);
-  if (sample == prepared_for_) {
+  // One scratch set per worker slot; max_threads() covers a ThreadLimit above the arena size, and a larger
+  // arena than the one of the last pass re-plans.
+  const size_t slots = static_cast<size_t>(std::max(worker_slots(), max_threads()));
+  if (sample == prepared_for_ && scratch_.size() >= slots) {
     geom_.N = g.N;
     return geom_;
   }
   geom_ = g;
   const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
+  const bool padded = g.pad_h > 0 || g.pad_w > 0;
   row_src_.resize(static_cast<size_t>(Hp));
   col_src_.resize(static_cast<size_t>(Wp));
   for (int64_t i = 0; i < Hp; ++i) row_src_[static_cast<size_t>(i)] = map_index(i - g.pad_h, g.H, g.padding);
   for (int64_t j = 0; j < Wp; ++j) col_src_[static_cast<size_t>(j)] = map_index(j - g.pad_w, g.W, g.padding);
-  // One scratch set per worker slot; max_threads() covers a ThreadLimit above the arena size.
-  scratch_.resize(static_cast<size_t>(std::max(worker_slots(), max_threads())));
-  const bool padded = g.pad_h > 0 || g.pad_w > 0;
-  for (Scratch& sc : scratch_) {
-    if (padded) {
-      sc.padded.resize(Shape{g.C, Hp, Wp});
-      sc.dpadded.resize(Shape{g.C, Hp, Wp});
-    }
-    if (!direct_1x1()) {
-      sc.col.resize(Shape{g.crs(), g.pq()});
-      sc.dcol.resize(Shape{dcol_block_channels(g) * g.R * g.S, g.pq()});
-    }
+
+  // Forward and weight gradient: where row (c, r, s) of the implicit im2col matrix lives.
+  prepad_ = padded && g.padding != Padding::zeros && g.padding != Padding::valid;
+  const bool unit_stride = g.stride_h == 1 && g.stride_w == 1;
+  direct_ = g.R == 1 && g.S == 1 && unit_stride && !padded;
+  shifted_ = !direct_ && g.stride_h == 1;
+  const int64_t CRS = g.crs(), PQ = g.pq();
+  boff_.resize(static_cast<size_t>(CRS));
+  src_rows_ = g.P + (g.R - 1) * g.dilation_h;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t crs = (c * g.R + r) * g.S + s;
+        boff_[static_cast<size_t>(crs)] = direct_    ? c * PQ
+                                          : shifted_ ? ((c * g.S + s) * src_rows_ + r * g.dilation_h) * g.Q
+                                                     : crs * PQ;
+      }
+  col_size_ = direct_ ? 0 : shifted_ ? g.C * g.S * src_rows_ * g.Q : CRS * PQ;
+
+  // Input gradient. Stride 1: dx[c][h][w] = sum over (k, r', s') of W[k][c][R-1-r'][S-1-s'] *
+  // dy[k][h + r' dh - top][w + s' dw - left], top = (R-1) dh - pad_h (left likewise): a convolution of dy,
+  // zero-extended, with the flipped weight, on the same kernels as the forward pass. It yields the H x W
+  // gradient directly (zeros padding) or the padded plane's (other boundaries), which is then folded.
+  dx_direct_ = direct_;
+  dx_implicit_ = unit_stride && !direct_;
+  dx_h_ = prepad_ ? Hp : g.H;
+  dx_w_ = prepad_ ? Wp : g.W;
+  dx_rows_ = dx_h_ + (g.R - 1) * g.dilation_h;
+  dx_boff_.clear();
+  if (dx_implicit_) {
+    dx_boff_.resize(static_cast<size_t>(g.K * g.R * g.S));
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s)
+          dx_boff_[static_cast<size_t>((k * g.R + r) * g.S + s)] = ((k * g.S + s) * dx_rows_ + r * g.dilation_h) * dx_w_;
   }
+  dsrc_size_ = dx_direct_ ? 0 : dx_implicit_ ? g.K * g.S * dx_rows_ * dx_w_ : CRS * PQ;
+
+  scratch_.resize(std::max(scratch_.size(), slots));
+  for (Scratch& sc : scratch_) {
+    if (prepad_) sc.padded.resize(Shape{g.C, Hp, Wp});
+    if (padded && !dx_implicit_) sc.dpadded.resize(Shape{g.C, Hp, Wp});
+    if (prepad_ && dx_implicit_) sc.dpadded.resize(Shape{g.C, Hp, Wp});
+    // The backward pass builds dy's source in the same buffer once the weight gradient has read the columns,
+    // so one image's working set stays in L2.
+    sc.col.resize(Shape{std::max<int64_t>(std::max(col_size_, dsrc_size_), 1)});
+    sc.dyt.resize(Shape{PQ, kernels::wgrad_ldt(g.K)});
+    sc.rows.assign(static_cast<size_t>(CRS + 1), nullptr);
+  }
+  ones_.resize(Shape{PQ});
+  ones_.fill(1.0f);
   prepared_for_ = sample;
   return geom_;
+}
+
+const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
+  const ConvGeom& g = geom_;
+  if (direct_) return xn;
+  const kernels::KernelTable& k = kernels::kernels();
+  const float* img = xn;
+  int64_t Hs = g.H, Ws = g.W, top = g.pad_h, left = g.pad_w;
+  if (prepad_) {
+    pad_sample(xn, sc.padded.data(), g, PadTables{row_src_.data(), col_src_.data()});
+    img = sc.padded.data();
+    Hs = g.H + 2 * g.pad_h;
+    Ws = g.W + 2 * g.pad_w;
+    top = left = 0;
+  }
+  if (shifted_) {
+    kernels::ShiftedSource s;
+    s.src = img;
+    s.C = g.C;
+    s.Hs = Hs;
+    s.Ws = Ws;
+    s.S = g.S;
+    s.dw = g.dilation_w;
+    s.sw = g.stride_w;
+    s.top = top;
+    s.left = left;
+    s.rows = src_rows_;
+    s.Q = g.Q;
+    s.out = sc.col.data();
+    k.shifted_source(s);
+  } else {
+    kernels::Im2col s;
+    s.src = img;
+    s.C = g.C;
+    s.Hs = Hs;
+    s.Ws = Ws;
+    s.R = g.R;
+    s.S = g.S;
+    s.dh = g.dilation_h;
+    s.dw = g.dilation_w;
+    s.sh = g.stride_h;
+    s.sw = g.stride_w;
+    s.top = top;
+    s.left = left;
+    s.P = g.P;
+    s.Q = g.Q;
+    s.out = sc.col.data();
+    k.im2col(s);
+  }
+  return sc.col.data();
 }
 
 // x: (N, C, H, W) -> y: (N, K, P, Q)
 void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
   const ConvGeom& g = prepare(x.shape());
   y.resize(Shape{g.N, g.K, g.P, g.Q});
-  const PadTables t{row_src_.data(), col_src_.data()};
-  const bool direct = direct_1x1(), padded = g.pad_h > 0 || g.pad_w > 0;
-  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
-  const float* w = weight_.value.data();
-  const float* b = opt_.bias ? bias_.value.data() : nullptr;
+  const kernels::KernelTable& k = kernels::kernels();
   const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
+  wpack_.resize(Shape{g.K * CRS});
+  k.pack_a(weight_.value.data(), CRS, 1, g.K, CRS, wpack_.data());
+  const float* b = opt_.bias ? bias_.value.data() : nullptr;
   const float* xd = x.data();
   float* yd = y.data();
-  // One sample per task: each y sample is written by exactly one task, by one gemm call whose arguments do
+  // One sample per task: each y sample is written by exactly one task, by kernel calls whose arguments do
   // not depend on the thread count.
   parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
     const size_t slot = static_cast<size_t>(worker_slot());
     assert(slot < scratch_.size());
     Scratch& sc = scratch_[slot];
-    float* col = sc.col.data();
     for (int64_t n = begin; n < end; ++n) {
-      const float* xn = xd + n * chw;
-      float* yn = yd + n * g.K * PQ;
-      if (!direct) {
-        if (padded) pad_sample(xn, sc.padded.data(), g, t);
-        im2col(padded ? sc.padded.data() : xn, Hp, Wp, col, g);
-      }
-      // y_n (K, PQ) = W (K, CRS) * col (CRS, PQ)
-      gemm(false, false, g.K, PQ, CRS, 1.0f, w, CRS, direct ? xn : col, PQ, 0.0f, yn, PQ);
-      if (b)
-        for (int64_t k = 0; k < g.K; ++k) {
-          float* row = yn + k * PQ;
-          const float bk = b[k];
-          for (int64_t i = 0; i < PQ; ++i) row[i] += bk;
-        }
+      // y_n (K, PQ) = bias + W (K, CRS) * columns (CRS, PQ); the bias starts each output's FMA chain.
+      kernels::RowsGemm gm;
+      gm.M = g.K;
+      gm.N = PQ;
+      gm.K = CRS;
+      gm.a_packed = wpack_.data();
+      gm.b = column_source(xd + n * chw, sc);
+      gm.boff = boff_.data();
+      gm.c = yd + n * g.K * PQ;
+      gm.ldc = PQ;
+      gm.init = b ? kernels::Start::row_bias : kernels::Start::zero;
+      gm.bias = b;
+      k.rows_gemm(gm);
     }
   });
 }
@@ -361,15 +394,33 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   const ConvGeom& g = prepare(x.shape());
   check_shape(name(), "output gradient", Shape{g.N, g.K, g.P, g.Q}, dy.shape());
   if (dx) dx->resize(x.shape());
+  const kernels::KernelTable& k = kernels::kernels();
   const PadTables t{row_src_.data(), col_src_.data()};
-  const bool direct = direct_1x1(), padded = g.pad_h > 0 || g.pad_w > 0;
+  const bool padded = g.pad_h > 0 || g.pad_w > 0;
   const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
-  const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
-  const int64_t wsize = g.K * CRS, psize = wsize + (opt_.bias ? g.K : 0);
+  const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W, KRS = g.K * g.R * g.S;
+  const int64_t rows = CRS + (opt_.bias ? 1 : 0);
+  const int64_t psize = rows * g.K;
+  const int64_t ldt = kernels::wgrad_ldt(g.K);
   const int64_t chunks = chunk_count(g.N, kBatchChunk);
-  const int64_t block = dcol_block_channels(g);
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
+  if (dx && dx_implicit_) {
+    // Flipped weight: wdx[c][(k, r', s')] = W[k][c][R-1-r'][S-1-s'].
+    wdx_.resize(Shape{g.C, KRS});
+    float* wf = wdx_.data();
+    for (int64_t kk = 0; kk < g.K; ++kk)
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t r = 0; r < g.R; ++r)
+          for (int64_t s = 0; s < g.S; ++s)
+            wf[c * KRS + (kk * g.R + r) * g.S + s] = w[((kk * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    wdxpack_.resize(Shape{g.C * KRS});
+    k.pack_a(wf, KRS, 1, g.C, KRS, wdxpack_.data());
+  } else if (dx) {
+    // W^T: (C*R*S, K) for dx_n = W^T dy_n (1x1) or dcol = W^T dy_n (strided).
+    wdxpack_.resize(Shape{CRS * g.K});
+    k.pack_a(w, 1, CRS, CRS, g.K, wdxpack_.data());
+  }
   const float* xd = x.data();
   const float* dyd = dy.data();
   float* dxd = dx ? dx->data() : nullptr;
@@ -381,45 +432,95 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     const size_t slot = static_cast<size_t>(worker_slot());
     assert(slot < scratch_.size());
     Scratch& sc = scratch_[slot];
-    float* col = sc.col.data();
-    float* dcol = sc.dcol.data();
     float* pw = part + chunk * psize;
-    float* pb = pw + wsize;
     for (int64_t n = begin; n < end; ++n) {
       const float* xn = xd + n * chw;
       const float* dyn = dyd + n * g.K * PQ;
-      const float first = n == begin ? 0.0f : 1.0f;
-      if (!direct) {
-        if (padded) pad_sample(xn, sc.padded.data(), g, t);
-        im2col(padded ? sc.padded.data() : xn, Hp, Wp, col, g);
-      }
-      // dW_chunk^T (CRS, K) (+)= col (CRS, PQ) * dy_n^T (PQ, K); transposed because OpenBLAS runs this
-      // orientation up to twice as fast for small K. The chunk reduction below transposes back.
-      gemm(false, true, CRS, g.K, PQ, 1.0f, direct ? xn : col, PQ, dyn, PQ, first, pw, g.K);
-      if (opt_.bias)
-        for (int64_t k = 0; k < g.K; ++k) {
-          const float* row = dyn + k * PQ;
-          float s = 0.0f;
-          for (int64_t i = 0; i < PQ; ++i) s += row[i];
-          pb[k] = n == begin ? s : pb[k] + s;
-        }
-      if (dxd) {
-        float* dxn = dxd + n * chw;
-        if (direct) {
-          // dx_n (C, HW) = W^T (C, K) * dy_n (K, HW)
-          gemm(true, false, g.C, PQ, g.K, 1.0f, w, CRS, dyn, PQ, 0.0f, dxn, PQ);
-        } else {
-          // dcol (CRS, PQ) = W^T (CRS, K) * dy_n (K, PQ), scattered back onto the input. Done in fixed blocks
-          // of channels so each block of dcol is still in cache when col2im reads it.
-          float* dxp = padded ? sc.dpadded.data() : dxn;
-          std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
-          for (int64_t c0 = 0; c0 < g.C; c0 += block) {
-            const int64_t cb = std::min(block, g.C - c0), rows = cb * g.R * g.S;
-            gemm(true, false, rows, PQ, g.K, 1.0f, w + c0 * g.R * g.S, CRS, dyn, PQ, 0.0f, dcol, PQ);
-            col2im_add(dcol, dxp + c0 * Hp * Wp, Hp, Wp, g, cb);
-          }
-          if (padded) fold_sample(dxp, dxn, g, t);
-        }
+      // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
+      // weight over the chunk's pixels in order. The bias row reads ones.
+      const float* src = column_source(xn, sc);
+      for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
+      if (opt_.bias) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
+      k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
+      kernels::WgradGemm wg;
+      wg.rows = rows;
+      wg.cols = g.K;
+      wg.npix = PQ;
+      wg.row_ptrs = sc.rows.data();
+      wg.dyt = sc.dyt.data();
+      wg.ldt = ldt;
+      wg.c = pw;
+      wg.ldc = g.K;
+      wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
+      k.wgrad_gemm(wg);
+      if (!dxd) continue;
+      float* dxn = dxd + n * chw;
+      kernels::RowsGemm gm;
+      gm.init = kernels::Start::zero;
+      if (dx_direct_) {
+        // dx_n (C, HW) = W^T (C, K) * dy_n (K, HW)
+        gm.M = g.C;
+        gm.N = PQ;
+        gm.K = g.K;
+        gm.a_packed = wdxpack_.data();
+        gm.b = dyn;
+        gm.ldb = PQ;
+        gm.c = dxn;
+        gm.ldc = PQ;
+        k.rows_gemm(gm);
+      } else if (dx_implicit_) {
+        kernels::ShiftedSource s;
+        s.src = dyn;
+        s.C = g.K;
+        s.Hs = g.P;
+        s.Ws = g.Q;
+        s.S = g.S;
+        s.dw = g.dilation_w;
+        s.sw = 1;
+        s.top = (g.R - 1) * g.dilation_h - (prepad_ ? 0 : g.pad_h);
+        s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
+        s.rows = dx_rows_;
+        s.Q = dx_w_;
+        s.out = sc.col.data();
+        k.shifted_source(s);
+        float* out = prepad_ ? sc.dpadded.data() : dxn;
+        gm.M = g.C;
+        gm.N = dx_h_ * dx_w_;
+        gm.K = KRS;
+        gm.a_packed = wdxpack_.data();
+        gm.b = sc.col.data();
+        gm.boff = dx_boff_.data();
+        gm.c = out;
+        gm.ldc = dx_h_ * dx_w_;
+        k.rows_gemm(gm);
+        if (prepad_) fold_sample(out, dxn, g, t);
+      } else {
+        // Strided: dcol (CRS, PQ) = W^T (CRS, K) * dy_n (K, PQ), scattered back onto the (padded) input.
+        gm.M = CRS;
+        gm.N = PQ;
+        gm.K = g.K;
+        gm.a_packed = wdxpack_.data();
+        gm.b = dyn;
+        gm.ldb = PQ;
+        gm.c = sc.col.data();
+        gm.ldc = PQ;
+        k.rows_gemm(gm);
+        float* dxp = padded ? sc.dpadded.data() : dxn;
+        std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
+        kernels::Im2col geo;
+        geo.C = g.C;
+        geo.Hs = Hp;
+        geo.Ws = Wp;
+        geo.R = g.R;
+        geo.S = g.S;
+        geo.dh = g.dilation_h;
+        geo.dw = g.dilation_w;
+        geo.sh = g.stride_h;
+        geo.sw = g.stride_w;
+        geo.P = g.P;
+        geo.Q = g.Q;
+        k.col2im_add(geo, sc.col.data(), dxp);
+        if (padded) fold_sample(dxp, dxn, g, t);
       }
     }
   });
@@ -427,9 +528,10 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   // Chunks are added in index order, per element, so the sum is the same for any thread count.
   float* gw = weight_.grad.data();
   float* gb = opt_.bias ? bias_.grad.data() : nullptr;
+  const int64_t wsize = g.K * CRS;
   parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at wsize + k.
+      // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at CRS*K + k.
       const int64_t src = i < wsize ? (i % CRS) * g.K + i / CRS : i;
       float acc = part[src];
       for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];

@@ -64,37 +64,56 @@ class Conv2d final : public Layer {
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, const RunContext& ctx) override;
 
-  // Samples per fixed block of the weight-gradient reduction (independent of the thread count). Small, so a
-  // batch of 100 splits into 25 tasks that balance well over a few threads; each block costs one partial
-  // copy of the weight gradient.
-  static constexpr int64_t kBatchChunk = 4;
+  // Samples per fixed block of the weight-gradient reduction (independent of the thread count). Each block
+  // sums its samples' gradients in one FMA chain per weight and costs one partial copy of the weight gradient;
+  // the blocks are added in index order.
+  static constexpr int64_t kBatchChunk = 8;
 
  private:
   ConvGeom geometry(const Shape& in) const;  // validates `in` (throws ShapeError)
-  // Validates x, builds the boundary tables and sizes the per-thread scratch when the sample shape changes.
+  // Validates x and, when the sample shape changes, plans the passes and sizes the per-thread scratch.
   const ConvGeom& prepare(const Shape& in);
-  // 1x1, stride 1, no padding: the input sample is already the column matrix, so im2col is skipped.
-  bool direct_1x1() const;
+  // One image's column source for the forward and weight-gradient products: its row crs starts at
+  // source + boff_[crs] (docs/design.md, "Kernels"). Returns the source (x_n itself on the 1x1 path).
+  struct Scratch;
+  const float* column_source(const float* xn, Scratch& sc) const;
 
   Conv2dOptions opt_;
   int64_t in_channels_ = 0;  // 0 until bound
   ParamView weight_{}, bias_{};
 
-  // Scratch of one worker slot; none of it carries results from one task to the next.
-  struct Scratch {
-    Tensor padded;   // (C, H + 2 pad_h, W + 2 pad_w): the sample with its boundary filled in
-    Tensor dpadded;  // same shape: the input gradient before the border is folded back
-    Tensor col;      // (C*R*S, P*Q)
-    Tensor dcol;     // (channel block * R*S, P*Q)
-  };
-
-  Shape prepared_for_{};  // input shape (batch 1) the tables and scratch were built for
+  // The plan for the prepared sample shape.
+  Shape prepared_for_{};  // input shape (batch 1) the plan and scratch were built for
   ConvGeom geom_{};
+  bool prepad_ = false;        // a non-zero boundary (circular, replicate, reflect): pad each image first
+  bool direct_ = false;        // 1x1, stride 1, no padding: the image is its own column source
+  bool shifted_ = false;       // vertical stride 1: the shifted column source; else an explicit im2col
+  int64_t src_rows_ = 0;       // rows per (channel, kernel column) of the shifted source
+  int64_t col_size_ = 0;       // floats of one image's column source
+  bool dx_implicit_ = false;   // stride 1: the input gradient is a convolution of the padded output gradient
+  bool dx_direct_ = false;     // 1x1, stride 1, no padding: the input gradient is W^T dy
+  int64_t dx_rows_ = 0, dx_h_ = 0, dx_w_ = 0;  // shifted dy: rows per (k, s); the gradient plane it yields
+  int64_t dsrc_size_ = 0;      // floats of one image's dy source (implicit) or dcol (explicit)
+  std::vector<int64_t> boff_;     // (C*R*S): row offsets of the forward column source
+  std::vector<int64_t> dx_boff_;  // (K*R*S): row offsets of the shifted dy source
   // For each row (column) of the padded sample, the input row (column) it copies, or -1 for a zero;
   // (H + 2 pad_h) and (W + 2 pad_w) entries.
   std::vector<int64_t> row_src_, col_src_;
+  // Scratch of one worker slot; none of it carries results from one task to the next.
+  struct Scratch {
+    Tensor padded;   // (C, H + 2 pad_h, W + 2 pad_w): the image with its boundary filled in (prepad_)
+    Tensor dpadded;  // same shape: the input gradient before the border is folded back
+    Tensor col;      // one image's column source; in backward then its shifted dy (implicit input gradient)
+                     // or dcol (explicit)
+    Tensor dyt;      // (P*Q, round_up(K, 16)): dy of one image transposed for the weight gradient
+    std::vector<const float*> rows;  // (C*R*S + 1) row pointers into col (and ones_) for the weight gradient
+  };
   std::vector<Scratch> scratch_;  // per worker slot
-  Tensor partials_;               // (chunks, C*R*S*K + K): dW^T and db partial sums per batch chunk
+  Tensor wpack_;      // the weight packed for the forward product
+  Tensor wdx_;        // the flipped weight (C, K*R*S) of the implicit input gradient, row-major
+  Tensor wdxpack_;    // the weight packed for the input-gradient product
+  Tensor ones_;       // (P*Q) ones: the bias gradient is the weight gradient of a constant row
+  Tensor partials_;   // (chunks, (C*R*S + bias) * K): dW^T and db partial sums per batch chunk
 };
 
 }  // namespace stride

@@ -6,6 +6,7 @@
 #include "framework/core/errors.hpp"
 #include "framework/core/gemm.hpp"
 #include "framework/core/init.hpp"
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/parallel.hpp"
 
 namespace stride {
@@ -21,35 +22,33 @@ struct LinearGeom {
   int64_t N, in, out;
 };
 
-// x: (N, in), W: (out, in), b: (out) or null -> y: (N, out)
-void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearGeom& g) {
+// wt: (in, out) = W transposed, b: (out) or null; x: (N, in) -> y: (N, out). The bias starts each output's FMA
+// chain (Start::col_bias).
+void linear_forward(const float* x, const float* wt, const float* b, float* y, const LinearGeom& g) {
   parallel_chunks(g.N, kBatchBlock, [&](int64_t, int64_t n0, int64_t n1) {
-    float* yb = y + n0 * g.out;
-    gemm(false, true, n1 - n0, g.out, g.in, 1.0f, x + n0 * g.in, g.in, w, g.in, 0.0f, yb, g.out);
-    if (b)
-      for (int64_t n = 0; n < n1 - n0; ++n) {
-        float* row = yb + n * g.out;
-        for (int64_t k = 0; k < g.out; ++k) row[k] += b[k];
-      }
+    gemm(false, false, n1 - n0, g.out, g.in, x + n0 * g.in, g.in, wt, g.out, y + n0 * g.out, g.out,
+         b ? Start::col_bias : Start::zero, b);
   });
 }
 
 // dy: (N, out), W: (out, in) -> dx: (N, in), overwritten
 void linear_backward_data(const float* dy, const float* w, float* dx, const LinearGeom& g) {
   parallel_chunks(g.N, kBatchBlock, [&](int64_t, int64_t n0, int64_t n1) {
-    gemm(false, false, n1 - n0, g.in, g.out, 1.0f, dy + n0 * g.out, g.out, w, g.in, 0.0f, dx + n0 * g.in, g.in);
+    gemm(false, false, n1 - n0, g.in, g.out, dy + n0 * g.out, g.out, w, g.in, dx + n0 * g.in, g.in);
   });
 }
 
 // dy: (N, out), x: (N, in) -> dW: (out, in) += dy^T x, db: (out) += sum_n dy
-// Each fixed (out-block, in-block) tile of dW is one gemm over the whole batch, so no partial sums are needed.
+// Each fixed (out-block, in-block) tile of dW is one gemm over the whole batch whose FMA chains start from the
+// gradient already there, so no partial sums are needed.
 void linear_backward_params(const float* dy, const float* x, float* dw, float* db, const LinearGeom& g) {
   const int64_t out_tiles = chunk_count(g.out, kOutBlock);
   const int64_t in_tiles = chunk_count(g.in, kInBlock);
   parallel_chunks(out_tiles * in_tiles, 1, [&](int64_t t, int64_t, int64_t) {
     const int64_t o0 = (t / in_tiles) * kOutBlock, o1 = std::min(g.out, o0 + kOutBlock);
     const int64_t i0 = (t % in_tiles) * kInBlock, i1 = std::min(g.in, i0 + kInBlock);
-    gemm(true, false, o1 - o0, i1 - i0, g.N, 1.0f, dy + o0, g.out, x + i0, g.in, 1.0f, dw + o0 * g.in + i0, g.in);
+    gemm(true, false, o1 - o0, i1 - i0, g.N, dy + o0, g.out, x + i0, g.in, dw + o0 * g.in + i0, g.in,
+         Start::accumulate);
     if (db && i0 == 0)
       for (int64_t o = o0; o < o1; ++o) {
         float s = 0.0f;  // fixed order over the batch
@@ -123,7 +122,10 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
   check_input(x.shape());
   const LinearGeom g{x.shape()[0], in_features_, options_.out_features};
   y.resize(Shape{g.N, g.out});
-  linear_forward(x.data(), weight_.value.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g);
+  // W transposed once per pass, so every block of the batch reads contiguous rows of W^T.
+  wt_.resize(Shape{g.in, g.out});
+  kernels::kernels().transpose(weight_.value.data(), g.in, g.out, g.in, wt_.data(), g.out);
+  linear_forward(x.data(), wt_.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g);
 }
 
 void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, const RunContext&) {

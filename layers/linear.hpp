@@ -42,6 +42,7 @@ class Linear final : public Layer {
   LinearOptions options_;
   int64_t in_features_ = 0;  // known after bind
   ParamView weight_, bias_;
+  Tensor wt_;  // (in, out): the weight transposed for the forward pass, rebuilt every pass
 };
 
 }  // namespace stride

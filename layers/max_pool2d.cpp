@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/layer_config.hpp"
 #include "framework/core/parallel.hpp"
 
@@ -14,43 +15,15 @@ namespace {
 
 // x: (N, C, H, W) -> y: (N, C, P, Q), argmax: (N, C, P, Q) index into the input plane.
 // The comparison is PyTorch's (val > max || isnan(val)), starting from -inf at the first in-window element,
-// so ties keep the first maximum in scan order and an all -inf window still records a valid index.
-// Loop order: for an output row, kernel row h and kernel column s run outside and the output columns q
-// inside. Each q still sees its window in row-major order (same ties as PyTorch), but the q iterations are
-// independent, so the loop pipelines instead of waiting on one compare chain per window.
-void max_pool2d_forward(const float* x, float* y, int32_t* argmax, const Pool2dGeometry& g) {
+// so ties keep the first maximum in row-major window order and an all -inf window still records a valid
+// index. The kernel runs a vector of output columns at once, each lane seeing its window in that order.
+void max_pool2d_forward(const float* x, float* y, int32_t* argmax, const Pool2dGeometry& g, kernels::Pool k) {
   const int64_t plane_in = g.H * g.W, plane_out = g.P * g.Q;
+  const kernels::KernelTable& t = kernels::kernels();
   parallel_for(g.N * g.C, pool_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const float* xp = x + nc * plane_in;
-      for (int64_t p = 0; p < g.P; ++p) {
-        float* best = y + nc * plane_out + p * g.Q;
-        int32_t* best_index = argmax + nc * plane_out + p * g.Q;
-        const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
-        for (int64_t q = 0; q < g.Q; ++q) {
-          const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
-          assert(hs.begin < hs.end && ws.begin < ws.end);
-          best[q] = -std::numeric_limits<float>::infinity();
-          best_index[q] = static_cast<int32_t>(hs.begin * g.W + ws.begin);
-        }
-        for (int64_t h = hs.begin; h < hs.end; ++h) {
-          const float* row = xp + h * g.W;
-          for (int64_t s = 0; s < g.S; ++s) {
-            // Output columns whose window column s lands inside the input: 0 <= q*stride - pad + s < W.
-            const int64_t offset = s - g.pad_w;
-            const int64_t q_begin = offset >= 0 ? 0 : (-offset + g.stride_w - 1) / g.stride_w;
-            const int64_t q_end = std::min(g.Q, g.W - 1 - offset >= 0 ? (g.W - 1 - offset) / g.stride_w + 1 : 0);
-            for (int64_t q = q_begin; q < q_end; ++q) {
-              const int64_t w = q * g.stride_w + offset;
-              const float v = row[w];
-              const bool take = (v > best[q]) | (v != v);
-              best[q] = take ? v : best[q];
-              best_index[q] = take ? static_cast<int32_t>(h * g.W + w) : best_index[q];
-            }
-          }
-        }
-      }
-    }
+    kernels::Pool part = k;
+    part.planes = end - begin;
+    t.max_pool_forward(part, x + begin * plane_in, y + begin * plane_out, argmax + begin * plane_out);
   });
 }
 
@@ -95,7 +68,7 @@ void MaxPool2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
   y.resize(Shape{g.N, g.C, g.P, g.Q});
   argmax_.resize(static_cast<size_t>(y.numel()));  // keeps capacity once the largest batch has been seen
   argmax_input_ = x.shape();
-  max_pool2d_forward(x.data(), y.data(), argmax_.data(), g);
+  max_pool2d_forward(x.data(), y.data(), argmax_.data(), g, tables_.build(g, true));
 }
 
 void MaxPool2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx,

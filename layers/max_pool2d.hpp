@@ -34,6 +34,7 @@ class MaxPool2d final : public Layer {
   // Per output element, the index h * W + w within its (n, c) plane of the input that won.
   std::vector<int32_t> argmax_;
   Shape argmax_input_;  // input shape of the forward that filled argmax_
+  PoolTables tables_;
 };
 
 }  // namespace stride

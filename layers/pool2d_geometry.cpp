@@ -84,4 +84,39 @@ Pool2dOptions pool2d_options_from_config(const LayerConfig& c) {
   return opt;
 }
 
+kernels::Pool PoolTables::build(const Pool2dGeometry& g, bool count_include_pad) {
+  hb.resize(static_cast<size_t>(g.P));
+  he.resize(static_cast<size_t>(g.P));
+  first_col.resize(static_cast<size_t>(g.Q));
+  divisor.resize(static_cast<size_t>(g.P * g.Q));
+  for (int64_t p = 0; p < g.P; ++p) {
+    const PoolSpan hs = pool_span(p, g.R, g.stride_h, g.pad_h, g.H);
+    hb[static_cast<size_t>(p)] = static_cast<int32_t>(hs.begin);
+    he[static_cast<size_t>(p)] = static_cast<int32_t>(hs.end);
+    for (int64_t q = 0; q < g.Q; ++q) {
+      const PoolSpan ws = pool_span(q, g.S, g.stride_w, g.pad_w, g.W);
+      if (p == 0) first_col[static_cast<size_t>(q)] = static_cast<int32_t>(ws.begin);
+      const int64_t d = count_include_pad ? hs.padded * ws.padded : (hs.end - hs.begin) * (ws.end - ws.begin);
+      divisor[static_cast<size_t>(p * g.Q + q)] = static_cast<float>(d);
+    }
+  }
+  kernels::Pool k;
+  k.planes = g.N * g.C;
+  k.H = g.H;
+  k.W = g.W;
+  k.P = g.P;
+  k.Q = g.Q;
+  k.R = g.R;
+  k.S = g.S;
+  k.sh = g.stride_h;
+  k.sw = g.stride_w;
+  k.ph = g.pad_h;
+  k.pw = g.pad_w;
+  k.hb = hb.data();
+  k.he = he.data();
+  k.divisor = divisor.data();
+  k.first_col = first_col.data();
+  return k;
+}
+
 }  // namespace stride

@@ -6,6 +6,9 @@
 #include <string_view>
 #include <type_traits>
 
+#include <vector>
+
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/shape.hpp"
 
 namespace stride {
@@ -90,5 +93,15 @@ inline int64_t pool_grain(const Pool2dGeometry& g) {
   const int64_t per_plane = g.P * g.Q * g.R * g.S;
   return per_plane >= 16384 ? 1 : 16384 / (per_plane > 0 ? per_plane : 1);
 }
+
+// The per-geometry tables the pooling kernels take (framework/core/kernels/kernels.hpp, Pool): each output row's
+// input rows, each window's first column, and the average pool's divisors. Members of the layer, rebuilt per
+// pass without allocating once they have held the largest geometry.
+struct PoolTables {
+  std::vector<int32_t> hb, he, first_col;
+  std::vector<float> divisor;
+  // Fills the tables for g and returns the kernel geometry for planes [0, g.N * g.C).
+  kernels::Pool build(const Pool2dGeometry& g, bool count_include_pad);
+};
 
 }  // namespace stride

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "framework/core/kernels/kernels.hpp"
 #include "layers/elementwise.hpp"
 
 namespace stride {
@@ -13,14 +14,26 @@ std::unique_ptr<Layer> Relu::from_config(const LayerConfig& c) {
 
 // x: any shape -> y: same shape
 void Relu::forward(const Tensor& x, Tensor& y, const RunContext&) {
-  // std::max(v, 0) returns v when v is NaN: NaN propagates, as in PyTorch.
-  elementwise_forward(x, y, [](float v) { return std::max(v, 0.0f); });
+  // x < 0 ? 0 : x keeps NaN: NaN propagates, as in PyTorch. The vector kernel runs the loop.
+  y.resize(x.shape());
+  const float* xp = x.data();
+  float* yp = y.data();
+  const kernels::KernelTable& k = kernels::kernels();
+  parallel_for(x.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) { k.relu_forward(xp + b, yp + b, e - b); });
 }
 
 // y, dy: any shape -> dx: same shape
 void Relu::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, const RunContext&) {
   // The gradient at exactly 0 is 0, as in PyTorch.
-  elementwise_backward(name(), x, y, dy, dx, [](float out, float d) { return out > 0.0f ? d : 0.0f; });
+  check_shape(name(), "output gradient", y.shape(), dy.shape());
+  check_shape(name(), "output", x.shape(), y.shape());
+  if (!dx) return;
+  dx->resize(x.shape());
+  const float* yp = y.data();
+  const float* dyp = dy.data();
+  float* dxp = dx->data();
+  const kernels::KernelTable& k = kernels::kernels();
+  parallel_for(y.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) { k.relu_backward(yp + b, dyp + b, dxp + b, e - b); });
 }
 
 }  // namespace stride

@@ -3,7 +3,7 @@
 //   framework/core/  <-  layers/, io/  <-  framework/  <-  cluster/  <-  apps/
 //
 // A file may include its own level and the levels below it, never one above it or beside it (layers/ and io/
-// know nothing of each other). Third-party headers belong to one level each: TBB and OpenBLAS to
+// know nothing of each other). Third-party headers belong to one level each: TBB and the x86 intrinsics to
 // framework/core/, HDF5, zlib and libpng to io/, MPI to cluster/, Boost.Program_options to apps/. The CMake
 // libraries (stride_core, stride_layers, ...) link in the same order, so a violation would usually fail to link
 // too; this test names the file and line instead.
@@ -59,7 +59,8 @@ bool may_include(Level from, Level to) {
 // The one level that may include a third-party header, by the header's leading path; none for the rest.
 std::optional<Level> owner_of_system_header(const std::string& header) {
   static const std::vector<std::pair<std::string, Level>> owners = {
-      {"tbb/", Level::core},          {"oneapi/tbb", Level::core}, {"cblas.h", Level::core},
+      {"tbb/", Level::core},          {"oneapi/tbb", Level::core}, {"immintrin.h", Level::core},
+      {"cpuid.h", Level::core},
       {"hdf5", Level::io},            {"H5", Level::io},           {"zlib.h", Level::io},
       {"png.h", Level::io},           {"mpi.h", Level::cluster},   {"boost/", Level::apps},
   };

@@ -1,22 +1,36 @@
 #include "framework/core/gemm.hpp"
 
-#include <cblas.h>
-
-#include <mutex>
+#include <vector>
 
 namespace stride {
 
-void blas_use_one_thread() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
-
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  blas_use_one_thread();
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(M), static_cast<blasint>(N), static_cast<blasint>(K), alpha, A,
-              static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+          int64_t ldb, float* C, int64_t ldc, Start init, const float* bias) {
+  if (M <= 0 || N <= 0) return;
+  const kernels::KernelTable& k = kernels::kernels();
+  // Per-thread packing buffers: grown to the largest call once, then reused (no allocation per call).
+  thread_local std::vector<float> a_pack, b_pack;
+  if (a_pack.size() < static_cast<size_t>(M * K)) a_pack.resize(static_cast<size_t>(M * K));
+  k.pack_a(A, trans_a ? 1 : lda, trans_a ? lda : 1, M, K, a_pack.data());
+  kernels::RowsGemm g;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.a_packed = a_pack.data();
+  if (trans_b) {  // rows of op(B) are columns of B: transpose them into contiguous rows first
+    if (b_pack.size() < static_cast<size_t>(K * N)) b_pack.resize(static_cast<size_t>(K * N));
+    k.transpose(B, ldb, N, K, b_pack.data(), N);
+    g.b = b_pack.data();
+    g.ldb = N;
+  } else {
+    g.b = B;
+    g.ldb = ldb;
+  }
+  g.c = C;
+  g.ldc = ldc;
+  g.init = init;
+  g.bias = bias;
+  k.rows_gemm(g);
 }
 
 }  // namespace stride

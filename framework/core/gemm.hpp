@@ -1,15 +1,20 @@
 #pragma once
-// Single-precision GEMM on row-major matrices: C = alpha * op(A) * op(B) + beta * C, with op(A) M x K and
-// op(B) K x N. Backed by OpenBLAS running single-threaded: parallelism comes from TBB tasks that each call
-// gemm on their own block, so the result of every call is independent of the thread count.
+// Single-precision matrix product on row-major matrices, on stride's own kernels (framework/core/kernels/):
+// C (M x N) = init + op(A) op(B), with op(A) M x K and op(B) K x N. Every element of C is one FMA chain over
+// k = 0 .. K-1 in order, started from its initial value, so the result is the same bits on every instruction
+// set path and for any blocking. Single-threaded: callers split work over disjoint blocks of C (TBB tasks),
+// so the result of every call is independent of the thread count.
 #include <cstdint>
+
+#include "framework/core/kernels/kernels.hpp"
 
 namespace stride {
 
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+using kernels::Start;
 
-// Makes OpenBLAS single-threaded (idempotent; gemm() calls it on first use).
-void blas_use_one_thread();
+// init: Start::zero (C = AB), Start::accumulate (C += AB, the chain starting from C), Start::row_bias /
+// Start::col_bias (C = bias + AB, bias of M or N values).
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+          int64_t ldb, float* C, int64_t ldc, Start init = Start::zero, const float* bias = nullptr);
 
 }  // namespace stride

@@ -1,5 +1,7 @@
 #include "framework/core/parallel.hpp"
 
+#include <algorithm>
+
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
@@ -9,7 +11,7 @@
 
 namespace stride {
 
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   if (n <= grain || max_threads() == 1) {
@@ -20,7 +22,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
                     [&](const tbb::blocked_range<int64_t>& r) { body(r.begin(), r.end()); });
 }
 
-void parallel_chunks(int64_t n, int64_t size, const std::function<void(int64_t, int64_t, int64_t)>& body) {
+void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (size < 1) size = 1;
   const int64_t chunks = chunk_count(n, size);
@@ -42,7 +44,15 @@ int worker_slot() {
 int worker_slots() { return tbb::this_task_arena::max_concurrency(); }
 
 int max_threads() {
-  return static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+  const auto cap = static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+  return std::min(cap, tbb::this_task_arena::max_concurrency());
+}
+
+void run_with_threads(int threads, const std::function<void()>& fn) {
+  if (threads < 1) throw ConfigError("threads: expected a count >= 1, got " + std::to_string(threads));
+  tbb::global_control cap(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
+  tbb::task_arena arena(threads);
+  arena.execute(fn);
 }
 
 struct ThreadLimit::Impl {

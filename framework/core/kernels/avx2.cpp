@@ -1,0 +1,95 @@
+// The AVX2 + FMA path: 8 lanes, a 6 x 16 register tile for rows_gemm and wgrad_gemm (12 of the 16 ymm
+// registers accumulate). Same loops and FMA chains as the AVX-512 path (impl.hpp), so the same bits.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include <immintrin.h>
+
+#include "framework/core/kernels/kernels.hpp"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace stride::kernels::avx2 {
+struct V {
+  using vec = __m256;
+  using mask = __m256i;
+  static constexpr Isa isa = Isa::avx2;
+  static constexpr int L = 8;
+  static constexpr int MR = 6, NV = 2;
+  static constexpr int WMR = 6, WNV = 2;
+  static constexpr int NACC = 12;
+  static vec zero() { return _mm256_setzero_ps(); }
+  static vec set1(float x) { return _mm256_set1_ps(x); }
+  static vec broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static vec maskz_loadu(mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+  static void storeu(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  static void mask_storeu(float* p, mask m, vec v) { _mm256_maskstore_ps(p, m, v); }
+  // dst[j * ldt + k] = src[k * lds + j] for an 8 x 8 block.
+  static void t8x8(const float* src, int64_t lds, float* dst, int64_t ldt) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
+           r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds),
+           r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee),
+                 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee),
+                 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee),
+                 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldt, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldt, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldt, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldt, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldt, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldt, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldt, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
+  static vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static vec even(vec lo, vec hi) {
+    const __m256 e = _mm256_shuffle_ps(lo, hi, 0x88);  // lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8));
+  }
+  static void spread(vec v, vec& lo, vec& hi) {
+    const __m256 nz = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_unpacklo_ps(v, nz), b = _mm256_unpackhi_ps(v, nz);  // v0 . v1 . v4 . v5 . | v2 . v3 . v6 . v7 .
+    lo = _mm256_permute2f128_ps(a, b, 0x20);
+    hi = _mm256_permute2f128_ps(a, b, 0x31);
+  }
+  static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+  static vec div(vec a, vec b) { return _mm256_div_ps(a, b); }
+  using ivec = __m256i;
+  static ivec iset1(int32_t x) { return _mm256_set1_epi32(x); }
+  static ivec iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static ivec iadd(ivec a, ivec b) { return _mm256_add_epi32(a, b); }
+  static ivec iloadu(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static ivec imul(ivec a, int32_t b) { return _mm256_mullo_epi32(a, _mm256_set1_epi32(b)); }
+  static void imask_storeu(int32_t* p, mask m, ivec v) { _mm256_maskstore_epi32(reinterpret_cast<int*>(p), m, v); }
+  static mask take(vec v, vec best, mask m) {
+    const __m256 t = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return _mm256_and_si256(_mm256_castps_si256(t), m);
+  }
+  static vec select(mask m, vec a, vec b) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(m)); }
+  static ivec iselect(mask m, ivec a, ivec b) { return _mm256_blendv_epi8(b, a, m); }
+  static mask lanes(int a, int b) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(b), idx),
+                            _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(a - 1)));
+  }
+};
+}  // namespace stride::kernels::avx2
+
+#define STRIDE_KERNEL_NS avx2
+#include "framework/core/kernels/impl.hpp"
+#undef STRIDE_KERNEL_NS
+
+#pragma GCC pop_options
+
+namespace stride::kernels {
+const KernelTable& avx2_table() { return avx2::kTable; }
+}  // namespace stride::kernels

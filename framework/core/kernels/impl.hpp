@@ -1,0 +1,538 @@
+// The kernels, written once over a vector-traits class V and compiled once per instruction set: avx512.cpp,
+// avx2.cpp and generic.cpp each define V and STRIDE_KERNEL_NS and include this file, so every path runs the
+// same loops and the same FMA chains; only V::L (lanes), the register tiles and the masks differ.
+// No include guard on purpose; everything lives in the path's own namespace, so no inline function of one
+// instruction set can be picked by the linker for another.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "framework/core/kernels/kernels.hpp"
+
+namespace stride::kernels::STRIDE_KERNEL_NS {
+
+using vec = V::vec;
+using mask = V::mask;
+constexpr int L = V::L;
+
+// ---- rows_gemm -------------------------------------------------------------------------------------------
+// Register tile: MR rows of C by NV vectors of L columns. Row i of A comes broadcast from the packed panel
+// (element (k, i) at a[k * MR + i]); the NV vectors of B from row k of B. Each accumulator is one FMA chain.
+constexpr int64_t kKc = 256;  // reduction block: a KC x NR block of B (32 KB at NR = 32) stays in L1
+
+template <int MR, int NV, bool Tail>
+void rows_tile(int64_t kc, const float* a, const float* b, const int64_t* boff, int64_t ldb, int64_t j0, int last,
+               float* c, int64_t ldc, Start init, const float* bias) {
+  const mask tail = V::lanes(0, last);  // the valid lanes of the last vector (all of them unless Tail)
+  vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const bool t = Tail && v == NV - 1;
+      if (init == Start::row_bias)
+        acc[i][v] = V::broadcast(bias + i);
+      else if (init == Start::col_bias)
+        acc[i][v] = t ? V::maskz_loadu(tail, bias + v * L) : V::loadu(bias + v * L);
+      else if (init == Start::accumulate)
+        acc[i][v] = t ? V::maskz_loadu(tail, c + i * ldc + v * L) : V::loadu(c + i * ldc + v * L);
+      else
+        acc[i][v] = V::zero();
+    }
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = (boff ? b + boff[k] : b + k * ldb) + j0;
+    vec bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (Tail && v == NV - 1) ? V::maskz_loadu(tail, bk + v * L) : V::loadu(bk + v * L);
+    const float* ak = a + k * MR;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vec ai = V::broadcast(ak + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      if (Tail && v == NV - 1)
+        V::mask_storeu(c + i * ldc + v * L, tail, acc[i][v]);
+      else
+        V::storeu(c + i * ldc + v * L, acc[i][v]);
+    }
+}
+
+using RowsTileFn = void (*)(int64_t, const float*, const float*, const int64_t*, int64_t, int64_t, int, float*,
+                            int64_t, Start, const float*);
+
+template <size_t... I>
+constexpr std::array<RowsTileFn, sizeof...(I)> rows_tiles(std::index_sequence<I...>) {
+  // index = ((mr - 1) * NV + (nv - 1)) * 2 + tail
+  return {&rows_tile<static_cast<int>(I / 2 / V::NV) + 1, static_cast<int>(I / 2 % V::NV) + 1, (I % 2) == 1>...};
+}
+constexpr auto kRowsTiles = rows_tiles(std::make_index_sequence<V::MR * V::NV * 2>{});
+
+// Panels of A: M rows cut into ceil(M / MR) panels of nearly equal height (at most MR), so a 32-row A on a
+// 12-row tile runs 11 + 11 + 10 rather than 12 + 12 + 8.
+inline int64_t panel_count(int64_t M) { return (M + V::MR - 1) / V::MR; }
+inline int64_t panel_begin(int64_t M, int64_t p) {
+  const int64_t n = panel_count(M);
+  return M / n * p + std::min(p, M % n);
+}
+
+void pack_a(const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K, float* dst) {
+  const int64_t panels = panel_count(M);
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t m0 = panel_begin(M, p), mr = panel_begin(M, p + 1) - m0;
+    float* out = dst + m0 * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = 0; i < mr; ++i) out[k * mr + i] = src[(m0 + i) * rs + k * cs];
+  }
+}
+
+void rows_gemm(const RowsGemm& g) {
+  if (g.M <= 0 || g.N <= 0) return;
+  constexpr int64_t NR = V::NV * L;
+  const int64_t panels = panel_count(g.M);
+  if (g.K == 0) {  // nothing to add: C is its initial value
+    for (int64_t m = 0; m < g.M; ++m)
+      for (int64_t j = 0; j < g.N; ++j) {
+        float& cv = g.c[m * g.ldc + j];
+        if (g.init == Start::zero) cv = 0.0f;
+        if (g.init == Start::row_bias) cv = g.bias[m];
+        if (g.init == Start::col_bias) cv = g.bias[j];
+      }
+    return;
+  }
+  for (int64_t j0 = 0; j0 < g.N; j0 += NR) {
+    const int64_t cols = std::min(NR, g.N - j0);
+    const int64_t nv = (cols + L - 1) / L;
+    const int last = static_cast<int>(cols - (nv - 1) * L);
+    const int64_t tail_flag = last < L ? 1 : 0;
+    for (int64_t k0 = 0; k0 < g.K; k0 += kKc) {
+      const int64_t kc = std::min(kKc, g.K - k0);
+      const Start init = k0 == 0 ? g.init : Start::accumulate;
+      const float* b = g.boff ? g.b : g.b + k0 * g.ldb;
+      const int64_t* boff = g.boff ? g.boff + k0 : nullptr;
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t m0 = panel_begin(g.M, p), mr = panel_begin(g.M, p + 1) - m0;
+        const float* bias = init == Start::row_bias ? g.bias + m0 : init == Start::col_bias ? g.bias + j0 : nullptr;
+        kRowsTiles[static_cast<size_t>(((mr - 1) * V::NV + (nv - 1)) * 2 + tail_flag)](
+            kc, g.a_packed + m0 * g.K + k0 * mr, b, boff, g.ldb, j0, last, g.c + m0 * g.ldc + j0, g.ldc, init, bias);
+      }
+    }
+  }
+}
+
+// ---- wgrad_gemm ------------------------------------------------------------------------------------------
+// Register tile: MR rows (each broadcast from its own source row) by NV vectors of output channels.
+template <int MR, int NV, bool Tail>
+void wgrad_tile(int64_t npix, const float* const* rows, const float* dyt, int64_t ldt, float* c, int64_t ldc,
+                int last, bool accumulate) {
+  const mask tail = V::lanes(0, last);
+  const float* r[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) r[i] = rows[i];
+  vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const bool t = Tail && v == NV - 1;
+      acc[i][v] = !accumulate ? V::zero() : t ? V::maskz_loadu(tail, c + i * ldc + v * L) : V::loadu(c + i * ldc + v * L);
+    }
+  for (int64_t j = 0; j < npix; ++j) {
+    vec bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(dyt + j * ldt + v * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vec ai = V::broadcast(r[i] + j);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      if (Tail && v == NV - 1)
+        V::mask_storeu(c + i * ldc + v * L, tail, acc[i][v]);
+      else
+        V::storeu(c + i * ldc + v * L, acc[i][v]);
+    }
+}
+
+using WgradTileFn = void (*)(int64_t, const float* const*, const float*, int64_t, float*, int64_t, int, bool);
+
+template <size_t... I>
+constexpr std::array<WgradTileFn, sizeof...(I)> wgrad_tiles(std::index_sequence<I...>) {
+  return {&wgrad_tile<static_cast<int>(I / 2 / V::WNV) + 1, static_cast<int>(I / 2 % V::WNV) + 1, (I % 2) == 1>...};
+}
+constexpr auto kWgradTiles = wgrad_tiles(std::make_index_sequence<V::WMR * V::WNV * 2>{});
+
+void wgrad_gemm(const WgradGemm& g) {
+  constexpr int64_t NR = V::WNV * L;
+  for (int64_t c0 = 0; c0 < g.cols; c0 += NR) {
+    const int64_t cols = std::min(NR, g.cols - c0);
+    const int64_t nv = (cols + L - 1) / L;
+    const int last = static_cast<int>(cols - (nv - 1) * L);
+    const int64_t tail_flag = last < L ? 1 : 0;
+    for (int64_t r0 = 0; r0 < g.rows; r0 += V::WMR) {
+      const int64_t mr = std::min<int64_t>(V::WMR, g.rows - r0);
+      kWgradTiles[static_cast<size_t>(((mr - 1) * V::WNV + (nv - 1)) * 2 + tail_flag)](
+          g.npix, g.row_ptrs + r0, g.dyt + c0, g.ldt, g.c + r0 * g.ldc + c0, g.ldc, last,
+          g.init == Start::accumulate);
+    }
+  }
+}
+
+// ---- data movement ---------------------------------------------------------------------------------------
+inline void zero_floats(float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + L <= n; i += L) V::storeu(dst + i, V::zero());
+  if (i < n) V::mask_storeu(dst + i, V::lanes(0, static_cast<int>(n - i)), V::zero());
+}
+
+// rows x Q output plane from one source plane (Hs x Ws): dst[i * Q + q] = src[(i * sh + ro) * Ws + q * sw + o]
+// where that lies inside the plane, else 0. The masks of a column chunk are the same for every row, so they
+// are computed once and the rows run as one masked load and store each.
+inline void copy_plane(float* dst, const float* src, int64_t rows, int64_t sh, int64_t ro, int64_t Hs, int64_t Ws,
+                       int64_t Q, int64_t sw, int64_t o) {
+  // Rows whose source row h = i * sh + ro lies in [0, Hs): i in [i_lo, i_hi).
+  auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
+  const int64_t i_lo = std::clamp<int64_t>(ceil_div(-ro, sh), 0, rows);
+  const int64_t i_hi = std::clamp<int64_t>(ceil_div(Hs - ro, sh), i_lo, rows);
+  zero_floats(dst, i_lo * Q);
+  zero_floats(dst + i_hi * Q, (rows - i_hi) * Q);
+  if (i_lo == i_hi) return;
+  if (sw == 1) {
+    const int64_t lo = std::max<int64_t>(0, -o), hi = std::min<int64_t>(Q, Ws - o);  // valid q: [lo, hi)
+    for (int64_t q = 0; q < Q; q += L) {
+      const int64_t a = std::clamp<int64_t>(lo - q, 0, L), b = std::clamp<int64_t>(hi - q, 0, L);
+      const bool full_store = q + L <= Q;
+      const mask store = V::lanes(0, static_cast<int>(std::min<int64_t>(L, Q - q)));
+      float* d = dst + i_lo * Q + q;
+      const float* sp = src + (i_lo * sh + ro) * Ws + q + o;
+      const int64_t step = sh * Ws;
+      if (a >= b) {
+        for (int64_t i = i_lo; i < i_hi; ++i, d += Q)
+          full_store ? V::storeu(d, V::zero()) : V::mask_storeu(d, store, V::zero());
+      } else if (a == 0 && b == L && full_store) {
+        for (int64_t i = i_lo; i < i_hi; ++i, d += Q, sp += step) V::storeu(d, V::loadu(sp));
+      } else {
+        const mask load = V::lanes(static_cast<int>(a), static_cast<int>(b));
+        for (int64_t i = i_lo; i < i_hi; ++i, d += Q, sp += step) {
+          const vec x = V::maskz_loadu(load, sp);
+          full_store ? V::storeu(d, x) : V::mask_storeu(d, store, x);
+        }
+      }
+    }
+    return;
+  }
+  if (sw == 2) {
+    // Output lanes [q, q + L) read the even lanes of the 2L floats from row + 2q + o; those outside the row
+    // are masked to zero.
+    for (int64_t q = 0; q < Q; q += L) {
+      const int64_t first = 2 * q + o;  // source column of lane 0
+      const int64_t a = std::clamp<int64_t>(-first, 0, 2 * L), b = std::clamp<int64_t>(Ws - first, a, 2 * L);
+      const mask m0 = V::lanes(static_cast<int>(std::min<int64_t>(a, L)), static_cast<int>(std::min<int64_t>(b, L)));
+      const mask m1 = V::lanes(static_cast<int>(std::max<int64_t>(a - L, 0)), static_cast<int>(std::max<int64_t>(b - L, 0)));
+      const bool full_store = q + L <= Q;
+      const mask store = V::lanes(0, static_cast<int>(std::min<int64_t>(L, Q - q)));
+      for (int64_t i = i_lo; i < i_hi; ++i) {
+        const float* sp = src + (i * sh + ro) * Ws + first;
+        const vec x = V::even(V::maskz_loadu(m0, sp), V::maskz_loadu(m1, sp + L));
+        full_store ? V::storeu(dst + i * Q + q, x) : V::mask_storeu(dst + i * Q + q, store, x);
+      }
+    }
+    return;
+  }
+  for (int64_t i = i_lo; i < i_hi; ++i) {
+    const float* row = src + (i * sh + ro) * Ws;
+    for (int64_t q = 0; q < Q; ++q) {
+      const int64_t w = q * sw + o;
+      dst[i * Q + q] = w >= 0 && w < Ws ? row[w] : 0.0f;
+    }
+  }
+}
+
+// The adjoint of im2col onto a plane that holds every column it reads (the padded input):
+// dst[c][p * sh + r * dh][q * sw + s * dw] += col[((c * R + r) * S + s) * P * Q + p * Q + q], in the order
+// (c, r, s, p, q); lanes of a vector are distinct elements, so every path adds in that order.
+void col2im_add(const Im2col& s, const float* col, float* dst) {
+  const int64_t Hs = s.Hs, Ws = s.Ws, P = s.P, Q = s.Q;
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t si = 0; si < s.S; ++si) {
+        const float* in = col + ((c * s.R + r) * s.S + si) * P * Q;
+        for (int64_t p = 0; p < P; ++p, in += Q) {
+          float* d = dst + (c * Hs + p * s.sh + r * s.dh) * Ws + si * s.dw;
+          if (s.sw == 1) {
+            for (int64_t q = 0; q < Q; q += L) {
+              if (q + L <= Q) {
+                V::storeu(d + q, V::add(V::loadu(d + q), V::loadu(in + q)));
+              } else {
+                const mask m = V::lanes(0, static_cast<int>(Q - q));
+                V::mask_storeu(d + q, m, V::add(V::maskz_loadu(m, d + q), V::maskz_loadu(m, in + q)));
+              }
+            }
+          } else if (s.sw == 2) {
+            const int64_t span = 2 * (Q - 1) + 1;  // floats of the destination row touched
+            for (int64_t q = 0; q < Q; q += L) {
+              const int64_t n = std::min<int64_t>(2 * L, span - 2 * q);
+              const mask m0 = V::lanes(0, static_cast<int>(std::min<int64_t>(n, L)));
+              const mask m1 = V::lanes(0, static_cast<int>(std::max<int64_t>(n - L, 0)));
+              const vec v = q + L <= Q ? V::loadu(in + q) : V::maskz_loadu(V::lanes(0, static_cast<int>(Q - q)), in + q);
+              vec lo, hi;
+              V::spread(v, lo, hi);
+              float* dq = d + 2 * q;
+              V::mask_storeu(dq, m0, V::add(V::maskz_loadu(m0, dq), lo));
+              if (n > L) V::mask_storeu(dq + L, m1, V::add(V::maskz_loadu(m1, dq + L), hi));
+            }
+          } else {
+            for (int64_t q = 0; q < Q; ++q) d[q * s.sw] += in[q];
+          }
+        }
+      }
+}
+
+void shifted_source(const ShiftedSource& s) {
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t si = 0; si < s.S; ++si)
+      copy_plane(s.out + (c * s.S + si) * s.rows * s.Q, s.src + c * s.Hs * s.Ws, s.rows, 1, -s.top, s.Hs, s.Ws, s.Q,
+                 s.sw, si * s.dw - s.left);
+}
+
+void im2col(const Im2col& s) {
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t si = 0; si < s.S; ++si)
+        copy_plane(s.out + ((c * s.R + r) * s.S + si) * s.P * s.Q, s.src + c * s.Hs * s.Ws, s.P, s.sh,
+                   r * s.dh - s.top, s.Hs, s.Ws, s.Q, s.sw, si * s.dw - s.left);
+}
+
+void transpose(const float* src, int64_t lds, int64_t K, int64_t J, float* dst, int64_t ldt) {
+  const int64_t K8 = K / 8 * 8, J8 = J / 8 * 8;
+  for (int64_t j = 0; j < J8; j += 8)
+    for (int64_t k = 0; k < K8; k += 8) V::t8x8(src + k * lds + j, lds, dst + j * ldt + k, ldt);
+  for (int64_t j = 0; j < J; ++j) {
+    for (int64_t k = j < J8 ? K8 : 0; k < K; ++k) dst[j * ldt + k] = src[k * lds + j];
+    for (int64_t k = K; k < ldt; ++k) dst[j * ldt + k] = 0.0f;
+  }
+}
+
+// ---- reductions and element-wise passes -------------------------------------------------------------------
+// Sums with a fixed lane scheme: element i of a run goes to partial sum i % 16, each partial a chain of
+// double additions in index order. Every path computes exactly these 16 chains (the compiler vectorizes the
+// inner loop across partials, which reorders nothing), so the sums agree to the bit.
+// The partials live in local arrays for the loop, so the compiler keeps them in registers and knows the two
+// of sum16_dy do not alias.
+void sum16(const float* x, int64_t n, double* acc) {
+  double a[16];
+  for (int l = 0; l < 16; ++l) a[l] = acc[l];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) a[l] += static_cast<double>(x[i + l]);
+  for (; i < n; ++i) a[i % 16] += static_cast<double>(x[i]);
+  for (int l = 0; l < 16; ++l) acc[l] = a[l];
+}
+
+void sum16_sq(const float* x, int64_t n, double shift, double* acc) {
+  double a[16];
+  for (int l = 0; l < 16; ++l) a[l] = acc[l];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) {
+      const double d = static_cast<double>(x[i + l]) - shift;
+      a[l] += d * d;
+    }
+  for (; i < n; ++i) {
+    const double d = static_cast<double>(x[i]) - shift;
+    a[i % 16] += d * d;
+  }
+  for (int l = 0; l < 16; ++l) acc[l] = a[l];
+}
+
+// acc_dy[l] += dy; acc_dyx[l] += dy * ((x - mean) * invstd), with the lane scheme of sum16 (two loops:
+// GCC vectorizes each alone, not the pair).
+void sum16_dy(const float* dy, const float* x, int64_t n, double mean, double invstd, double* acc_dy, double* acc_dyx) {
+  sum16(dy, n, acc_dy);
+  double b[16];
+  for (int l = 0; l < 16; ++l) b[l] = acc_dyx[l];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l)
+      b[l] += static_cast<double>(dy[i + l]) * ((static_cast<double>(x[i + l]) - mean) * invstd);
+  for (; i < n; ++i) b[i % 16] += static_cast<double>(dy[i]) * ((static_cast<double>(x[i]) - mean) * invstd);
+  for (int l = 0; l < 16; ++l) acc_dyx[l] = b[l];
+}
+
+// y = (x - a) * b + c, each operation rounded (no FMA).
+void affine(const float* x, float* y, int64_t n, float a, float b, float c) {
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - a) * b + c;
+}
+
+// dx = k * (dy - a - (x - mean) * invstd * b), each operation rounded.
+void bn_dx(const float* dy, const float* x, float* dx, int64_t n, float k, float a, float b, float mean, float invstd) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = k * (dy[i] - a - (x[i] - mean) * invstd * b);
+}
+
+// y = max(x, 0), NaN kept (x < 0 ? 0 : x); dx = y > 0 ? dy : 0.
+void relu_forward(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+// ---- pooling -----------------------------------------------------------------------------------------------
+// How to load lanes q..q+L-1 of row[q' * sw + o] (q' the lane's output column): the mask of lanes inside
+// the row and below Q, and for stride 2 the masks of the two source vectors. Depends only on (q, s), so the
+// pooling kernels make it once per column chunk and window column, not per row.
+struct ColPlan {
+  mask valid, m0, m1;
+  int64_t first;  // source column of lane 0
+  int64_t sw;
+  bool any;
+};
+
+inline ColPlan make_plan(int64_t q, int64_t sw, int64_t o, int64_t W, int64_t Q) {
+  auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
+  const int64_t lo = std::max<int64_t>(ceil_div(-o, sw), 0), hi = std::min<int64_t>(ceil_div(W - o, sw), Q);
+  const int64_t a = std::clamp<int64_t>(lo - q, 0, L), b = std::clamp<int64_t>(hi - q, a, L);
+  ColPlan c{V::lanes(static_cast<int>(a), static_cast<int>(b)), V::lanes(0, 0), V::lanes(0, 0), q * sw + o, sw, a < b};
+  if (sw == 2) {
+    const int64_t sa = std::clamp<int64_t>(-c.first, 0, 2 * L), sb = std::clamp<int64_t>(W - c.first, sa, 2 * L);
+    c.m0 = V::lanes(static_cast<int>(std::min<int64_t>(sa, L)), static_cast<int>(std::min<int64_t>(sb, L)));
+    c.m1 = V::lanes(static_cast<int>(std::max<int64_t>(sa - L, 0)), static_cast<int>(std::max<int64_t>(sb - L, 0)));
+  } else if (sw == 1) {
+    c.m0 = c.valid;
+  }
+  return c;
+}
+
+// The values (0 outside the row) of a plan's lanes.
+inline vec load_plan(const ColPlan& c, const float* row) {
+  if (!c.any) return V::zero();
+  if (c.sw == 1) return V::maskz_loadu(c.m0, row + c.first);
+  if (c.sw == 2) return V::even(V::maskz_loadu(c.m0, row + c.first), V::maskz_loadu(c.m1, row + c.first + L));
+  alignas(64) float tmp[L];
+  alignas(64) float ones[L];
+  V::storeu(ones, V::select(c.valid, V::set1(1.0f), V::zero()));
+  for (int l = 0; l < L; ++l) tmp[l] = ones[l] != 0.0f ? row[c.first + l * c.sw] : 0.0f;
+  return V::loadu(tmp);
+}
+
+constexpr int64_t kMaxPoolS = 16;  // window columns planned ahead; wider windows plan per row
+
+void max_pool_forward(const Pool& g, const float* x, float* y, int32_t* argmax) {
+  const vec neg_inf = V::set1(-__builtin_inff());
+  ColPlan plans[kMaxPoolS];
+  for (int64_t q = 0; q < g.Q; q += L) {
+    const mask out = V::lanes(0, static_cast<int>(std::min<int64_t>(L, g.Q - q)));
+    for (int64_t s = 0; s < std::min(g.S, kMaxPoolS); ++s) plans[s] = make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+    const typename V::ivec cols =
+        V::imul(V::iadd(V::iota(), V::iset1(static_cast<int32_t>(q))), static_cast<int32_t>(g.sw));
+    for (int64_t plane = 0; plane < g.planes; ++plane) {
+      const float* xp = x + plane * g.H * g.W;
+      for (int64_t p = 0; p < g.P; ++p) {
+        const int64_t hb = g.hb[p], he = g.he[p];
+        // Each lane starts at its window's first element (all -inf windows keep a valid index).
+        alignas(64) int32_t first[L];
+        for (int l = 0; l < L; ++l) first[l] = q + l < g.Q ? static_cast<int32_t>(hb * g.W + g.first_col[q + l]) : 0;
+        typename V::ivec idx = V::iloadu(first);
+        vec best = neg_inf;
+        for (int64_t h = hb; h < he; ++h) {
+          const float* row = xp + h * g.W;
+          for (int64_t s = 0; s < g.S; ++s) {
+            const ColPlan c = s < kMaxPoolS ? plans[s] : make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+            const vec v = load_plan(c, row);
+            const mask t = V::take(v, best, c.valid);
+            best = V::select(t, v, best);
+            idx = V::iselect(t, V::iadd(cols, V::iset1(static_cast<int32_t>(h * g.W + s - g.pw))), idx);
+          }
+        }
+        V::mask_storeu(y + (plane * g.P + p) * g.Q + q, out, best);
+        V::imask_storeu(argmax + (plane * g.P + p) * g.Q + q, out, idx);
+      }
+    }
+  }
+}
+
+void avg_pool_forward(const Pool& g, const float* x, float* y) {
+  ColPlan plans[kMaxPoolS];
+  for (int64_t q = 0; q < g.Q; q += L) {
+    const mask out = V::lanes(0, static_cast<int>(std::min<int64_t>(L, g.Q - q)));
+    for (int64_t s = 0; s < std::min(g.S, kMaxPoolS); ++s) plans[s] = make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+    for (int64_t plane = 0; plane < g.planes; ++plane) {
+      const float* xp = x + plane * g.H * g.W;
+      for (int64_t p = 0; p < g.P; ++p) {
+        // Lanes outside the plane add +0.0, which changes no sum that starts from +0.0.
+        vec sum = V::zero();
+        for (int64_t h = g.hb[p]; h < g.he[p]; ++h)
+          for (int64_t s = 0; s < g.S; ++s)
+            sum = V::add(sum, load_plan(s < kMaxPoolS ? plans[s] : make_plan(q, g.sw, s - g.pw, g.W, g.Q), xp + h * g.W));
+        const vec d = V::maskz_loadu(out, g.divisor + p * g.Q + q);
+        V::mask_storeu(y + (plane * g.P + p) * g.Q + q, out, V::div(sum, d));
+      }
+    }
+  }
+}
+
+void avg_pool_backward(const Pool& g, const float* dy, float* dx) {
+  alignas(64) float share[1024 + 2 * L];
+  for (int64_t plane = 0; plane < g.planes; ++plane) {
+    float* dp = dx + plane * g.H * g.W;
+    zero_floats(dp, g.H * g.W);
+    for (int64_t p = 0; p < g.P; ++p) {
+      const float* dyr = dy + (plane * g.P + p) * g.Q;
+      for (int64_t q0 = 0; q0 < g.Q; q0 += 1024) {
+        const int64_t qn = std::min<int64_t>(1024, g.Q - q0);
+        for (int64_t q = 0; q < qn; q += L) {
+          const mask m = V::lanes(0, static_cast<int>(std::min<int64_t>(L, qn - q)));
+          V::storeu(share + q, V::div(V::maskz_loadu(m, dyr + q0 + q), V::maskz_loadu(m, g.divisor + p * g.Q + q0 + q)));
+        }
+        for (int64_t h = g.hb[p]; h < g.he[p]; ++h)
+          for (int64_t s = 0; s < g.S; ++s) {
+            float* row = dp + h * g.W;
+            const int64_t o = s - g.pw;
+            for (int64_t q = q0; q < q0 + qn; ++q) {
+              const int64_t w = q * g.sw + o;
+              if (w >= 0 && w < g.W) row[w] += share[q - q0];
+            }
+          }
+      }
+    }
+  }
+}
+
+// ---- FMA peak probe --------------------------------------------------------------------------------------
+double fma_probe(int64_t iterations) {
+  constexpr int N = V::NACC;
+  vec acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = V::set1(1.0f + 0.001f * static_cast<float>(i));
+  const vec m = V::set1(0.9999999f), a = V::set1(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 32
+    for (int i = 0; i < N; ++i) acc[i] = V::fmadd(acc[i], m, a);
+  }
+  alignas(64) float sink[L];
+  vec s = acc[0];
+  for (int i = 1; i < N; ++i) s = V::fmadd(s, m, acc[i]);
+  V::storeu(sink, s);
+  volatile float keep = sink[0];
+  (void)keep;
+  return static_cast<double>(iterations) * N * L * 2.0;
+}
+
+const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &wgrad_gemm,
+                            &shifted_source, &im2col, &col2im_add, &transpose, &sum16,
+                            &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
+                            &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &fma_probe};
+
+}  // namespace stride::kernels::STRIDE_KERNEL_NS

@@ -1,0 +1,145 @@
+#pragma once
+// The vector kernels, one table of function pointers per instruction set (framework/core/cpu.hpp picks the
+// table from cpuid feature bits or STRIDE_ISA). Layers call kernels() and never see an intrinsic.
+//
+// Bitwise equality across tables: every output element of a matrix product is ONE fused multiply-add chain,
+// started from its initial value (0, a bias, or the value already in C) and running over the reduction index
+// in ascending order. Tables differ only in how many outputs they compute side by side (register tile MR x NR,
+// vector width) and in how they walk memory, never in the order or the rounding of any sum. Storing a partial
+// float accumulator and reloading it is exact, so cache blocking of the reduction (KC) changes nothing either.
+#include <cstdint>
+
+#include "framework/core/cpu.hpp"
+
+namespace stride::kernels {
+
+// Where the FMA chain of each output element starts.
+enum class Start : int {
+  zero,        // 0
+  row_bias,    // bias[row]
+  col_bias,    // bias[column]
+  accumulate,  // the value already in C (so C += A B)
+};
+
+// C (M x N, row stride ldc) = start + A (M x K) B (K x N).
+// A is packed by KernelTable::pack_a. Row k of B starts at b + boff[k] when boff is set, else at b + k * ldb;
+// its N values are contiguous. Single-threaded; callers split work over disjoint blocks of C.
+struct RowsGemm {
+  int64_t M = 0, N = 0, K = 0;
+  const float* a_packed = nullptr;
+  const float* b = nullptr;
+  const int64_t* boff = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  Start init = Start::zero;
+  const float* bias = nullptr;  // row_bias: M values; col_bias: N values
+};
+
+// The weight-gradient product with the reduction running over pixels:
+// C (rows x cols, row stride ldc) = start + sum_j rows[i][j] * dyt[j * ldt + col], for j in [0, npix).
+// rows[i] points at npix contiguous values (one row of a convolution's column source); dyt holds npix rows of
+// at least round_up(cols, 16) floats (the output gradient transposed, zero-padded). init: zero or accumulate.
+struct WgradGemm {
+  int64_t rows = 0, cols = 0, npix = 0;
+  const float* const* row_ptrs = nullptr;
+  const float* dyt = nullptr;
+  int64_t ldt = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  Start init = Start::zero;
+};
+
+// One image's column source for a convolution with vertical stride 1 (docs/design.md, "Kernels"):
+// out[((c * S + s) * rows + i) * Q + q] = src[c][i - top][q * sw + s * dw - left], 0 outside the Hs x Ws plane,
+// for c < C, s < S, i < rows, q < Q. Row (c, r, s) of the implicit im2col matrix is then the contiguous run
+// starting at ((c * S + s) * rows + r * dh) * Q, for every output pixel p * Q + q at once.
+struct ShiftedSource {
+  const float* src = nullptr;
+  int64_t C = 0, Hs = 0, Ws = 0;
+  int64_t S = 1, dw = 1, sw = 1;
+  int64_t top = 0, left = 0, rows = 0, Q = 0;
+  float* out = nullptr;
+};
+
+// One image's explicit im2col for any stride: out[((c * R + r) * S + s) * P * Q + p * Q + q] =
+// src[c][p * sh + r * dh - top][q * sw + s * dw - left], 0 outside the plane.
+struct Im2col {
+  const float* src = nullptr;
+  int64_t C = 0, Hs = 0, Ws = 0;
+  int64_t R = 1, S = 1, dh = 1, dw = 1, sh = 1, sw = 1;
+  int64_t top = 0, left = 0, P = 0, Q = 0;
+  float* out = nullptr;
+};
+
+// Pooling over `planes` planes (N*C): x (planes, H, W) -> y (planes, P, Q) with an R x S window, strides and
+// left/top padding; window (p, q) covers the rows and columns of the plane in [p sh - ph, p sh - ph + R) x
+// [q sw - pw, q sw - pw + S), the caller clipping the rows: hb/he give each output row's first and end input
+// row, the columns are clipped to the plane. divisor (P x Q) holds the average pool's divisors, first_col (Q)
+// the first in-plane column of each window (max pool's index before any comparison).
+struct Pool {
+  int64_t planes = 0, H = 0, W = 0, P = 0, Q = 0, R = 0, S = 0, sh = 1, sw = 1, ph = 0, pw = 0;
+  const int32_t* hb = nullptr;
+  const int32_t* he = nullptr;
+  const float* divisor = nullptr;
+  const int32_t* first_col = nullptr;
+};
+
+struct KernelTable {
+  Isa isa;
+  int lanes;  // floats per vector register
+  // Packs A (M x K, element (m, k) at src[m * rs + k * cs]) into M * K floats for rows_gemm.
+  void (*pack_a)(const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K, float* dst);
+  void (*rows_gemm)(const RowsGemm& g);
+  void (*wgrad_gemm)(const WgradGemm& g);
+  void (*shifted_source)(const ShiftedSource& s);
+  void (*im2col)(const Im2col& s);
+  // The adjoint of im2col with top = left = 0 onto a plane (C, Hs, Ws) that holds every column it reads:
+  // dst[c][p sh + r dh][q sw + s dw] += col[...], in the order (c, r, s, p, q). s.src is not read.
+  void (*col2im_add)(const Im2col& s, const float* col, float* dst);
+  // dst[j * ldt + k] = src[k * lds + j] for k < K, j < J; dst[j * ldt + k] = 0 for K <= k < ldt.
+  void (*transpose)(const float* src, int64_t lds, int64_t K, int64_t J, float* dst, int64_t ldt);
+  // Sums in a fixed order on every path: element i of the run goes to acc[i % 16], each of the 16 partials a
+  // chain of double additions in index order (callers add the 16 partials in a fixed order at the end).
+  void (*sum16)(const float* x, int64_t n, double* acc);
+  void (*sum16_sq)(const float* x, int64_t n, double shift, double* acc);  // acc[i % 16] += (x[i] - shift)^2
+  // acc_dy[i % 16] += dy[i]; acc_dyx[i % 16] += dy[i] * ((x[i] - mean) * invstd)
+  void (*sum16_dy)(const float* dy, const float* x, int64_t n, double mean, double invstd, double* acc_dy,
+                   double* acc_dyx);
+  // Element-wise, every operation rounded on its own (no FMA): y = (x - a) * b + c, and the batch-norm input
+  // gradient dx = k * (dy - a - (x - mean) * invstd * b).
+  void (*affine)(const float* x, float* y, int64_t n, float a, float b, float c);
+  void (*bn_dx)(const float* dy, const float* x, float* dx, int64_t n, float k, float a, float b, float mean,
+                float invstd);
+  // Max pool: y = the window's maximum, argmax its index in the plane (h * W + w): the first maximum in row-major
+  // window order, a NaN taking over as in PyTorch (v > best || v != v).
+  void (*max_pool_forward)(const Pool& g, const float* x, float* y, int32_t* argmax);
+  // Average pool: y = (sum of the window's in-plane elements in row-major order, from 0) / divisor.
+  void (*avg_pool_forward)(const Pool& g, const float* x, float* y);
+  // dx (overwritten) = sum over the windows containing each element of dy / divisor, added in the order of
+  // output rows p, window rows, window columns, then output columns.
+  void (*avg_pool_backward)(const Pool& g, const float* dy, float* dx);
+  // ReLU: y = x < 0 ? 0 : x (NaN passes, as std::max(x, 0) in PyTorch); dx = y > 0 ? dy : 0.
+  void (*relu_forward)(const float* x, float* y, int64_t n);
+  void (*relu_backward)(const float* y, const float* dy, float* dx, int64_t n);
+  // Runs `iterations` rounds of independent register-only FMAs; returns the FLOPs done.
+  double (*fma_probe)(int64_t iterations);
+};
+
+// The table of the active path (active_isa()).
+const KernelTable& kernels();
+// The table of a given path, or nullptr when this CPU cannot run it.
+const KernelTable* kernel_table(Isa isa);
+
+// Adds the 16 partial sums of sum16 in a fixed order (a pairwise tree).
+inline double reduce16(const double* acc) {
+  double t[8];
+  for (int i = 0; i < 8; ++i) t[i] = acc[i] + acc[i + 8];
+  for (int i = 0; i < 4; ++i) t[i] = t[i] + t[i + 4];
+  return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+// Floats of dyt per pixel that WgradGemm needs for `cols` columns, on every path.
+inline int64_t wgrad_ldt(int64_t cols) { return (cols + 15) / 16 * 16; }
+
+}  // namespace stride::kernels

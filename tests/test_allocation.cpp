@@ -1,0 +1,123 @@
+// A training step allocates nothing once it has run: every buffer is a member sized by the first step of a
+// shape (Tensor::resize keeps its capacity), parallel loops take a non-owning FunctionRef, and the kernels
+// pack into per-thread buffers that only grow. This binary counts every allocation: operator new, and
+// malloc and its relatives (interposed over glibc's, which they forward to).
+// Only the thread that runs the steps counts (it takes part in every parallel loop, so a loop or kernel that
+// allocates shows there): TBB worker threads allocate their own bookkeeping the first time they join an
+// arena, which on a loaded machine may be any step.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "framework/core/parallel.hpp"
+#include "framework/core/rng.hpp"
+#include "framework/gradient_reducer.hpp"
+#include "framework/model_spec.hpp"
+#include "framework/optimizer.hpp"
+#include "framework/training_step.hpp"
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+thread_local bool t_counted_thread = false;
+void note() {
+  if (t_counted_thread && g_counting.load(std::memory_order_relaxed))
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+void* malloc(size_t n) {
+  note();
+  return __libc_malloc(n);
+}
+void* calloc(size_t n, size_t m) {
+  note();
+  return __libc_calloc(n, m);
+}
+void* realloc(void* p, size_t n) {
+  note();
+  return __libc_realloc(p, n);
+}
+void* aligned_alloc(size_t a, size_t n) {
+  note();
+  return __libc_memalign(a, n);
+}
+void* memalign(size_t a, size_t n) {
+  note();
+  return __libc_memalign(a, n);
+}
+int posix_memalign(void** out, size_t a, size_t n) {
+  note();
+  *out = __libc_memalign(a, n);
+  return *out ? 0 : 12;  // ENOMEM
+}
+}
+
+using namespace stride;
+
+namespace {
+
+// Allocations made by `steps` training steps of `model` after `warmup` steps of the same shapes.
+long allocations_per_steps(const std::string& model, int64_t batch, int64_t micro_batch, int warmup, int steps) {
+  Network net = build_network(*zoo_spec(model));
+  net.init(1);
+  Shape shape;
+  shape.rank = 4;
+  shape[0] = batch;
+  for (int i = 0; i < 3; ++i) shape[i + 1] = net.input_shape()[i];
+  Tensor x(shape);
+  RandomStream rng(2, 99u, 0, 0);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.normal(static_cast<uint64_t>(i));
+  std::vector<int32_t> labels(static_cast<size_t>(batch));
+  for (int64_t i = 0; i < batch; ++i) labels[static_cast<size_t>(i)] = static_cast<int32_t>(i % 10);
+  std::vector<OptimizerParam> params;
+  for (const auto& e : net.param_entries())
+    if (e.role == ParamRole::learnable) params.push_back({e.name, e.offset, e.size, e.weight_decay});
+  OptimizerOptions o;
+  o.momentum = 0.9;
+  auto opt = Optimizer::create(o, params, net.learnable_count());
+  LocalGradientReducer reducer;
+  TrainingStep step(net, *opt, reducer, batch, resolve_micro_batch(batch, micro_batch, 1));
+  int s = 0;
+  for (; s < warmup; ++s) step.run(x, labels, batch, RunContext{Mode::train, 1, 0, s * batch}, 0.01);
+  g_allocations = 0;
+  t_counted_thread = true;
+  g_counting = true;
+  for (; s < warmup + steps; ++s) step.run(x, labels, batch, RunContext{Mode::train, 1, 0, s * batch}, 0.01);
+  g_counting = false;
+  t_counted_thread = false;
+  return g_allocations.load();
+}
+
+}  // namespace
+
+TEST_CASE("the allocation counter sees operator new and malloc") {
+  g_allocations = 0;
+  t_counted_thread = true;
+  g_counting = true;
+  auto* p = new int(3);
+  void* q = std::malloc(16);
+  g_counting = false;
+  t_counted_thread = false;
+  delete p;
+  std::free(q);
+  CHECK(g_allocations.load() == 2);
+}
+
+TEST_CASE("training steps of cifar10_quick, lenet5 and resnet8 allocate nothing after the first") {
+  for (const char* model : {"cifar10_quick", "lenet5", "resnet8"}) {
+    CAPTURE(model);
+    run_with_threads(2, [&] {
+      CHECK(allocations_per_steps(model, 16, 0, 2, 3) == 0);
+      CHECK(allocations_per_steps(model, 16, 8, 2, 3) == 0);
+    });
+  }
+}

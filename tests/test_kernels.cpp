@@ -1,0 +1,310 @@
+// The vector kernels (framework/core/kernels/) on every path this CPU runs: products against a scalar FMA chain
+// written out here (the contract: one std::fma chain per output, reduction index ascending, started from the
+// initial value), so a path that reorders a sum or skips an FMA fails bit for bit; and against a double
+// reference, so a wrong index fails by a lot. Odd shapes exercise partial register tiles, masked vector tails
+// and more than one reduction block.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "framework/core/cpu.hpp"
+#include "framework/core/errors.hpp"
+#include "framework/core/gemm.hpp"
+#include "framework/core/kernels/kernels.hpp"
+#include "framework/core/rng.hpp"
+
+using namespace stride;
+using kernels::KernelTable;
+using kernels::Start;
+
+namespace {
+
+std::vector<float> random_vector(size_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  RandomStream rng(seed, 97u, 0, 0);
+  for (size_t i = 0; i < n; ++i) v[i] = rng.uniform(i, -1.0f, 1.0f);
+  return v;
+}
+
+std::vector<const KernelTable*> tables() {
+  std::vector<const KernelTable*> out;
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic})
+    if (const KernelTable* t = kernels::kernel_table(isa)) out.push_back(t);
+  return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Restores the active path at the end of a test that forces one.
+struct IsaGuard {
+  Isa saved = active_isa();
+  ~IsaGuard() { set_isa(saved); }
+};
+
+}  // namespace
+
+TEST_CASE("kernels: the paths this CPU runs, and the FMA probe") {
+  CHECK(isa_supported(Isa::generic));
+  CHECK(kernels::kernel_table(best_supported_isa()) != nullptr);
+  CHECK(isa_supported(active_isa()));
+  for (const KernelTable* t : tables()) {
+    CAPTURE(isa_name(t->isa));
+    CHECK(t->fma_probe(1000) > 0.0);
+  }
+  CHECK(fma_peak_gflops(Isa::generic) > 0.0);
+  CHECK_THROWS_AS(parse_isa("sse9", "STRIDE_ISA"), ConfigError);
+  CHECK(parse_isa("avx2", "x") == Isa::avx2);
+}
+
+TEST_CASE("kernels: rows_gemm is one FMA chain per output on every path, for odd shapes and every start") {
+  struct Case {
+    int64_t M, N, K;
+  };
+  // Shapes around the tiles (12 x 32, 6 x 16, 4 x 4), the vector widths and the 256-deep reduction block.
+  const std::vector<Case> cases = {{1, 1, 1},   {3, 5, 7},    {12, 32, 64}, {13, 33, 257},
+                                   {32, 17, 75}, {7, 100, 600}, {25, 8, 3},   {64, 64, 0}};
+  for (const Case& cs : cases) {
+    for (Start start : {Start::zero, Start::row_bias, Start::col_bias, Start::accumulate}) {
+      CAPTURE(cs.M);
+      CAPTURE(cs.N);
+      CAPTURE(cs.K);
+      CAPTURE(static_cast<int>(start));
+      const int64_t ldb = cs.N + 3, ldc = cs.N + 5;
+      const auto a = random_vector(static_cast<size_t>(cs.M * cs.K), 1);
+      const auto b = random_vector(static_cast<size_t>(std::max<int64_t>(cs.K, 1) * ldb), 2);
+      const auto bias = random_vector(static_cast<size_t>(std::max(cs.M, cs.N)), 3);
+      const auto c0 = random_vector(static_cast<size_t>(cs.M * ldc), 4);
+      // The contract, written out.
+      std::vector<float> expect = c0;
+      double worst = 0;
+      for (int64_t m = 0; m < cs.M; ++m)
+        for (int64_t j = 0; j < cs.N; ++j) {
+          float acc = start == Start::zero ? 0.0f
+                      : start == Start::row_bias ? bias[static_cast<size_t>(m)]
+                      : start == Start::col_bias ? bias[static_cast<size_t>(j)]
+                                                 : c0[static_cast<size_t>(m * ldc + j)];
+          double ref = acc;
+          for (int64_t k = 0; k < cs.K; ++k) {
+            acc = std::fma(a[static_cast<size_t>(m * cs.K + k)], b[static_cast<size_t>(k * ldb + j)], acc);
+            ref += static_cast<double>(a[static_cast<size_t>(m * cs.K + k)]) * b[static_cast<size_t>(k * ldb + j)];
+          }
+          expect[static_cast<size_t>(m * ldc + j)] = acc;
+          worst = std::max(worst, std::abs(acc - ref));
+        }
+      CHECK(worst < 1e-4 * (1 + cs.K));
+      for (const KernelTable* t : tables()) {
+        CAPTURE(isa_name(t->isa));
+        std::vector<float> packed(static_cast<size_t>(cs.M * cs.K) + 1);
+        t->pack_a(a.data(), cs.K, 1, cs.M, cs.K, packed.data());
+        std::vector<float> c = c0;
+        kernels::RowsGemm g;
+        g.M = cs.M;
+        g.N = cs.N;
+        g.K = cs.K;
+        g.a_packed = packed.data();
+        g.b = b.data();
+        g.ldb = ldb;
+        g.c = c.data();
+        g.ldc = ldc;
+        g.init = start;
+        g.bias = bias.data();
+        t->rows_gemm(g);
+        CHECK(same_bits(c, expect));
+        // The same product with B rows addressed through an offset table (the convolution form).
+        std::vector<int64_t> boff(static_cast<size_t>(cs.K));
+        for (int64_t k = 0; k < cs.K; ++k) boff[static_cast<size_t>(k)] = k * ldb;
+        std::vector<float> c2 = c0;
+        g.boff = boff.data();
+        g.ldb = 0;
+        g.c = c2.data();
+        t->rows_gemm(g);
+        CHECK(same_bits(c2, expect));
+      }
+    }
+  }
+}
+
+TEST_CASE("kernels: gemm with transposed operands matches the FMA chain on every path") {
+  IsaGuard guard;
+  const int64_t M = 19, N = 37, K = 300;
+  const auto a = random_vector(static_cast<size_t>(M * K), 5);
+  const auto b = random_vector(static_cast<size_t>(K * N), 6);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      // op(A)(m, k) = ta ? A[k * M + m] : A[m * K + k]; op(B)(k, j) = tb ? B[j * K + k] : B[k * N + j].
+      std::vector<float> expect(static_cast<size_t>(M * N));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t j = 0; j < N; ++j) {
+          float acc = 0.0f;
+          for (int64_t k = 0; k < K; ++k)
+            acc = std::fma(a[static_cast<size_t>(ta ? k * M + m : m * K + k)],
+                           b[static_cast<size_t>(tb ? j * K + k : k * N + j)], acc);
+          expect[static_cast<size_t>(m * N + j)] = acc;
+        }
+      for (const KernelTable* t : tables()) {
+        CAPTURE(isa_name(t->isa));
+        set_isa(t->isa);
+        std::vector<float> c(static_cast<size_t>(M * N), 7.0f);
+        gemm(ta, tb, M, N, K, a.data(), ta ? M : K, b.data(), tb ? K : N, c.data(), N);
+        CHECK(same_bits(c, expect));
+      }
+    }
+}
+
+TEST_CASE("kernels: wgrad_gemm is one FMA chain per weight over the pixels, on every path") {
+  for (int64_t cols : {1, 10, 16, 20, 32, 50, 64}) {
+    for (int64_t rows : {1, 7, 13, 76}) {
+      CAPTURE(cols);
+      CAPTURE(rows);
+      const int64_t npix = 37, ldt = kernels::wgrad_ldt(cols), ldc = cols + 2;
+      const auto src = random_vector(static_cast<size_t>(rows * 50), 8);
+      std::vector<const float*> ptrs;
+      for (int64_t r = 0; r < rows; ++r) ptrs.push_back(src.data() + r * 50 + (r % 5));
+      auto dyt = random_vector(static_cast<size_t>(npix * ldt), 9);
+      for (int64_t j = 0; j < npix; ++j)
+        for (int64_t c = cols; c < ldt; ++c) dyt[static_cast<size_t>(j * ldt + c)] = 0.0f;
+      const auto c0 = random_vector(static_cast<size_t>(rows * ldc), 10);
+      for (Start start : {Start::zero, Start::accumulate}) {
+        std::vector<float> expect = c0;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            float acc = start == Start::zero ? 0.0f : c0[static_cast<size_t>(r * ldc + c)];
+            for (int64_t j = 0; j < npix; ++j) acc = std::fma(ptrs[static_cast<size_t>(r)][j], dyt[static_cast<size_t>(j * ldt + c)], acc);
+            expect[static_cast<size_t>(r * ldc + c)] = acc;
+          }
+        for (const KernelTable* t : tables()) {
+          CAPTURE(isa_name(t->isa));
+          std::vector<float> c = c0;
+          kernels::WgradGemm g;
+          g.rows = rows;
+          g.cols = cols;
+          g.npix = npix;
+          g.row_ptrs = ptrs.data();
+          g.dyt = dyt.data();
+          g.ldt = ldt;
+          g.c = c.data();
+          g.ldc = ldc;
+          g.init = start;
+          t->wgrad_gemm(g);
+          CHECK(same_bits(c, expect));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("kernels: shifted source, im2col and transpose copy exactly what their definitions say") {
+  const int64_t C = 3, Hs = 7, Ws = 21;
+  const auto src = random_vector(static_cast<size_t>(C * Hs * Ws), 11);
+  auto at = [&](int64_t c, int64_t h, int64_t w) {
+    return h >= 0 && h < Hs && w >= 0 && w < Ws ? src[static_cast<size_t>((c * Hs + h) * Ws + w)] : 0.0f;
+  };
+  for (int64_t sw : {1, 2}) {
+    for (int64_t left : {-2, 0, 3}) {
+      CAPTURE(sw);
+      CAPTURE(left);
+      kernels::ShiftedSource s;
+      s.src = src.data();
+      s.C = C;
+      s.Hs = Hs;
+      s.Ws = Ws;
+      s.S = 3;
+      s.dw = 2;
+      s.sw = sw;
+      s.top = 2;
+      s.left = left;
+      s.rows = 11;
+      s.Q = 19;
+      std::vector<float> expect(static_cast<size_t>(C * s.S * s.rows * s.Q));
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t si = 0; si < s.S; ++si)
+          for (int64_t i = 0; i < s.rows; ++i)
+            for (int64_t q = 0; q < s.Q; ++q)
+              expect[static_cast<size_t>(((c * s.S + si) * s.rows + i) * s.Q + q)] =
+                  at(c, i - s.top, q * sw + si * s.dw - s.left);
+      kernels::Im2col m;
+      m.src = src.data();
+      m.C = C;
+      m.Hs = Hs;
+      m.Ws = Ws;
+      m.R = 2;
+      m.S = 3;
+      m.dh = 2;
+      m.dw = 1;
+      m.sh = 2;
+      m.sw = sw;
+      m.top = 1;
+      m.left = left;
+      m.P = 4;
+      m.Q = 17;
+      std::vector<float> expect_col(static_cast<size_t>(C * m.R * m.S * m.P * m.Q));
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t r = 0; r < m.R; ++r)
+          for (int64_t si = 0; si < m.S; ++si)
+            for (int64_t p = 0; p < m.P; ++p)
+              for (int64_t q = 0; q < m.Q; ++q)
+                expect_col[static_cast<size_t>((((c * m.R + r) * m.S + si) * m.P + p) * m.Q + q)] =
+                    at(c, p * m.sh + r * m.dh - m.top, q * sw + si * m.dw - m.left);
+      for (const KernelTable* t : tables()) {
+        CAPTURE(isa_name(t->isa));
+        std::vector<float> out(expect.size(), 9.0f), col(expect_col.size(), 9.0f);
+        s.out = out.data();
+        t->shifted_source(s);
+        CHECK(same_bits(out, expect));
+        m.out = col.data();
+        t->im2col(m);
+        CHECK(same_bits(col, expect_col));
+      }
+    }
+  }
+  for (const KernelTable* t : tables()) {
+    const int64_t K = 21, J = 35, ldt = 32;
+    std::vector<float> out(static_cast<size_t>(J * ldt), 9.0f);
+    t->transpose(src.data(), 40, K, J, out.data(), ldt);
+    bool ok = true;
+    for (int64_t j = 0; j < J; ++j)
+      for (int64_t k = 0; k < ldt; ++k)
+        ok = ok && out[static_cast<size_t>(j * ldt + k)] == (k < K ? src[static_cast<size_t>(k * 40 + j)] : 0.0f);
+    CHECK(ok);
+  }
+}
+
+TEST_CASE("kernels: col2im_add adds every column back where im2col read it, in the same order on every path") {
+  for (int64_t sw : {1, 2, 3}) {
+    CAPTURE(sw);
+    kernels::Im2col g;
+    g.C = 2;
+    g.R = 3;
+    g.S = 2;
+    g.dh = 1;
+    g.dw = 2;
+    g.sh = 2;
+    g.sw = sw;
+    g.P = 5;
+    g.Q = 21;
+    g.Hs = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;
+    g.Ws = (g.Q - 1) * sw + (g.S - 1) * g.dw + 1;
+    const auto col = random_vector(static_cast<size_t>(g.C * g.R * g.S * g.P * g.Q), 12);
+    const auto base = random_vector(static_cast<size_t>(g.C * g.Hs * g.Ws), 13);
+    std::vector<float> expect = base;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s)
+          for (int64_t p = 0; p < g.P; ++p)
+            for (int64_t q = 0; q < g.Q; ++q)
+              expect[static_cast<size_t>((c * g.Hs + p * g.sh + r * g.dh) * g.Ws + q * sw + s * g.dw)] +=
+                  col[static_cast<size_t>((((c * g.R + r) * g.S + s) * g.P + p) * g.Q + q)];
+    for (const KernelTable* t : tables()) {
+      CAPTURE(isa_name(t->isa));
+      std::vector<float> out = base;
+      t->col2im_add(g, col.data(), out.data());
+      CHECK(same_bits(out, expect));
+    }
+  }
+}
