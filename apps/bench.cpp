@@ -17,6 +17,7 @@
 #include "framework/gradient_reducer.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
+#include "framework/run_setup.hpp"
 #include "framework/train_config.hpp"
 #include "framework/training_step.hpp"
 
@@ -228,12 +229,9 @@ int bench(int argc, char** argv) {
   const int64_t classes = net.output_shape().numel();
   std::vector<int32_t> labels(static_cast<size_t>(batch));
   for (int64_t i = 0; i < batch; ++i) labels[static_cast<size_t>(i)] = static_cast<int32_t>(i % classes);
-  std::vector<OptimizerParam> params;
-  for (const auto& e : net.param_entries())
-    if (e.role == ParamRole::learnable) params.push_back({e.name, e.offset, e.size, e.weight_decay});
   OptimizerOptions oo;
   oo.momentum = 0.9;
-  auto opt = Optimizer::create(oo, params, net.learnable_count());
+  auto opt = make_optimizer(oo, net);
   LocalGradientReducer reducer;
   micro_batch = resolve_micro_batch(batch, micro_batch, 1);
   TrainingStep training_step(net, *opt, reducer, batch, micro_batch);

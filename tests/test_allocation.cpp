@@ -17,6 +17,7 @@
 #include "framework/gradient_reducer.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
+#include "framework/run_setup.hpp"
 #include "framework/training_step.hpp"
 
 namespace {
@@ -78,12 +79,9 @@ long allocations_per_steps(const std::string& model, int64_t batch, int64_t micr
   for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.normal(static_cast<uint64_t>(i));
   std::vector<int32_t> labels(static_cast<size_t>(batch));
   for (int64_t i = 0; i < batch; ++i) labels[static_cast<size_t>(i)] = static_cast<int32_t>(i % 10);
-  std::vector<OptimizerParam> params;
-  for (const auto& e : net.param_entries())
-    if (e.role == ParamRole::learnable) params.push_back({e.name, e.offset, e.size, e.weight_decay});
   OptimizerOptions o;
   o.momentum = 0.9;
-  auto opt = Optimizer::create(o, params, net.learnable_count());
+  auto opt = make_optimizer(o, net);
   LocalGradientReducer reducer;
   TrainingStep step(net, *opt, reducer, batch, resolve_micro_batch(batch, micro_batch, 1));
   int s = 0;
