@@ -81,8 +81,8 @@ TEST_CASE("parse_test_accuracy reads stride train's final line and reports a mis
 }
 
 // PyTorch 1.13, bench/torch_reference.py --model lenet5 --data /usr/share/datasets/fashion-mnist --epochs 2
-// --threads 2 --seed 1: 0.8829 (5 epochs: 0.9058; issue 4 quotes 0.909). stride, seed 1: 0.8794 (0.8787 with
-// OpenBLAS before issue 9).
+// --threads 2 --seed 1: 0.8829 (5 epochs: 0.9058; issue 4 quotes 0.909). stride, seed 1: 0.8793 with its own
+// kernels and micro-batches of 16 (0.8787 with OpenBLAS and whole batches; docs/results.md).
 TEST_CASE("accuracy: Fashion-MNIST lenet5, 2 epochs, reaches >= 0.87 (PyTorch 1.13: 0.8829)") {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   if (!fs::is_directory(dir)) {
