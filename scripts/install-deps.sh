@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   cmake g++ make pkg-config
   libtbb-dev libhdf5-dev libboost-program-options-dev doctest-dev nlohmann-json3-dev
-  libopenblas-dev zlib1g-dev libpng-dev
+  zlib1g-dev libpng-dev
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
