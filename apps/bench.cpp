@@ -5,6 +5,7 @@
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
 #include "framework/core/errors.hpp"
+#include "framework/memory_plan.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
 #include "framework/core/parallel.hpp"
@@ -33,14 +34,14 @@ int bench(int argc, char** argv) {
                      "usage: stride bench [--model NAME] [--batch N] [--steps N] [--threads N] [--per-layer]\n"
                      "Training throughput on random data (images/s)."))
     return 0;
-  if (batch < 1 || steps < 1 || warmup < 0) throw ConfigError("bench: --batch and --steps must be >= 1, --warmup >= 0");
-  std::unique_ptr<ThreadLimit> limit;
-  if (threads > 0) limit = std::make_unique<ThreadLimit>(threads);
+  if (batch < 1 || steps < 1 || warmup < 0) throw UsageError("bench: --batch and --steps must be >= 1, --warmup >= 0");
+  std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
 
   ModelSource src = resolve_model(model);
   std::optional<Shape> in;
   if (!input.empty()) in = parse_input_shape(input);
   Network net = build_network(src.text, in, src.where);
+  check_plan(plan_training(net, batch, 1, 0), "bench: " + src.where + " with --batch " + std::to_string(batch));
   net.init(1);
   Shape x_shape = net.input_shape();
   Shape batch_shape;

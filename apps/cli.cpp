@@ -1,14 +1,44 @@
 #include "apps/cli.hpp"
 
+#include <algorithm>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
+#include <new>
 #include <sstream>
-
-#include "io/idx.hpp"
+#include <thread>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
+#include "io/file_limits.hpp"
+#include "io/idx.hpp"
 
 namespace stride::app {
+
+namespace {
+bool parse_only = false;
+}  // namespace
+
+void set_parse_only(bool on) { parse_only = on; }
+
+int exit_code(const std::exception& e) { return dynamic_cast<const UsageError*>(&e) ? 2 : 1; }
+
+std::string one_line(const std::string& message) { return echo(message, 2000); }
+
+std::unique_ptr<ThreadLimit> limit_threads(int64_t requested) {
+  if (requested < 0) throw UsageError("--threads: expected >= 0, got " + std::to_string(requested));
+  if (requested == 0) return nullptr;
+  const auto hardware = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  if (requested > hardware) {
+    std::cerr << "warning: --threads " << requested << ": this machine has " << hardware
+              << " hardware threads; using " << hardware << "\n";
+    requested = hardware;
+  }
+  return std::make_unique<ThreadLimit>(static_cast<int>(requested));
+}
+
+void apply_max_memory(const std::string& text) {
+  if (!text.empty()) set_memory_limit(parse_byte_size(text, "--max-memory"));
+}
 
 bool parse_options(int argc, char** argv, const po::options_description& options, po::variables_map& vm,
                    const std::string& usage, const po::positional_options_description* positional,
@@ -25,18 +55,23 @@ bool parse_options(int argc, char** argv, const po::options_description& options
     }
     if (allow_config && vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      if (!in) throw ConfigError("--config: cannot read " + path);
+      // A regular file of at most 1 MiB of text: a directory, a device or a binary file is an error, never
+      // silently an empty config.
+      const std::string text = read_text_file(path, "--config", int64_t{1} << 20);
+      if (const auto nul = text.find('\0'); nul != std::string::npos)
+        throw IoError("--config " + path + ": not a text file (a NUL byte at offset " + std::to_string(nul) + ")");
+      std::istringstream in(text);
       try {
         po::store(po::parse_config_file(in, options), vm);
       } catch (const po::error& e) {
-        throw ConfigError(path + ": " + e.what());
+        throw UsageError(path + ": " + echo(e.what(), 400));
       }
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw ConfigError(std::string(e.what()) + " (see --help)");
+    throw UsageError(echo(e.what(), 400) + " (see --help)");
   }
+  if (parse_only) throw ParsedOnly{};
   return true;
 }
 

@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "apps/cli.hpp"
 #include "apps/commands.hpp"
 
 namespace {
@@ -44,14 +45,21 @@ int main(int argc, char** argv) {
   }
   auto it = commands().find(name);
   if (it == commands().end()) {
-    std::cerr << "error: unknown command '" << name << "'\n";
+    std::cerr << "error: unknown command '" << stride::app::one_line(name) << "'\n";
     usage(std::cerr);
     return 2;
   }
+  // Every error ends here, once: one line on stderr, exit 2 for a usage error, 1 for anything else.
   try {
     return it->second.run(argc - 1, argv + 1);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory (an allocation failed that the memory plan did not foresee)\n";
+    return 1;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << stride::app::one_line(e.what()) << "\n";
+    return stride::app::exit_code(e);
+  } catch (...) {
+    std::cerr << "error: unknown exception\n";
     return 1;
   }
 }

@@ -59,6 +59,8 @@ class Network {
   void set_spec_text(std::string text) { spec_text_ = std::move(text); }
   size_t layer_count() const { return nodes_.size(); }
   Layer& layer(size_t i);
+  // Layer i's output of the last forward (empty before one); for finding where a NaN first appeared.
+  const Tensor& output(size_t i) const;
   Layer* find_layer(const std::string& name);
 
   // Allocates the flat buffers and binds every layer to them. Until then the network only describes itself,

@@ -6,12 +6,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <iostream>
 #include <ostream>
 
 #include "framework/checkpoint_policy.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/evaluation.hpp"
+#include "framework/core/limits.hpp"
 #include "framework/metrics_log.hpp"
+#include "framework/numeric_check.hpp"
 #include "framework/run_config.hpp"
 #include "framework/run_setup.hpp"
 #include "framework/training_step.hpp"
@@ -20,30 +23,40 @@ namespace stride {
 
 void validate(const TrainConfig& c) {
   auto positive = [](const char* flag, int64_t v) {
-    if (v < 1) throw ConfigError(std::string(flag) + ": expected a value >= 1, got " + std::to_string(v));
+    if (v < 1) throw UsageError(std::string(flag) + ": expected a value >= 1, got " + std::to_string(v));
   };
   positive("--epochs", c.epochs);
   positive("--batch", c.batch);
   positive("--log-every", c.log_every);
   positive("--eval-batch", c.eval_batch);
-  if (c.micro_batch < 0) throw ConfigError("--micro-batch: expected a value >= 0, got " + std::to_string(c.micro_batch));
-  if (!(c.lr > 0) || !std::isfinite(c.lr))
-    throw ConfigError("--lr: expected a positive number, got " + std::to_string(c.lr));
-  if (c.limit_train < 0 || c.limit_test < 0) throw ConfigError("--limit-train/--limit-test: expected >= 0");
-  if (c.data.empty()) throw ConfigError("--data: required (a CIFAR-10 or IDX directory, or an HDF5 file)");
+  if (c.micro_batch < 0) throw UsageError("--micro-batch: expected a value >= 0, got " + std::to_string(c.micro_batch));
+  // A learning rate is a small positive number; 1e308 would turn the first update into infinities.
+  if (!(c.lr > 0) || !(c.lr <= 1e6)) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%.17g", c.lr);
+    throw UsageError(std::string("--lr: expected a positive number up to 1e6, got ") + text);
+  }
+  if (c.limit_train < 0 || c.limit_test < 0) throw UsageError("--limit-train/--limit-test: expected >= 0");
+  if (c.data.empty()) throw UsageError("--data: required (a CIFAR-10 or IDX directory, or an HDF5 file)");
   if (c.checkpoint_every < 0 || c.checkpoint_epochs < 0)
-    throw ConfigError("--checkpoint-every/--checkpoint-epochs: expected >= 0");
-  if (c.keep < 1) throw ConfigError("--keep: expected a value >= 1, got " + std::to_string(c.keep));
+    throw UsageError("--checkpoint-every/--checkpoint-epochs: expected >= 0");
+  if (c.keep < 1) throw UsageError("--keep: expected a value >= 1, got " + std::to_string(c.keep));
   if (!c.resume.empty() && !c.init_weights.empty())
-    throw ConfigError("--resume and --init: give one (--resume continues a run, --init starts a new one from weights)");
+    throw UsageError("--resume and --init: give one (--resume continues a run, --init starts a new one from weights)");
+  if (!c.resume.empty() && c.overwrite)
+    throw UsageError("--resume and --overwrite: give one (--resume continues the run, --overwrite replaces it)");
+  if (c.on_nan != "stop" && c.on_nan != "skip-batch")
+    throw UsageError("--on-nan: expected stop or skip-batch, got \"" + echo(c.on_nan) + "\"");
 }
 
 namespace {
 
-// A run directory chosen from the checkpoint when --resume is given without --out.
+// A run directory chosen from the checkpoint when --resume is given without --out; one that holds another run
+// is refused here, before any data is read (check_run_dir).
 TrainConfig with_run_dir(TrainConfig config, const std::optional<ResumePoint>& resume) {
   if (config.out.empty() && resume) config.out = resume->run_dir;
   if (config.out.empty()) config.out = "runs/latest";
+  check_run_dir(config, resume ? resume->run_dir : std::string());
   return config;
 }
 
@@ -58,6 +71,7 @@ class Trainer {
   // Tests, logs and checkpoints the end of epoch `epoch`; false when a stop request ends the run there.
   bool finish_epoch(int64_t epoch, int64_t first);
   bool stop_requested() const;
+  void on_non_finite(const StepStats& stats, int64_t epoch);
   TrainResult stopped(int64_t epoch_in_progress);
   StepPlace place(int64_t epoch, int64_t step_in_epoch) const {
     return {epoch, config_.epochs, step_in_epoch, steps_per_epoch_, step_};
@@ -90,10 +104,10 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
       reducer_(reducer),
       writes_(reducer.writes_output()),
       data_(open_run_data(config_)),
-      model_(build_run_model(config_, data_.train->info())),
+      model_(build_run_model(config_, data_)),
       optimizer_(make_optimizer(config_.optimizer, model_.net)),
       train_count_(data_.train->info().count),
-      steps_per_epoch_((train_count_ + config_.batch - 1) / config_.batch),
+      steps_per_epoch_((train_count_ - 1) / config_.batch + 1),  // no overflow for --batch near 2^63
       training_step_(model_.net, *optimizer_, reducer_, config_.micro_batch) {
   identity_.normalization = compute_normalization(*data_.train);
   identity_.schedule = make_schedule(config_, train_count_);
@@ -107,6 +121,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   step_ = start_.position.step;
   clock_.set_offset(start_.wall_time);
 
+  if (writes_ && config_.overwrite) remove_run(config_.out, log_);
   if (writes_) std::filesystem::create_directories(config_.out);
   const bool bar = config_.progress && ::isatty(STDOUT_FILENO);
   metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, bar,
@@ -127,6 +142,26 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   if (resume_)
     log_ << "stride: resuming from " << resume_->path << " at epoch " << start_.position.epoch + 1 << " step " << step_
          << "\n";
+}
+
+// A step whose loss or gradients were not finite made no update. --on-nan stop (and weights that are already
+// non-finite, which no skipping can mend) ends the run here with the step and the layer; skip-batch warns and
+// the caller counts the step without adding it to the metrics.
+void Trainer::on_non_finite(const StepStats& stats, int64_t epoch) {
+  char loss[32];
+  std::snprintf(loss, sizeof loss, "%g", stats.loss);
+  const std::string weights = first_non_finite_param(model_.net);
+  const std::string what = "step " + std::to_string(step_ + 1) + " (epoch " + std::to_string(epoch + 1) + "): " +
+                           (std::isfinite(stats.loss) ? std::string("a gradient") : "the loss (" + std::string(loss) + ")") +
+                           " is not finite; it first appeared in " + stats.non_finite;
+  if (config_.on_nan == "stop" || !weights.empty()) {
+    const std::string last = checkpoints_->last_path();
+    throw NumericError(what + "; no update was made" +
+                       (last.empty() ? std::string("") : "; the last good checkpoint is " + last) +
+                       (config_.on_nan == "stop" ? " (lower --lr, or --on-nan skip-batch)" : ""));
+  }
+  metrics_->clear_bar();
+  std::cerr << "warning: " << what << "; --on-nan skip-batch: the step makes no update\n";
 }
 
 bool Trainer::stop_requested() const {
@@ -190,12 +225,14 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
     const RunContext ctx{Mode::train, config_.seed, e32, s * batch};
     const StepStats stats = training_step_.run(xs[cur], ys[cur], step_count(s), ctx, lr);
     if (next.valid()) next.get();
-    if (!stats.finite)
-      throw Error("training diverged: loss is " + std::to_string(stats.loss) + " at epoch " + std::to_string(epoch + 1) +
-                  " step " + std::to_string(step_ + 1) + " (try a lower --lr)");
-    ++step_;
-    result_.final_loss = stats.loss;
-    metrics_->add_step(stats, place(epoch, s), lr, config_.log_every);
+    if (!stats.finite) {
+      on_non_finite(stats, epoch);
+      ++step_;  // the step made no update, and its statistics stay out of the metrics
+    } else {
+      ++step_;
+      result_.final_loss = stats.loss;
+      metrics_->add_step(stats, place(epoch, s), lr, config_.log_every);
+    }
     // A checkpoint due at the epoch's last step waits for the test evaluation, so it is taken at the boundary.
     if (s + 1 == steps_per_epoch_) break;
     const bool stop = stop_requested();

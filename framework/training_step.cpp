@@ -5,13 +5,14 @@
 #include <cstring>
 
 #include "framework/core/errors.hpp"
+#include "framework/numeric_check.hpp"
 #include "layers/softmax_cross_entropy.hpp"
 
 namespace stride {
 
 TrainingStep::TrainingStep(Network& net, Optimizer& optimizer, GradientReducer& reducer, int64_t micro_batch)
     : net_(net), optimizer_(optimizer), reducer_(reducer), micro_batch_(micro_batch) {
-  if (micro_batch < 0) throw ConfigError("--micro-batch: expected a value >= 0, got " + std::to_string(micro_batch));
+  if (micro_batch < 0) throw UsageError("--micro-batch: expected a value >= 0, got " + std::to_string(micro_batch));
 }
 
 int64_t TrainingStep::micro_batches(int64_t step_count) const {
@@ -34,6 +35,7 @@ StepStats TrainingStep::run(const Tensor& x, std::span<const int32_t> labels, in
                      std::to_string(x.shape().n()) + " images and " + std::to_string(labels.size()) + " labels");
   net_.zero_grad();
   double loss = 0, correct = 0;
+  std::string where;
   const int64_t per_sample = x.shape().per_sample();
   const int64_t size = micro_batch_ == 0 ? std::max<int64_t>(mine.count, 1) : micro_batch_;
   for (int64_t first = 0; first < mine.count; first += size) {
@@ -48,15 +50,27 @@ StepStats TrainingStep::run(const Tensor& x, std::span<const int32_t> labels, in
     micro_ctx.first_sample = ctx.first_sample + mine.first + first;
     const auto micro_labels = labels.subspan(static_cast<size_t>(first), static_cast<size_t>(count));
     const Tensor& logits = net_.forward(*micro, micro_ctx);
-    loss += softmax_cross_entropy(logits, micro_labels, &dlogits_, step_count);
+    const double micro_loss = softmax_cross_entropy(logits, micro_labels, &dlogits_, step_count);
+    // Located now, while this micro-batch's outputs are still in the layers.
+    if (!std::isfinite(micro_loss) && where.empty()) where = locate_non_finite(net_, /*outputs=*/true, false);
+    loss += micro_loss;
     correct += static_cast<double>(count_correct(logits, micro_labels));
     net_.backward(dlogits_, micro_ctx);
   }
   double statistics[2] = {loss, correct};
   reducer_.reduce_statistics(statistics);
-  StepStats stats{statistics[0], static_cast<int64_t>(statistics[1]), step_count, std::isfinite(statistics[0])};
-  if (!stats.finite) return stats;
+  StepStats stats{statistics[0], static_cast<int64_t>(statistics[1]), step_count, std::isfinite(statistics[0]), where};
+  if (!stats.finite) {
+    if (stats.non_finite.empty()) stats.non_finite = "another process's micro-batch";
+    return stats;
+  }
   reducer_.reduce(net_.grads());
+  // A finite loss can still come with an infinite gradient (an overflow in backward): no update either way.
+  if (!all_finite(net_.grads())) {
+    stats.finite = false;
+    stats.non_finite = locate_non_finite(net_, false, /*grads=*/true);
+    return stats;
+  }
   optimizer_.step(net_.params(), net_.grads(), lr);
   return stats;
 }

@@ -4,6 +4,7 @@
 // seam where data-parallel training sums across processes); then the optimizer's update.
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "framework/core/tensor.hpp"
@@ -23,7 +24,8 @@ struct StepStats {
   double loss = 0;          // mean cross-entropy over the step's samples
   int64_t correct = 0;      // training predictions right
   int64_t count = 0;        // samples
-  bool finite = true;       // false: the loss is NaN or infinite, and no update was made
+  bool finite = true;       // false: the loss or a gradient is NaN or infinite, and no update was made
+  std::string non_finite;   // when !finite: where it first appeared (locate_non_finite), e.g. "the output of layer 'conv1'"
 };
 
 class TrainingStep {

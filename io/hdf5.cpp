@@ -1,10 +1,13 @@
 #include "io/hdf5.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <utility>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
+#include "io/file_limits.hpp"
 
 namespace stride::h5 {
 
@@ -97,6 +100,67 @@ std::string dims_text(const std::vector<hsize_t>& dims) {
   return s + (dims.size() == 1 ? ",)" : ")");
 }
 
+int64_t element_count(const std::vector<hsize_t>& dims, const std::string& where) {
+  int64_t n = 1;
+  for (hsize_t d : dims) {
+    const auto next = d > hsize_t(INT64_MAX) ? std::nullopt : mul_sizes(n, static_cast<int64_t>(d));
+    if (!next) throw IoError(where + ": dimensions " + dims_text(dims) + " overflow int64");
+    n = *next;
+  }
+  return n;
+}
+
+void check_stored(hid_t dataset, int64_t logical_bytes, const std::string& where) {
+  Handle dcpl = check(H5Dget_create_plist(dataset), H5Pclose, where + ": creation properties");
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_VIRTUAL) throw IoError(where + ": a virtual dataset (data in other files) is not read");
+  if (H5Pget_external_count(dcpl.get()) != 0)
+    throw IoError(where + ": data stored in external files is not read");
+  Handle file = check(H5Iget_file_id(dataset), H5Fclose, where + ": file");
+  hsize_t file_size = 0;
+  check(H5Fget_filesize(file.get(), &file_size), where + ": file size");
+  const auto stored = static_cast<int64_t>(H5Dget_storage_size(dataset));
+  if (logical_bytes == 0) return;
+  if (stored > static_cast<int64_t>(file_size))
+    throw IoError(where + ": claims " + std::to_string(stored) + " stored bytes in a file of " +
+                  std::to_string(file_size));
+  if (layout == H5D_CONTIGUOUS) {
+    const haddr_t addr = H5Dget_offset(dataset);
+    if (addr == HADDR_UNDEF || stored < logical_bytes)
+      throw IoError(where + ": only " + std::to_string(stored) + " of its " + std::to_string(logical_bytes) +
+                    " bytes are written in the file");
+    if (addr > file_size || file_size - addr < static_cast<hsize_t>(stored))
+      throw IoError(where + ": its data (offset " + std::to_string(addr) + ", " + std::to_string(stored) +
+                    " bytes) lies past the end of the " + std::to_string(file_size) + "-byte file");
+    return;
+  }
+  if (layout != H5D_CHUNKED) return;  // compact: the data sits in the object header, inside the file
+  Handle space = check(H5Dget_space(dataset), H5Sclose, where + ": dataspace");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 1 || rank > 32) throw IoError(where + ": unsupported rank " + std::to_string(rank));
+  std::vector<hsize_t> dims(static_cast<size_t>(rank)), chunk(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  if (H5Pget_chunk(dcpl.get(), rank, chunk.data()) != rank) throw IoError(where + ": unreadable chunk layout");
+  int64_t expected = 1;
+  for (int i = 0; i < rank; ++i) {
+    const hsize_t c = chunk[static_cast<size_t>(i)];
+    if (c == 0) throw IoError(where + ": chunk dimension " + std::to_string(i) + " is 0");
+    const auto next = mul_sizes(expected, static_cast<int64_t>((dims[static_cast<size_t>(i)] + c - 1) / c));
+    if (!next) throw IoError(where + ": chunk count overflows");
+    expected = *next;
+  }
+  hsize_t written = 0;
+  check(H5Dget_num_chunks(dataset, space.get(), &written), where + ": chunk index");
+  if (static_cast<int64_t>(written) != expected)
+    throw IoError(where + ": only " + std::to_string(written) + " of its " + std::to_string(expected) +
+                  " chunks are written in the file (the rest would read as fill values)");
+  if (H5Pget_nfilters(dcpl.get()) > 0)
+    check_expansion(logical_bytes, stored, where);
+  else if (stored < logical_bytes)
+    throw IoError(where + ": only " + std::to_string(stored) + " of its " + std::to_string(logical_bytes) +
+                  " bytes are stored in the file");
+}
+
 void throw_missing_attr(const char* name, const std::string& what) {
   throw IoError(what + ": missing attribute '" + name + "'");
 }
@@ -129,6 +193,13 @@ std::vector<std::string> read_strings_attr(hid_t obj, const char* name, const st
     throw IoError(what + ": attribute '" + name + "': expected a string, found " + type_name(type.get()));
   Handle space = check(H5Aget_space(attr.get()), H5Sclose, what + ": attribute " + name);
   const auto n = static_cast<size_t>(std::max<hssize_t>(H5Sget_simple_extent_npoints(space.get()), 0));
+  // Every element takes at least a byte of the attribute's stored data: a dataspace that claims more is a lie
+  // that would otherwise size the buffers below.
+  const auto stored = static_cast<size_t>(H5Aget_storage_size(attr.get()));
+  if (n > stored || (H5Tis_variable_str(type.get()) <= 0 && H5Tget_size(type.get()) > 0 &&
+                     n > stored / H5Tget_size(type.get())))
+    throw IoError(what + ": attribute '" + name + "' claims " + std::to_string(n) + " strings in " +
+                  std::to_string(stored) + " stored bytes");
   // The memory type keeps the file's character set: HDF5 converts no character sets.
   Handle mem = check(H5Tcopy(H5T_C_S1), H5Tclose, what + ": string type");
   H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
@@ -192,12 +263,17 @@ Shape read_float_array(hid_t file, const std::string& path, std::vector<float>& 
   Handle space = check(H5Dget_space(ds.get()), H5Sclose, where);
   const int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank < 1 || rank > Shape::max_rank) throw IoError(where + ": unsupported rank " + std::to_string(rank));
-  hsize_t dims[Shape::max_rank];
-  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  const int64_t count = element_count(dims, where);
+  const auto bytes = mul_sizes(count, int64_t{sizeof(float)});
+  if (!bytes) throw IoError(where + ": dimensions " + dims_text(dims) + " overflow");
+  check_stored(ds.get(), *bytes, where);
+  check_memory(*bytes, where);
   Shape shape;
   shape.rank = rank;
-  for (int i = 0; i < rank; ++i) shape[i] = static_cast<int64_t>(dims[i]);
-  values.resize(static_cast<size_t>(shape.numel()));
+  for (int i = 0; i < rank; ++i) shape[i] = static_cast<int64_t>(dims[static_cast<size_t>(i)]);
+  values.resize(static_cast<size_t>(count));
   if (!values.empty() && H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
     fail(where + ": read failed (checksum mismatch or truncated file)");
   return shape;

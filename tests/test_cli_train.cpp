@@ -9,6 +9,7 @@
 
 #include "io/checkpoint.hpp"
 #include "io/image.hpp"
+#include "tests/data_rule.hpp"
 #include "tests/run_command.hpp"
 #include "tests/temp_dir.hpp"
 
@@ -42,11 +43,7 @@ double parse_accuracy(const std::string& output) {
   return std::stod(output.substr(pos + 14));
 }
 
-bool have(const std::string& dir) {
-  if (fs::exists(dir)) return true;
-  MESSAGE("skipped: " << dir << " is not present");
-  return false;
-}
+bool have(const std::string& dir) { return stride::test::have_data(dir); }
 
 // A CIFAR-10 directory of `records` records per file, label = record % 10, pixels from a simple pattern.
 void write_cifar_dir(const fs::path& dir, int records) {
