@@ -24,6 +24,9 @@ LoadedModel load_model(const std::string& weights, const std::optional<std::stri
     throw UsageError(weights + ": the file stores no model spec (a weights-only file); give --model NAME|SPEC.json");
   check_plan(plan_inference(*net, batch, data_bytes), weights + ": running the model on " + std::to_string(batch) +
                                                         " images");
+  if (net->output_shape().numel() > kMaxClasses)
+    throw ConfigError(weights + ": the model has " + std::to_string(net->output_shape().numel()) +
+                      " outputs; a classifier of more than " + std::to_string(kMaxClasses) + " classes is not supported");
   restore_parameters(*net, ckpt, weights);
   if (const std::string bad = first_non_finite_param(*net); !bad.empty()) {
     int64_t count = 0;

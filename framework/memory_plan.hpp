@@ -10,6 +10,10 @@
 
 namespace stride {
 
+// Labels are uint8, so a classifier has at most 256 useful outputs; more than this many is refused before
+// a name is made for each (and before eval's K x K confusion matrix).
+inline constexpr int64_t kMaxClasses = 4096;
+
 struct MemoryPlan {
   // Bytes of each part; -1 when the part overflowed int64.
   int64_t params = 0;       // learnable values

@@ -35,15 +35,18 @@ RunModel build_run_model(const TrainConfig& config, const RunData& data) {
   ModelSource source = resolve_model(config.model);
   Network net = build_network(source.text, Shape{train.channels, train.height, train.width}, source.where);
   std::string spec = spec_with_input(source.text, net.input_shape());
-  const int64_t num_classes = net.output_shape().numel();
-  std::vector<std::string> names = config.class_names.empty() ? train.class_names : config.class_names;
-  if (names.size() != static_cast<size_t>(num_classes)) names = numbered_class_names(num_classes);
   // The whole run's memory, from shapes, before the first allocation: layer buffers grow to the larger of a
   // training batch and an evaluation batch.
   const int64_t batch = std::max(std::min(config.batch, train.count), std::min(config.eval_batch, data.test->info().count));
   const int64_t data_bytes = data.splits.train->resident_bytes() + data.splits.test->resident_bytes();
   check_plan(plan_training(net, batch, optimizer_slot_count(config.optimizer), data_bytes),
              "training " + source.where + " with batch " + std::to_string(config.batch));
+  const int64_t num_classes = net.output_shape().numel();
+  if (num_classes > kMaxClasses)
+    throw ConfigError(source.where + ": the model has " + std::to_string(num_classes) + " outputs; labels are uint8 " +
+                      "and a classifier of more than " + std::to_string(kMaxClasses) + " classes is not supported");
+  std::vector<std::string> names = config.class_names.empty() ? train.class_names : config.class_names;
+  if (names.size() != static_cast<size_t>(num_classes)) names = numbered_class_names(num_classes);
   net.init(config.seed);
   if (!config.init_weights.empty()) restore_parameters(net, read_weights(config.init_weights), config.init_weights);
   return RunModel{std::move(source), std::move(net), std::move(spec), std::move(names)};

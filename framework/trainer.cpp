@@ -45,6 +45,13 @@ void validate(const TrainConfig& c) {
     throw UsageError("--resume and --init: give one (--resume continues a run, --init starts a new one from weights)");
   if (!c.resume.empty() && c.overwrite)
     throw UsageError("--resume and --overwrite: give one (--resume continues the run, --overwrite replaces it)");
+  // Kinds checked here too, so a misspelt flag fails before any data is read.
+  const std::string& opt = c.optimizer.kind;
+  if (opt != "sgd" && opt != "adam" && opt != "adamw")
+    throw UsageError("--optimizer: expected sgd, adam or adamw, got \"" + echo(opt) + "\"");
+  const std::string& sch = c.schedule.kind;
+  if (sch != "constant" && sch != "step" && sch != "multistep" && sch != "cosine")
+    throw UsageError("--schedule: expected constant, step, multistep or cosine, got \"" + echo(sch) + "\"");
   if (c.on_nan != "stop" && c.on_nan != "skip-batch")
     throw UsageError("--on-nan: expected stop or skip-batch, got \"" + echo(c.on_nan) + "\"");
 }
