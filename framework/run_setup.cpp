@@ -75,8 +75,8 @@ ScheduleOptions make_schedule(const TrainConfig& config, int64_t train_count) {
 bool holds_run(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  const fs::path d(dir);
-  return fs::exists(d / "metrics.jsonl", ec) || fs::exists(d / "checkpoints", ec) || fs::exists(d / "final.h5", ec);
+  const CheckpointDir checkpoints(dir);
+  return fs::exists(fs::path(dir) / "final.h5", ec) || !checkpoints.list().empty() || !checkpoints.latest().empty();
 }
 
 void check_run_dir(const TrainConfig& config, const std::string& resumed_dir) {
@@ -84,7 +84,7 @@ void check_run_dir(const TrainConfig& config, const std::string& resumed_dir) {
   std::error_code ec;
   if (!resumed_dir.empty() && fs::equivalent(config.out, resumed_dir, ec)) return;
   if (config.overwrite || !holds_run(config.out)) return;
-  throw UsageError("--out " + config.out + " holds another run (metrics.jsonl, checkpoints/ or final.h5): " +
+  throw UsageError("--out " + config.out + " holds another run (checkpoints or a final.h5): " +
                    "its checkpoints would mix with this run's; give another --out, --resume " + config.out +
                    " to continue it, or --overwrite to replace it");
 }

@@ -45,7 +45,9 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options, const
 // The schedule of --schedule and its flags, filled in for `train_count` samples (validated).
 ScheduleOptions make_schedule(const TrainConfig& config, int64_t train_count);
 
-// Whether `dir` holds a run: metrics.jsonl, checkpoints/ or final.h5.
+// Whether `dir` holds a run that could be resumed or whose files would mix with a new one's: step checkpoints
+// (or a `latest`) in dir/checkpoints, or a final.h5. A run killed before its first checkpoint left only
+// metrics.jsonl, which a new run starts afresh.
 bool holds_run(const std::string& dir);
 // Throws UsageError when config.out holds a run other than the one being resumed (`resumed_dir`, empty
 // without --resume) and --overwrite is not given: the old run's checkpoints would mix with the new run's and

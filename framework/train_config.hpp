@@ -34,8 +34,8 @@ struct TrainConfig {
 
   // Checkpoints (docs/checkpoint.md): RUN_DIR/checkpoints/step-<step>.h5, the newest `keep` kept.
   std::string resume;              // continue from this run directory or checkpoint file
-  // `out` holding another run (metrics.jsonl, checkpoints/, final.h5) is an error unless `resume` continues
-  // it or `overwrite` is set, which deletes that run's files first.
+  // `out` holding another run (checkpoints or a final.h5) is an error unless `resume` continues it or
+  // `overwrite` is set, which deletes that run's metrics.jsonl, checkpoints/ and final.h5 first.
   bool overwrite = false;
   // A NaN or infinity in the loss or the gradients: "stop" ends the run with an error naming the step and the
   // layer (the checkpoints written so far stay); "skip-batch" makes no update for that step, warns and goes on.
