@@ -67,6 +67,7 @@ inline MeasuredResult run_stride_measured(const std::vector<std::string>& args,
     const int null_in = open("/dev/null", O_RDONLY);
     if (null_in >= 0) dup2(null_in, STDIN_FILENO);
     for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    alarm(120);  // a hang ends as SIGALRM (exit code 128 + 14) instead of hanging the test; kept across exec
     std::vector<char*> argv{const_cast<char*>(STRIDE_BINARY)};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
