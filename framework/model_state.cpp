@@ -35,7 +35,8 @@ void restore_parameters(Network& net, const Checkpoint& ckpt, const std::string&
       throw IoError(path + ": /params/" + echo(e.name) + ": expected shape " + e.shape.str() + ", got " +
                     it->second.shape.str());
   }
-  for (const auto& [name, array] : ckpt.params) {
+  for (const auto& item : ckpt.params) {
+    const std::string& name = item.first;  // a plain reference: clang 14 cannot capture structured bindings
     bool known = std::any_of(net.param_entries().begin(), net.param_entries().end(),
                              [&](const ParamEntry& e) { return e.name == name; });
     if (!known) throw IoError(path + ": /params/" + echo(name) + " is not a parameter of this model");

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -18,16 +17,24 @@
 
 namespace stride::fuzz {
 
-inline std::string scratch_dir() {
-  static const std::string dir = [] {
+// Created on first use, removed with its files when the process exits.
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
     namespace fs = std::filesystem;
     const fs::path base = fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
-    const fs::path d = base / ("stride-fuzz-" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    std::atexit([] { std::error_code ec; fs::remove_all(scratch_dir(), ec); });
-    return d.string();
-  }();
-  return dir;
+    path = (base / ("stride-fuzz-" + std::to_string(::getpid()))).string();
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+inline const std::string& scratch_dir() {
+  static const ScratchDir dir;
+  return dir.path;
 }
 
 // Writes the input to scratch_dir()/name and returns the path.

@@ -238,6 +238,7 @@ Checkpoint read_checkpoint_contents(hid_t f, const std::string& path, bool with_
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path) {
+  h5::preflight(path, [&] { read_checkpoint(path); });
   h5::QuietErrors quiet;
   Handle file = open_for_reading(path, "checkpoint");
   const std::string format = h5::read_string_attr(file.get(), "format", path);
@@ -247,6 +248,7 @@ Checkpoint read_checkpoint(const std::string& path) {
 }
 
 Checkpoint read_weights(const std::string& path) {
+  h5::preflight(path, [&] { read_weights(path); });
   h5::QuietErrors quiet;
   Handle file = open_for_reading(path, "weights");
   const hid_t f = file.get();

@@ -129,6 +129,14 @@ struct Hdf5Source::Handles {
 Hdf5Source::~Hdf5Source() = default;
 
 Hdf5Source::Hdf5Source(const std::string& path, const std::string& split) : h_(std::make_unique<Handles>()) {
+  // The whole open, and a read of the first and the last images, in a child process first (h5::preflight).
+  h5::preflight(path, [&] {
+    const Hdf5Source probe(path, split);
+    const int64_t n = std::min<int64_t>(probe.info().count, 1);
+    std::vector<uint8_t> image(static_cast<size_t>(n * probe.info().image_bytes()));
+    probe.read_images(0, n, image.data());
+    probe.read_images(probe.info().count - n, n, image.data());
+  });
   h5::QuietErrors quiet;
   if (!std::filesystem::is_regular_file(path)) throw IoError(path + ": no such HDF5 file");
   h_->file =
@@ -260,6 +268,9 @@ void Hdf5Source::read_images(int64_t first, int64_t count, uint8_t* out) const {
 }
 
 DatasetSplits open_hdf5_dataset(const std::string& path) {
+  // Both splits in one preflight child, then opened without another.
+  h5::preflight(path, [&] { open_hdf5_dataset(path); });
+  const h5::Vetted vetted(path);
   DatasetSplits s;
   s.train = std::make_unique<Hdf5Source>(path, "train");
   s.test = std::make_unique<Hdf5Source>(path, "test");

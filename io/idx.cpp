@@ -130,8 +130,10 @@ struct IdxReader {
       if (dim == 0)
         throw IoError(what + ": dimension " + std::to_string(d) + " (offset " + std::to_string(4 + 4 * d) + ") is 0");
       dims.push_back(dim);
-      total *= dim;  // at most (2^32 - 1)^3 < 2^96: checked against 2^40 after each factor
-      if (total > (int64_t{1} << 40)) throw IoError(what + ": dimensions are implausibly large");
+      // Checked: 2^40 times a 32-bit dim overflows int64 (found by fuzz_idx, tests/corpus/idx/).
+      const auto next = mul_sizes(total, dim);
+      if (!next || *next > (int64_t{1} << 40)) throw IoError(what + ": dimensions are implausibly large");
+      total = *next;
     }
     const int64_t stored = in.stored_bytes();
     if (!in.gzip()) {

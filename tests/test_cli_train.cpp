@@ -137,8 +137,11 @@ TEST_CASE("the same seed gives bit-identical losses and weights at 1 and 2 threa
       CHECK(metrics[k][i]["train_acc"].get<double>() == metrics[0][i]["train_acc"].get<double>());
     }
     REQUIRE(finals[k].params.size() == finals[0].params.size());
-    for (const auto& [name, a] : finals[0].params) CHECK_MESSAGE(finals[k].params.at(name).values == a.values, name);
-    for (const auto& [name, a] : finals[0].optimizer) CHECK_MESSAGE(finals[k].optimizer.at(name).values == a.values, name);
+    // Plain loops over pairs: clang 14 cannot capture structured bindings in the CHECK macros' lambdas.
+    for (const auto& item : finals[0].params)
+      CHECK_MESSAGE(finals[k].params.at(item.first).values == item.second.values, item.first);
+    for (const auto& item : finals[0].optimizer)
+      CHECK_MESSAGE(finals[k].optimizer.at(item.first).values == item.second.values, item.first);
   }
   // A different seed gives a different run.
   auto other = run_stride(args + " --seed 8 --out " + (base / "d").string());

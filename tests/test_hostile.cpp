@@ -492,8 +492,8 @@ TEST_CASE("wrong success: a run that diverges stops at the step and layer, and t
   const stride::CheckpointDir dir((tmp.path / "diverge").string());
   REQUIRE(dir.latest() == tmp / "diverge/checkpoints/step-000000002.h5");
   for (const auto& path : dir.list())
-    for (const auto& [name, a] : stride::read_checkpoint(path).params)
-      for (float v : a.values) REQUIRE_MESSAGE(std::isfinite(v), path << " " << name);
+    for (const auto& item : stride::read_checkpoint(path).params)
+      for (float v : item.second.values) REQUIRE_MESSAGE(std::isfinite(v), path << " " << item.first);
   // --on-nan skip-batch: every non-finite step is skipped with a warning and makes no update, so the run ends
   // with the finite weights of step 2.
   auto skip = args;
@@ -506,7 +506,8 @@ TEST_CASE("wrong success: a run that diverges stops at the step and layer, and t
   const stride::Checkpoint last = stride::read_checkpoint(tmp / "skip/final.h5");
   const stride::Checkpoint second = stride::read_checkpoint(tmp / "diverge/checkpoints/step-000000002.h5");
   CHECK(last.step == 16);
-  for (const auto& [name, a] : second.params) CHECK_MESSAGE(last.params.at(name).values == a.values, name);
+  for (const auto& item : second.params)
+    CHECK_MESSAGE(last.params.at(item.first).values == item.second.values, item.first);
 }
 
 TEST_CASE("messages: a 10 MB layer name, binary config bytes, --lr 1e308 and 1e400 in a spec") {

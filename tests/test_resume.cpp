@@ -83,7 +83,8 @@ void check_same_state(const std::string& a_path, const std::string& b_path, bool
   CHECK(a.run_config == b.run_config);
   REQUIRE(a.params.size() == b.params.size());
   if (tiny_model) CHECK(a.params.count("bn1/running_mean") == 1);
-  for (const auto& [name, arr] : a.params) {
+  for (const auto& [key, arr] : a.params) {
+    const std::string& name = key;  // CAPTURE's lambda cannot capture a structured binding in clang 14
     CAPTURE(name);
     REQUIRE(b.params.count(name) == 1);
     REQUIRE(arr.values.size() == b.params.at(name).values.size());
@@ -91,7 +92,8 @@ void check_same_state(const std::string& a_path, const std::string& b_path, bool
   }
   REQUIRE(a.optimizer.size() == b.optimizer.size());
   CHECK(!a.optimizer.empty());
-  for (const auto& [name, arr] : a.optimizer) {
+  for (const auto& [key, arr] : a.optimizer) {
+    const std::string& name = key;
     CAPTURE(name);
     REQUIRE(b.optimizer.count(name) == 1);
     REQUIRE(arr.values.size() == b.optimizer.at(name).values.size());
