@@ -15,6 +15,7 @@
 #include "framework/core/parallel.hpp"
 #include "framework/core/rng.hpp"
 #include "framework/gradient_reducer.hpp"
+#include "framework/memory_plan.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
 #include "framework/run_setup.hpp"
@@ -200,11 +201,10 @@ int bench(int argc, char** argv) {
                      "Training throughput on random data (images/s), and the FMA peak it is measured against."))
     return 0;
   if (batch < 1 || steps < 1 || warmup < 0 || micro_batch < 0)
-    throw ConfigError("bench: --batch and --steps must be >= 1, --warmup and --micro-batch >= 0");
+    throw UsageError("bench: --batch and --steps must be >= 1, --warmup and --micro-batch >= 0");
   if (!isa.empty()) set_isa(parse_isa(isa, "--isa"));
   const Isa path = active_isa();
-  std::unique_ptr<ThreadLimit> limit;
-  if (threads > 0) limit = std::make_unique<ThreadLimit>(threads);
+  std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
   const bool as_json = vm["json"].as<bool>(), layers = vm["per-layer"].as<bool>();
 
   ModelSource src = resolve_model(model);
@@ -215,6 +215,7 @@ int bench(int argc, char** argv) {
     cluster::bench_allreduce(cluster::Session::current(), net.learnable_count(), static_cast<int>(steps), model);
     return 0;
   }
+  check_plan(plan_training(net, batch, 1, 0), "bench: " + src.where + " with --batch " + std::to_string(batch));
   net.init(1);
   const Shape batch_shape = [&] {
     Shape s;

@@ -1,9 +1,13 @@
 #pragma once
 // Small helpers shared by the subcommands.
 #include <boost/program_options.hpp>
+#include <exception>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "framework/core/parallel.hpp"
 
 namespace stride::app {
 
@@ -16,6 +20,26 @@ namespace po = boost::program_options;
 bool parse_options(int argc, char** argv, const po::options_description& options, po::variables_map& vm,
                    const std::string& usage, const po::positional_options_description* positional = nullptr,
                    bool allow_config = false);
+
+// The exit code for an error that reached main: 2 for a UsageError (the command line is wrong), 1 for any other.
+int exit_code(const std::exception& e);
+// An error message as one line on stderr: control and non-ASCII bytes escaped, at most 2000 characters.
+std::string one_line(const std::string& message);
+
+// --threads N: nullptr for 0 (all cores); above the hardware's thread count it is capped there with a
+// warning on stderr (more threads only add scratch buffers); negative is a UsageError.
+std::unique_ptr<ThreadLimit> limit_threads(int64_t requested);
+
+// --max-memory SIZE ("8G", "512M", bytes): sets memory_limit() for the run; empty keeps the default, half of
+// physical memory.
+void apply_max_memory(const std::string& text);
+inline constexpr const char* kMaxMemoryHelp =
+    "memory the run may plan to use (e.g. 8G, 512M; default: half of physical memory); larger plans are refused";
+
+// Fuzzing the command line (fuzz/fuzz_cli.cpp): when set, parse_options throws ParsedOnly once the options
+// are parsed and stored, so no command runs.
+struct ParsedOnly {};
+void set_parse_only(bool on);
 
 // "fashion-mnist" or a comma-separated list of names.
 std::vector<std::string> parse_class_names(const std::string& text);

@@ -25,7 +25,7 @@ int convert(int argc, char** argv) {
                      &positional))
     return 0;
   if (from != "cifar10" && from != "idx")
-    throw ConfigError("--from: expected cifar10 or idx, got \"" + from + "\"");
+    throw UsageError("--from: expected cifar10 or idx, got \"" + one_line(from) + "\"");
   namespace fs = std::filesystem;
   const bool looks_right = from == "cifar10" ? fs::exists(fs::path(src) / "data_batch_1.bin")
                                              : fs::exists(fs::path(src) / "train-images-idx3-ubyte") ||

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -13,9 +15,8 @@
 namespace stride::app {
 
 int eval(int argc, char** argv) {
-  std::string weights, data, model, classes;
-  int64_t batch = 500, limit = 0;
-  int threads = 0;
+  std::string weights, data, model, classes, max_memory;
+  int64_t batch = 500, limit = 0, threads = 0;
   po::options_description opts("stride eval options");
   opts.add_options()
       ("weights,w", po::value(&weights)->required(), "checkpoint, final.h5 or weights-only file (docs/checkpoint.md)")
@@ -25,20 +26,26 @@ int eval(int argc, char** argv) {
       ("limit", po::value(&limit)->default_value(0), "evaluate only the first N test images")
       ("classes", po::value(&classes), "class names (fashion-mnist or a comma-separated list)")
       ("threads", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
+      ("max-memory", po::value(&max_memory), kMaxMemoryHelp)
       ("json", po::bool_switch(), "print one JSON object: accuracy, per_class, confusion, classes");
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride eval --weights FILE.h5 --data DIR|FILE.h5 [--json]\n"
                      "Accuracy, per-class accuracy and the confusion matrix on the test split."))
     return 0;
-  if (batch < 1) throw ConfigError("--batch: expected a value >= 1, got " + std::to_string(batch));
-  std::unique_ptr<ThreadLimit> thread_limit;
-  if (threads > 0) thread_limit = std::make_unique<ThreadLimit>(threads);
+  if (batch < 1) throw UsageError("--batch: expected a value >= 1, got " + std::to_string(batch));
+  if (limit < 0) throw UsageError("--limit: expected >= 0, got " + std::to_string(limit));
+  std::unique_ptr<ThreadLimit> thread_limit = limit_threads(threads);
+  apply_max_memory(max_memory);
 
   DatasetSplits splits = open_dataset(data);
   const DatasetInfo& info = splits.test->info();
+  // An accuracy over no images is not an accuracy: 0/0 must not print and exit 0.
+  if (info.count == 0) throw IoError(data + ": the test split is empty; there is nothing to evaluate");
+  const int64_t count = limit > 0 ? std::min(limit, info.count) : info.count;
   LoadedModel m = load_model(weights, model.empty() ? std::nullopt : std::optional<std::string>(model),
-                             Shape{info.channels, info.height, info.width});
+                             Shape{info.channels, info.height, info.width}, std::min(batch, count),
+                             splits.train->resident_bytes() + splits.test->resident_bytes());
   const Shape expected = m.network.input_shape();
   if (expected != Shape{info.channels, info.height, info.width})
     throw ShapeError(data + ": images are " + info.shape_str() + ", the model takes " + expected.str());
@@ -48,11 +55,12 @@ int eval(int argc, char** argv) {
                                                                                                  : info.class_names;
   if (names.size() != static_cast<size_t>(k)) names = numbered_class_names(k);
 
-  if (limit < 0) throw ConfigError("--limit: expected >= 0, got " + std::to_string(limit));
   std::unique_ptr<SampleSource> limited;
   if (limit > 0) limited = std::make_unique<PrefixSource>(*splits.test, limit);
   BatchAssembler assembler(limited ? *limited : *splits.test, m.normalization, Augment::none, 0);
   EvalResult r = evaluate(m.network, assembler, batch, k);
+  if (!std::isfinite(r.loss))
+    std::cerr << "warning: the test loss is " << r.loss << ": the weights or the normalization give NaN or infinity\n";
 
   std::vector<double> per_class(static_cast<size_t>(k), 0.0);
   for (int64_t t = 0; t < k; ++t) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "apps/cli.hpp"
 #include "apps/commands.hpp"
 #include "cluster/session.hpp"
 #include "framework/core/errors.hpp"
@@ -55,15 +56,18 @@ int main(int argc, char** argv) {
   }
   auto it = commands().find(name);
   if (it == commands().end()) {
-    std::cerr << "error: unknown command '" << name << "'\n";
+    std::cerr << "error: unknown command '" << stride::app::one_line(name) << "'\n";
     usage(std::cerr);
     return 2;
   }
+  // Every error ends here, once: one line on stderr, exit 2 for a usage error, 1 for anything else.
   try {
     return it->second.run(argc - 1, argv + 1);
-  } catch (const stride::ConfigError& e) {
-    return session->fail(e.what(), 2);
+  } catch (const std::bad_alloc&) {
+    return session->fail("out of memory (an allocation failed that the memory plan did not foresee)", 1);
   } catch (const std::exception& e) {
-    return session->fail(e.what(), 1);
+    return session->fail(stride::app::one_line(e.what()), stride::app::exit_code(e));
+  } catch (...) {
+    return session->fail("unknown exception", 1);
   }
 }

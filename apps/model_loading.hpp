@@ -20,7 +20,10 @@ struct LoadedModel {
 // stored spec, and loads every parameter (a missing or wrongly shaped one is an IoError naming it). A file
 // without a spec needs `model_override`; a spec without "input" takes `input` (per sample, from the data).
 // Without /normalization the input is pixel/255, as PyTorch's ToTensor() gives, and a note says so.
+// Before the network's buffers are allocated, the memory of forward passes of `batch` samples (plus
+// `data_bytes` already held) is checked against --max-memory; weights holding NaN or infinity are reported
+// with a warning.
 LoadedModel load_model(const std::string& weights, const std::optional<std::string>& model_override,
-                       const std::optional<Shape>& input = std::nullopt);
+                       const std::optional<Shape>& input = std::nullopt, int64_t batch = 1, int64_t data_bytes = 0);
 
 }  // namespace stride::app

@@ -13,7 +13,7 @@
 namespace stride::app {
 
 int predict(int argc, char** argv) {
-  std::string weights, model;
+  std::string weights, model, max_memory;
   std::vector<std::string> images;
   int64_t top = 5;
   po::options_description opts("stride predict options");
@@ -22,7 +22,8 @@ int predict(int argc, char** argv) {
       ("image", po::value(&images)->multitoken(), "PNG, PPM or PGM files (also positional)")
       ("model,m", po::value(&model), "model spec to use instead of the one stored with the weights (needed when the file stores none)")
       ("top", po::value(&top)->default_value(top), "how many classes to print per image")
-      ("no-resize", po::bool_switch(), "require images of the model's input size instead of resizing them");
+      ("no-resize", po::bool_switch(), "require images of the model's input size instead of resizing them")
+      ("max-memory", po::value(&max_memory), kMaxMemoryHelp);
   po::positional_options_description positional;
   positional.add("image", -1);
   po::variables_map vm;
@@ -32,8 +33,9 @@ int predict(int argc, char** argv) {
                      "and resized bilinearly to its input size unless --no-resize).",
                      &positional))
     return 0;
-  if (images.empty()) throw ConfigError("predict: no images given");
-  if (top < 1) throw ConfigError("--top: expected a value >= 1, got " + std::to_string(top));
+  if (images.empty()) throw UsageError("predict: no images given");
+  if (top < 1) throw UsageError("--top: expected a value >= 1, got " + std::to_string(top));
+  apply_max_memory(max_memory);
   LoadedModel m = load_model(weights, model.empty() ? std::nullopt : std::optional<std::string>(model));
   const Shape in = m.network.input_shape();
   if (in.rank != 3) throw ShapeError(weights + ": the model takes " + in.str() + ", not an image");

@@ -8,6 +8,7 @@
 #include "apps/commands.hpp"
 #include "cluster/session.hpp"
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
 #include "framework/core/parallel.hpp"
 #include "framework/trainer.hpp"
 
@@ -69,9 +70,9 @@ std::string resume_command(int argc, char** argv, const std::string& run_dir) {
 
 int train(int argc, char** argv) {
   TrainConfig c;
-  int threads = 0;
+  int64_t threads = 0;
   double comm_timeout = 300;
-  std::string config_file, milestones, classes, comm_progress = "thread";
+  std::string config_file, milestones, classes, max_memory, comm_progress = "thread";
   po::options_description opts("stride train options");
   opts.add_options()
       ("model,m", po::value(&c.model)->default_value(c.model), "zoo name (lenet5, cifar10_quick, resnet8, resnet20, mlp) or spec file")
@@ -113,6 +114,9 @@ int train(int argc, char** argv) {
       ("no-progress", po::bool_switch(), "plain progress lines even on a terminal")
       ("config", po::value(&config_file), "run config file (key = value lines with these option names)")
       ("resume", po::value(&c.resume), "continue the run in RUN_DIR (its newest good checkpoint) or from FILE.h5; give the same flags")
+      ("overwrite", po::bool_switch(&c.overwrite), "replace the run already in --out (its metrics.jsonl, checkpoints/ and final.h5)")
+      ("on-nan", po::value(&c.on_nan)->default_value(c.on_nan), "a NaN/Inf loss or gradient: stop (with the step and layer) | skip-batch (no update for that step)")
+      ("max-memory", po::value(&max_memory), kMaxMemoryHelp)
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0), "steps between checkpoints in RUN_DIR/checkpoints (0 = off)")
       ("checkpoint-epochs", po::value(&c.checkpoint_epochs)->default_value(1), "epochs between checkpoints (0 = off)")
       ("keep", po::value(&c.keep)->default_value(3), "checkpoints to keep in RUN_DIR/checkpoints")
@@ -146,17 +150,16 @@ int train(int argc, char** argv) {
       try {
         c.schedule.milestones.push_back(std::stoll(part));
       } catch (const std::exception&) {
-        throw ConfigError("--milestones: expected comma-separated epochs, got \"" + milestones + "\"");
+        throw UsageError("--milestones: expected comma-separated epochs, got \"" + echo(milestones) + "\"");
       }
     }
   }
   if (!classes.empty()) c.class_names = parse_class_names(classes);
-  if (threads < 0) throw ConfigError("--threads: expected >= 0, got " + std::to_string(threads));
-  if (!(comm_timeout > 0)) throw ConfigError("--comm-timeout: expected a positive number of seconds");
+  if (!(comm_timeout > 0)) throw UsageError("--comm-timeout: expected a positive number of seconds");
   cluster::Session& session = cluster::Session::current();
   if (threads == 0 && session.active()) threads = session.default_threads();
-  std::unique_ptr<ThreadLimit> limit;
-  if (threads > 0) limit = std::make_unique<ThreadLimit>(threads);
+  std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
+  apply_max_memory(max_memory);
   c.hosts = session.hosts();
   session.set_timeout(comm_timeout);
   std::unique_ptr<GradientReducer> reducer;
@@ -165,7 +168,7 @@ int train(int argc, char** argv) {
 
   // With --resume and no --out, the run continues in the checkpoint's run directory.
   if (!c.resume.empty() && vm["out"].defaulted()) c.out.clear();
-  if (c.stop_after_step < 0) throw ConfigError("--stop-after-step: expected >= 0");
+  if (c.stop_after_step < 0) throw UsageError("--stop-after-step: expected >= 0");
 
   stop_signal = 0;
   StopSignals signals;

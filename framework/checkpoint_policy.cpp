@@ -6,6 +6,7 @@
 
 #include "framework/core/errors.hpp"
 #include "framework/model_state.hpp"
+#include "framework/numeric_check.hpp"
 
 namespace stride {
 
@@ -24,6 +25,12 @@ CheckpointPolicy::CheckpointPolicy(const TrainConfig& config, RunIdentity identi
       keep_(config.keep) {}
 
 Checkpoint CheckpointPolicy::make(const RunPosition& next) const {
+  // A checkpoint is only ever of finite weights, so the newest one is always a good one to go back to.
+  const std::string bad = first_non_finite_param(net_);
+  if (!bad.empty())
+    throw NumericError("step " + std::to_string(next.step) + ": " + bad +
+                       " holds NaN or infinity; no checkpoint is written" +
+                       (last_path_.empty() ? std::string() : "; the last good checkpoint is " + last_path_));
   Checkpoint ck;
   ck.stride_version = STRIDE_VERSION;
   ck.epoch = next.epoch;

@@ -74,7 +74,7 @@ Normalization compute_normalization(const SampleSource& source, GradientReducer&
 Augment parse_augment(const std::string& name) {
   if (name == "none") return Augment::none;
   if (name == "crop-flip") return Augment::crop_flip;
-  throw ConfigError("--augment: expected none or crop-flip, got \"" + name + "\"");
+  throw UsageError("--augment: expected none or crop-flip, got \"" + name.substr(0, 200) + "\"");
 }
 
 std::string augment_name(Augment a) { return a == Augment::none ? "none" : "crop-flip"; }

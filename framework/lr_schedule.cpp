@@ -23,7 +23,7 @@ std::string list(const std::vector<int64_t>& v) {
 }
 
 void require(bool ok, const std::string& message) {
-  if (!ok) throw ConfigError("schedule: " + message);
+  if (!ok) throw UsageError("schedule: " + message);
 }
 
 // base * gamma, applied `times` times one after the other: torch's chainable StepLR/MultiStepLR multiply the

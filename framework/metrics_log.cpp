@@ -1,12 +1,19 @@
 #include "framework/metrics_log.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
 #include "io/checkpoint_dir.hpp"
 
 namespace stride {
@@ -29,6 +36,11 @@ void truncate_metrics(const std::string& path, int64_t step) {
   if (!in) return;
   std::string kept, line;
   while (std::getline(in, line)) {
+    try {
+      check_json_depth(line, path);
+    } catch (const ConfigError&) {
+      break;  // not a line stride wrote: it and everything after it go
+    }
     json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) break;
     if (j["step"].get<int64_t>() > step) break;
@@ -51,8 +63,25 @@ MetricsLog::MetricsLog(const std::string& run_dir, std::optional<int64_t> resume
       clock_(clock) {
   if (!writes_) return;
   if (resumed_at) truncate_metrics(path_, *resumed_at);
-  file_.open(path_, resumed_at ? std::ios::app : std::ios::trunc);
-  if (!file_) throw IoError(path_ + ": cannot open for writing");
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (resumed_at ? O_APPEND : O_TRUNC), 0644);
+  if (fd_ < 0) throw IoError(path_ + ": cannot open for writing: " + std::strerror(errno));
+}
+
+MetricsLog::~MetricsLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MetricsLog::write_line(const std::string& text) {
+  // One write() per line: a line reaches the operating system whole as soon as it is logged, so a killed run
+  // loses at most the line being written (which a resumed run drops).
+  const std::string line = text + "\n";
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw IoError(path_ + ": cannot write: " + std::strerror(n < 0 ? errno : ENOSPC));
+    done += static_cast<size_t>(n);
+  }
 }
 
 void MetricsLog::set_run_shape(int64_t processes, int64_t micro_batch, std::vector<std::string> hosts) {
@@ -91,7 +120,7 @@ void MetricsLog::add_step(const StepStats& stats, const StepPlace& place, double
     const json line = {{"kind", "step"},      {"epoch", place.epoch + 1},  {"step", place.global_step},
                        {"loss", window_loss}, {"train_acc", window_acc}, {"lr", lr},
                        {"img_per_s", img_s},  {"seconds", clock_.seconds()}};
-    file_ << line.dump() << "\n";
+    write_line(line.dump());
     char text[256];
     std::snprintf(text, sizeof text, "epoch %lld/%lld step %lld/%lld loss %.4f acc %.3f lr %.5f %.0f img/s ETA %s",
                   ll(place.epoch + 1), ll(place.epochs), ll(s + 1), ll(steps), window_loss, window_acc, lr, img_s,
@@ -122,7 +151,7 @@ void MetricsLog::end_epoch(const StepPlace& place, int64_t samples, int64_t sess
                        {"test_loss", test.loss},  {"lr", lr},                {"img_per_s", img_s},
                        {"seconds", clock_.seconds()}, {"processes", processes_}, {"micro_batch", micro_batch_},
                        {"hosts", hosts_}};
-    file_ << line.dump() << "\n" << std::flush;
+    write_line(line.dump());
     clear_bar();
     char text[256];
     std::snprintf(text, sizeof text, "epoch %lld/%lld: loss %.4f train acc %.4f test acc %.4f (%.1f s, %.0f img/s)\n",
@@ -139,7 +168,8 @@ void MetricsLog::clear_bar() {
 }
 
 void MetricsLog::flush() {
-  if (writes_) file_.flush();
+  // Every line is already written; fsync makes them durable before the checkpoint that has seen them.
+  if (writes_ && fd_ >= 0 && ::fsync(fd_) != 0) throw IoError(path_ + ": fsync failed: " + std::strerror(errno));
 }
 
 }  // namespace stride

@@ -4,7 +4,6 @@
 // terminal, as a live progress bar when stdout is one, else as plain lines.
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -43,6 +42,9 @@ class MetricsLog {
   // is false (a process that writes no output) nothing is opened or printed; the sums are still kept.
   MetricsLog(const std::string& run_dir, std::optional<int64_t> resumed_at, bool bar, bool writes, std::ostream& log,
              const RunClock& clock);
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
 
   // The sums of the epoch in progress, which a checkpoint stores and a resumed run restores.
   TrainingProgress& progress() { return progress_; }
@@ -61,12 +63,15 @@ class MetricsLog {
   void end_epoch(const StepPlace& place, int64_t samples, int64_t session_samples, const EvalResult& test, double lr);
   // Erases a live progress bar so that another message starts on a clean line.
   void clear_bar();
-  // Hands every line written so far to the operating system (before a checkpoint that has seen them).
+  // Every line is written to the operating system as it is logged; this fsyncs them, before a checkpoint that
+  // has seen them is written.
   void flush();
 
  private:
+  void write_line(const std::string& text);
+
   std::string path_;
-  std::ofstream file_;
+  int fd_ = -1;
   bool bar_, writes_;
   std::ostream& log_;
   const RunClock& clock_;

@@ -1,12 +1,14 @@
 #include "framework/model_spec.hpp"
 
-#include <fstream>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "framework/core/errors.hpp"
 #include "framework/core/layer_config.hpp"
+#include "framework/core/limits.hpp"
+#include "io/file_limits.hpp"
 #include "layers/registry.hpp"
 
 namespace stride {
@@ -115,16 +117,33 @@ const std::map<std::string, json (*)()>& zoo() {
   return table;
 }
 
+// Input sizes, like every size in a spec, are at most 2^31 - 1 (framework/core/layer_config.cpp).
+constexpr int64_t kMaxInputSize = (int64_t{1} << 31) - 1;
+
 Shape shape_from_json(const json& j, const std::string& where) {
   if (!j.is_array() || j.empty() || j.size() > 3)
-    throw ConfigError(where + ": field 'input': expected [C, H, W] or [F], got " + j.dump());
+    throw ConfigError(where + ": field 'input': expected [C, H, W] or [F], got " + echo(j.dump()));
   Shape s;
   for (const auto& v : j) {
-    if (!v.is_number_integer() || v.get<int64_t>() < 1)
-      throw ConfigError(where + ": field 'input': expected positive integers, got " + j.dump());
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMaxInputSize ||
+        (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(kMaxInputSize)))
+      throw ConfigError(where + ": field 'input': expected integers in 1.." + std::to_string(kMaxInputSize) +
+                        ", got " + echo(j.dump()));
     s[s.rank++] = v.get<int64_t>();
   }
+  s.numel();  // throws ShapeError when C*H*W does not fit in int64
   return s;
+}
+
+// Parses spec text: depth-limited first, and any parser exception (syntax, a number out of range such as
+// 1e400) becomes a ConfigError naming `where`.
+json parse_spec(const std::string& text, const std::string& where) {
+  check_json_depth(text, where);
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw ConfigError(where + ": invalid JSON: " + echo(e.what()));
+  }
 }
 
 }  // namespace
@@ -143,20 +162,19 @@ std::optional<std::string> zoo_spec(const std::string& name) {
 
 ModelSource resolve_model(const std::string& name_or_path) {
   if (auto text = zoo_spec(name_or_path)) return {*text, "model '" + name_or_path + "'"};
-  std::ifstream in(name_or_path, std::ios::binary);
-  if (!in) {
+  std::error_code ec;
+  if (!std::filesystem::exists(name_or_path, ec)) {
     std::string names;
     for (const auto& n : zoo_names()) names += (names.empty() ? "" : ", ") + n;
-    throw ConfigError("model '" + name_or_path + "': not a built-in model (" + names +
-                      ") and no spec file of that name can be read");
+    throw ConfigError("model '" + echo(name_or_path) + "': not a built-in model (" + names +
+                      ") and no spec file of that name exists");
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return {ss.str(), name_or_path};
+  // A spec is a few kilobytes of text: a device, a directory or a huge file is refused before any read.
+  return {read_text_file(name_or_path, "model spec"), name_or_path};
 }
 
 std::string spec_with_input(const std::string& spec_text, const Shape& input) {
-  json spec = json::parse(spec_text);
+  json spec = parse_spec(spec_text, "spec");
   json dims = json::array();
   for (int i = 0; i < input.rank; ++i) dims.push_back(input[i]);
   spec["input"] = dims;
@@ -175,25 +193,21 @@ Shape parse_input_shape(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != part.size() || v < 1 || s.rank == 3)
-      throw ConfigError("--input: expected C,H,W or F with positive integers, got \"" + text + "\"");
+    if (used != part.size() || v < 1 || v > kMaxInputSize || s.rank == 3)
+      throw UsageError("--input: expected C,H,W or F with integers in 1.." + std::to_string(kMaxInputSize) +
+                       ", got \"" + echo(text) + "\"");
     s[s.rank++] = v;
   }
-  if (s.rank == 0) throw ConfigError("--input: expected C,H,W or F, got \"" + text + "\"");
+  if (s.rank == 0) throw UsageError("--input: expected C,H,W or F, got \"" + echo(text) + "\"");
   return s;
 }
 
 Network build_network(const std::string& spec_text, std::optional<Shape> input, const std::string& where) {
-  json spec;
-  try {
-    spec = json::parse(spec_text);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(where + ": invalid JSON: " + e.what());
-  }
+  const json spec = parse_spec(spec_text, where);
   if (!spec.is_object()) throw ConfigError(where + ": expected a JSON object with \"layers\"");
   for (const auto& item : spec.items())
     if (item.key() != "name" && item.key() != "input" && item.key() != "layers" && item.key() != "description")
-      throw ConfigError(where + ": unknown top-level field '" + item.key() +
+      throw ConfigError(where + ": unknown top-level field '" + echo(item.key()) +
                         "' (expected name, description, input, layers)");
   std::optional<Shape> declared;
   if (spec.contains("input")) declared = shape_from_json(spec["input"], where);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
 
 namespace stride {
 
@@ -25,18 +26,25 @@ void store_optimizer(const Optimizer& opt, const Network& net, Checkpoint& ckpt)
 }
 
 void restore_parameters(Network& net, const Checkpoint& ckpt, const std::string& path) {
-  net.allocate();
+  // Every name and shape is compared before the network's buffers are allocated, so a spec that claims far
+  // more parameters than the file holds fails here instead of allocating them first.
   for (const auto& e : net.param_entries()) {
     auto it = ckpt.params.find(e.name);
-    if (it == ckpt.params.end()) throw IoError(path + ": has no /params/" + e.name + ", which the model needs");
+    if (it == ckpt.params.end()) throw IoError(path + ": has no /params/" + echo(e.name) + ", which the model needs");
     if (it->second.shape != e.shape)
-      throw IoError(path + ": /params/" + e.name + ": expected shape " + e.shape.str() + ", got " + it->second.shape.str());
-    std::copy(it->second.values.begin(), it->second.values.end(), net.values_of(e.name).begin());
+      throw IoError(path + ": /params/" + echo(e.name) + ": expected shape " + e.shape.str() + ", got " +
+                    it->second.shape.str());
   }
-  for (const auto& [name, array] : ckpt.params) {
+  for (const auto& item : ckpt.params) {
+    const std::string& name = item.first;  // a plain reference: clang 14 cannot capture structured bindings
     bool known = std::any_of(net.param_entries().begin(), net.param_entries().end(),
                              [&](const ParamEntry& e) { return e.name == name; });
-    if (!known) throw IoError(path + ": /params/" + name + " is not a parameter of this model");
+    if (!known) throw IoError(path + ": /params/" + echo(name) + " is not a parameter of this model");
+  }
+  net.allocate();
+  for (const auto& e : net.param_entries()) {
+    const auto& values = ckpt.params.at(e.name).values;
+    std::copy(values.begin(), values.end(), net.values_of(e.name).begin());
   }
 }
 

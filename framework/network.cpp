@@ -4,6 +4,7 @@
 
 #include "framework/core/errors.hpp"
 #include "framework/core/init.hpp"
+#include "framework/core/limits.hpp"
 #include "framework/core/parallel.hpp"
 
 namespace stride {
@@ -50,16 +51,16 @@ void Network::add(std::unique_ptr<Layer> layer, std::vector<std::string> inputs)
   if (allocated_) throw Error("network: cannot add layer '" + layer->name() + "' after allocate()");
   const std::string& name = layer->name();
   if (name == "input" || find_node(name) != -2)
-    throw ConfigError("network: duplicate layer name '" + name + "'");
+    throw ConfigError("network: duplicate layer name '" + echo(name) + "'");
   if (inputs.empty()) inputs.push_back(nodes_.empty() ? "input" : nodes_.back()->layer->name());
   if (static_cast<int>(inputs.size()) != layer->input_count())
-    throw ConfigError("network: layer '" + name + "' (" + std::string(layer->type()) + ") takes " +
+    throw ConfigError("network: layer '" + echo(name) + "' (" + std::string(layer->type()) + ") takes " +
                       std::to_string(layer->input_count()) + " input(s), got " + std::to_string(inputs.size()));
   auto node = std::make_unique<Node>();
   for (const auto& in : inputs) {
     int idx = find_node(in);
     if (idx == -2)
-      throw ConfigError("network: layer '" + name + "' takes input '" + in +
+      throw ConfigError("network: layer '" + echo(name) + "' takes input '" + echo(in) +
                         "', which is not an earlier layer (or \"input\")");
     node->inputs.push_back(idx);
   }
@@ -76,14 +77,13 @@ void Network::add(std::unique_ptr<Layer> layer, std::vector<std::string> inputs)
     e.role = spec.role;
     e.size = spec.shape.numel();
     e.weight_decay = spec.weight_decay;
-    if (spec.role == ParamRole::learnable) {
-      e.offset = learnable_count_;
-      learnable_count_ += e.size;
-      row.params += e.size;
-    } else {
-      e.offset = state_count_;
-      state_count_ += e.size;
-    }
+    int64_t& count = spec.role == ParamRole::learnable ? learnable_count_ : state_count_;
+    const auto total = add_sizes(count, e.size);
+    if (!total)
+      throw ShapeError("network: layer '" + echo(name) + "': the model's parameter count overflows int64");
+    e.offset = count;
+    count = *total;
+    if (spec.role == ParamRole::learnable) row.params += e.size;
     e.spec = std::move(spec);
     node->param_entries.push_back(entries_.size());
     entries_.push_back(std::move(e));

@@ -61,8 +61,9 @@ class Network {
   size_t layer_count() const { return nodes_.size(); }
   Layer& layer(size_t i);
   Layer* find_layer(const std::string& name);
-  // For tools that run layers one by one (stride bench --per-layer): the nodes feeding layer i, in input
-  // order (-1 = the network input), and layer i's output of the last forward.
+  // The nodes feeding layer i, in input order (-1 = the network input), and layer i's output of the last
+  // forward (empty before one): for tools that run layers one by one (stride bench --per-layer) and for
+  // finding where a NaN first appeared.
   const std::vector<int>& layer_inputs(size_t i) const;
   const Tensor& layer_output(size_t i) const;
 

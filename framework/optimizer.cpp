@@ -47,7 +47,7 @@ std::string num(double v) {
 }
 
 void require(bool ok, const std::string& message) {
-  if (!ok) throw ConfigError("optimizer: " + message);
+  if (!ok) throw UsageError("optimizer: " + message);
 }
 
 // ---- SGD ---------------------------------------------------------------------------------------------------

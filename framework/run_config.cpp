@@ -3,6 +3,9 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
+
 namespace stride {
 namespace {
 
@@ -113,8 +116,13 @@ std::string run_config_json(const TrainConfig& config, const ScheduleOptions& sc
 }
 
 std::vector<std::string> run_config_differences(const std::string& stored_text, const std::string& current_text) {
+  try {
+    check_json_depth(stored_text, "run_config");
+  } catch (const ConfigError& e) {
+    throw IoError(std::string("the checkpoint's run_config is not usable: ") + e.what());
+  }
   const json stored = json::parse(stored_text, nullptr, false), current = json::parse(current_text, nullptr, false);
-  if (stored.is_discarded() || !stored.is_object()) return {"the checkpoint's run_config is not valid JSON"};
+  if (stored.is_discarded() || !stored.is_object()) throw IoError("the checkpoint's run_config is not valid JSON");
   std::vector<std::string> out;
   for (const RunSetting& s : settings()) {
     if (!must_match(s.compared, current)) continue;
@@ -126,9 +134,9 @@ std::vector<std::string> run_config_differences(const std::string& stored_text, 
     if (was == now) continue;
     if (s.compared == Compared::with_cosine)  // say it in the unit of the flag
       out.push_back(std::string(s.flag) + ": this run has " + at(current, "/epochs").dump() + ", the checkpoint " +
-                    at(stored, "/epochs").dump());
+                    echo(at(stored, "/epochs").dump()));
     else
-      out.push_back(std::string(s.flag) + ": this run has " + now.dump() + ", the checkpoint " + was.dump());
+      out.push_back(std::string(s.flag) + ": this run has " + echo(now.dump()) + ", the checkpoint " + echo(was.dump()));
   }
   return out;
 }

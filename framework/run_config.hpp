@@ -18,7 +18,8 @@ std::string run_config_json(const TrainConfig& config, const ScheduleOptions& sc
 
 // Every setting of `current` that differs from `stored` and would change the resumed run ("--lr: this run
 // has 0.1, the checkpoint 0.01"); empty when the run can continue. The data path, --epochs (unless the
-// cosine schedule depends on it), --log-every, --eval-batch and --limit-test may differ.
+// cosine schedule depends on it), --log-every, --eval-batch and --limit-test may differ. Throws IoError when
+// `stored` is not a usable run config (a damaged or hostile checkpoint).
 std::vector<std::string> run_config_differences(const std::string& stored, const std::string& current);
 
 }  // namespace stride

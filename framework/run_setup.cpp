@@ -3,7 +3,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
+#include "framework/memory_plan.hpp"
 #include "framework/model_state.hpp"
 #include "framework/run_config.hpp"
 #include "io/detect.hpp"
@@ -20,17 +24,27 @@ RunData open_run_data(const TrainConfig& config) {
   if (config.limit_train) d.train = (d.train_prefix = std::make_unique<PrefixSource>(*d.train, config.limit_train)).get();
   if (config.limit_test) d.test = (d.test_prefix = std::make_unique<PrefixSource>(*d.test, config.limit_test)).get();
   const DatasetInfo& info = d.train->info();
-  if (info.count == 0) throw ConfigError(config.data + ": the training split is empty");
+  if (info.count == 0) throw IoError(config.data + ": the training split is empty");
   const bool cifar_like = info.channels == 3 && info.height == 32 && info.width == 32;
   d.augment = config.augment == "auto" ? (cifar_like ? Augment::crop_flip : Augment::none) : parse_augment(config.augment);
   return d;
 }
 
-RunModel build_run_model(const TrainConfig& config, const DatasetInfo& train) {
+RunModel build_run_model(const TrainConfig& config, const RunData& data) {
+  const DatasetInfo& train = data.train->info();
   ModelSource source = resolve_model(config.model);
   Network net = build_network(source.text, Shape{train.channels, train.height, train.width}, source.where);
   std::string spec = spec_with_input(source.text, net.input_shape());
+  // The whole run's memory, from shapes, before the first allocation: layer buffers grow to the larger of a
+  // training batch and an evaluation batch.
+  const int64_t batch = std::max(std::min(config.batch, train.count), std::min(config.eval_batch, data.test->info().count));
+  const int64_t data_bytes = data.splits.train->resident_bytes() + data.splits.test->resident_bytes();
+  check_plan(plan_training(net, batch, optimizer_slot_count(config.optimizer), data_bytes),
+             "training " + source.where + " with batch " + std::to_string(config.batch));
   const int64_t num_classes = net.output_shape().numel();
+  if (num_classes > kMaxClasses)
+    throw ConfigError(source.where + ": the model has " + std::to_string(num_classes) + " outputs; labels are uint8 " +
+                      "and a classifier of more than " + std::to_string(kMaxClasses) + " classes is not supported");
   std::vector<std::string> names = config.class_names.empty() ? train.class_names : config.class_names;
   if (names.size() != static_cast<size_t>(num_classes)) names = numbered_class_names(num_classes);
   net.init(config.seed);
@@ -48,10 +62,42 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options, const
 ScheduleOptions make_schedule(const TrainConfig& config, int64_t train_count) {
   ScheduleOptions schedule = config.schedule;
   schedule.base_lr = config.lr;
-  schedule.steps_per_epoch = (train_count + config.batch - 1) / config.batch;
-  schedule.total_steps = schedule.steps_per_epoch * config.epochs;
+  schedule.steps_per_epoch = (train_count - 1) / config.batch + 1;
+  const auto total = mul_sizes(schedule.steps_per_epoch, config.epochs);
+  if (!total)
+    throw UsageError("--epochs " + std::to_string(config.epochs) + " x " + std::to_string(schedule.steps_per_epoch) +
+                     " steps per epoch overflows the step counter");
+  schedule.total_steps = *total;
   validate(schedule);
   return schedule;
+}
+
+bool holds_run(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const CheckpointDir checkpoints(dir);
+  return fs::exists(fs::path(dir) / "final.h5", ec) || !checkpoints.list().empty() || !checkpoints.latest().empty();
+}
+
+void check_run_dir(const TrainConfig& config, const std::string& resumed_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!resumed_dir.empty() && fs::equivalent(config.out, resumed_dir, ec)) return;
+  if (config.overwrite || !holds_run(config.out)) return;
+  throw UsageError("--out " + config.out + " holds another run (checkpoints or a final.h5): " +
+                   "its checkpoints would mix with this run's; give another --out, --resume " + config.out +
+                   " to continue it, or --overwrite to replace it");
+}
+
+void remove_run(const std::string& dir, std::ostream& log) {
+  namespace fs = std::filesystem;
+  if (!holds_run(dir)) return;
+  std::error_code ec;
+  for (const char* name : {"metrics.jsonl", "checkpoints", "final.h5"}) {
+    fs::remove_all(fs::path(dir) / name, ec);
+    if (ec) throw IoError(dir + ": --overwrite: cannot remove " + name + ": " + ec.message());
+  }
+  log << "stride: --overwrite: removed the previous run's metrics.jsonl, checkpoints/ and final.h5 in " << dir << "\n";
 }
 
 std::optional<ResumePoint> find_resume(const TrainConfig& config) {
@@ -70,27 +116,33 @@ namespace {
 // The model first: a different model is the likeliest mistake, and the settings would differ too.
 void check_same_run(const Checkpoint& ck, const std::string& where, const TrainConfig& config,
                     const RunIdentity& identity, const Optimizer& optimizer) {
+  check_json_depth(ck.model_spec, where + ": attribute model_spec");
   const json stored_spec = json::parse(ck.model_spec, nullptr, false);
   const json spec = json::parse(identity.model_spec, nullptr, false);
   if (stored_spec != spec) {
     std::string what;
     const json patch = json::diff(stored_spec, spec);
     for (size_t i = 0; i < patch.size() && i < 3; ++i)
-      what += std::string(i ? ", " : "") + patch[i]["op"].get<std::string>() + " " + patch[i]["path"].get<std::string>();
-    throw ConfigError(where + ": the checkpoint's model differs from --model " + config.model + " (" + what +
+      what += std::string(i ? ", " : "") + patch[i]["op"].get<std::string>() + " " + echo(patch[i]["path"].get<std::string>());
+    throw UsageError(where + ": the checkpoint's model differs from --model " + echo(config.model) + " (" + what +
                       "); resume with the checkpoint's model, or use --init to start a new run from its weights");
   }
   if (ck.seed != config.seed)
-    throw ConfigError(where + ": --seed: this run has " + std::to_string(config.seed) + ", the checkpoint " +
+    throw UsageError(where + ": --seed: this run has " + std::to_string(config.seed) + ", the checkpoint " +
                       std::to_string(ck.seed));
   if (ck.optimizer_kind != optimizer.kind())
-    throw ConfigError(where + ": --optimizer: this run has \"" + optimizer.kind() + "\", the checkpoint \"" +
-                      ck.optimizer_kind + "\" (use --init to start from its weights with a fresh optimizer)");
-  const auto diffs = run_config_differences(ck.run_config, identity.run_config);
+    throw UsageError(where + ": --optimizer: this run has \"" + optimizer.kind() + "\", the checkpoint \"" +
+                      echo(ck.optimizer_kind) + "\" (use --init to start from its weights with a fresh optimizer)");
+  std::vector<std::string> diffs;
+  try {
+    diffs = run_config_differences(ck.run_config, identity.run_config);
+  } catch (const IoError& e) {
+    throw IoError(where + ": " + e.what());
+  }
   if (!diffs.empty()) {
     std::string text;
     for (const auto& d : diffs) text += "\n  " + d;
-    throw ConfigError(where + ": cannot resume with different settings (pass the checkpoint's, or use --init to "
+    throw UsageError(where + ": cannot resume with different settings (pass the checkpoint's, or use --init to "
                       "start a new run from its weights):" + text);
   }
   if (ck.norm_mean != identity.normalization.mean || ck.norm_std != identity.normalization.stddev)
@@ -113,7 +165,7 @@ ResumeState resume_run(const ResumePoint& resume, const TrainConfig& config, con
                   ") is not a step boundary of this run (" + std::to_string(steps_per_epoch) + " steps of " +
                   std::to_string(config.batch) + " per epoch)");
   if (ck.epoch > config.epochs)
-    throw ConfigError(where + ": --epochs " + std::to_string(config.epochs) + ": the checkpoint has done " +
+    throw UsageError(where + ": --epochs " + std::to_string(config.epochs) + ": the checkpoint has done " +
                       std::to_string(ck.epoch) + " epochs already (--epochs is the total)");
   restore_parameters(net, ck, where);
   restore_optimizer(optimizer, net, ck, where);

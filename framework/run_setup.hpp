@@ -3,6 +3,7 @@
 // the model and its first weights, the optimizer and schedule, and, for --resume, the checkpoint's checks and
 // the position it continues from.
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,13 +36,25 @@ struct RunModel {
   std::string spec;                      // with its "input" filled in, as checkpoints store it
   std::vector<std::string> class_names;  // one per output (the data's, --classes, or "0".."K-1")
 };
-// Builds --model for the training images, initialized from --seed, then from --init when given.
-RunModel build_run_model(const TrainConfig& config, const DatasetInfo& train);
+// Builds --model for the training images, checks the run's memory plan against --max-memory, initializes it
+// from --seed, then from --init when given.
+RunModel build_run_model(const TrainConfig& config, const RunData& data);
 
 // The optimizer over the network's learnable parameters.
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options, const Network& net);
 // The schedule of --schedule and its flags, filled in for `train_count` samples (validated).
 ScheduleOptions make_schedule(const TrainConfig& config, int64_t train_count);
+
+// Whether `dir` holds a run that could be resumed or whose files would mix with a new one's: step checkpoints
+// (or a `latest`) in dir/checkpoints, or a final.h5. A run killed before its first checkpoint left only
+// metrics.jsonl, which a new run starts afresh.
+bool holds_run(const std::string& dir);
+// Throws UsageError when config.out holds a run other than the one being resumed (`resumed_dir`, empty
+// without --resume) and --overwrite is not given: the old run's checkpoints would mix with the new run's and
+// pruning would delete the wrong ones.
+void check_run_dir(const TrainConfig& config, const std::string& resumed_dir);
+// --overwrite: deletes the run files of `dir` (metrics.jsonl, checkpoints/, final.h5), nothing else, and says so.
+void remove_run(const std::string& dir, std::ostream& log);
 
 // Finds the checkpoint of --resume (warnings about newer unreadable ones go to stderr); throws IoError when
 // it cannot be resumed. Done before the data is read, so a missing or corrupt checkpoint fails fast.

@@ -40,6 +40,12 @@ struct TrainConfig {
 
   // Checkpoints (docs/checkpoint.md): RUN_DIR/checkpoints/step-<step>.h5, the newest `keep` kept.
   std::string resume;              // continue from this run directory or checkpoint file
+  // `out` holding another run (checkpoints or a final.h5) is an error unless `resume` continues it or
+  // `overwrite` is set, which deletes that run's metrics.jsonl, checkpoints/ and final.h5 first.
+  bool overwrite = false;
+  // A NaN or infinity in the loss or the gradients: "stop" ends the run with an error naming the step and the
+  // layer (the checkpoints written so far stay); "skip-batch" makes no update for that step, warns and goes on.
+  std::string on_nan = "stop";
   int64_t checkpoint_every = 0;    // steps between checkpoints (0 = none by steps)
   int64_t checkpoint_epochs = 1;   // epochs between checkpoints (0 = none by epochs)
   int64_t keep = 3;

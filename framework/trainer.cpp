@@ -6,13 +6,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <iostream>
 #include <ostream>
 
 #include "framework/checkpoint_policy.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/parallel.hpp"
 #include "framework/evaluation.hpp"
+#include "framework/core/limits.hpp"
 #include "framework/metrics_log.hpp"
+#include "framework/numeric_check.hpp"
 #include "framework/run_config.hpp"
 #include "framework/run_setup.hpp"
 #include "framework/training_step.hpp"
@@ -21,32 +24,49 @@ namespace stride {
 
 void validate(const TrainConfig& c) {
   auto positive = [](const char* flag, int64_t v) {
-    if (v < 1) throw ConfigError(std::string(flag) + ": expected a value >= 1, got " + std::to_string(v));
+    if (v < 1) throw UsageError(std::string(flag) + ": expected a value >= 1, got " + std::to_string(v));
   };
   positive("--epochs", c.epochs);
   positive("--batch", c.batch);
   positive("--log-every", c.log_every);
   positive("--eval-batch", c.eval_batch);
-  if (c.micro_batch < 0) throw ConfigError("--micro-batch: expected a value >= 0, got " + std::to_string(c.micro_batch));
+  if (c.micro_batch < 0) throw UsageError("--micro-batch: expected a value >= 0, got " + std::to_string(c.micro_batch));
   if (!(c.bucket_mb > 0) || !std::isfinite(c.bucket_mb))
-    throw ConfigError("--bucket-mb: expected a positive number, got " + std::to_string(c.bucket_mb));
-  if (!(c.lr > 0) || !std::isfinite(c.lr))
-    throw ConfigError("--lr: expected a positive number, got " + std::to_string(c.lr));
-  if (c.limit_train < 0 || c.limit_test < 0) throw ConfigError("--limit-train/--limit-test: expected >= 0");
-  if (c.data.empty()) throw ConfigError("--data: required (a CIFAR-10 or IDX directory, or an HDF5 file)");
+    throw UsageError("--bucket-mb: expected a positive number, got " + std::to_string(c.bucket_mb));
+  // A learning rate is a small positive number; 1e308 would turn the first update into infinities.
+  if (!(c.lr > 0) || !(c.lr <= 1e6)) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%.17g", c.lr);
+    throw UsageError(std::string("--lr: expected a positive number up to 1e6, got ") + text);
+  }
+  if (c.limit_train < 0 || c.limit_test < 0) throw UsageError("--limit-train/--limit-test: expected >= 0");
+  if (c.data.empty()) throw UsageError("--data: required (a CIFAR-10 or IDX directory, or an HDF5 file)");
   if (c.checkpoint_every < 0 || c.checkpoint_epochs < 0)
-    throw ConfigError("--checkpoint-every/--checkpoint-epochs: expected >= 0");
-  if (c.keep < 1) throw ConfigError("--keep: expected a value >= 1, got " + std::to_string(c.keep));
+    throw UsageError("--checkpoint-every/--checkpoint-epochs: expected >= 0");
+  if (c.keep < 1) throw UsageError("--keep: expected a value >= 1, got " + std::to_string(c.keep));
   if (!c.resume.empty() && !c.init_weights.empty())
-    throw ConfigError("--resume and --init: give one (--resume continues a run, --init starts a new one from weights)");
+    throw UsageError("--resume and --init: give one (--resume continues a run, --init starts a new one from weights)");
+  if (!c.resume.empty() && c.overwrite)
+    throw UsageError("--resume and --overwrite: give one (--resume continues the run, --overwrite replaces it)");
+  // Kinds checked here too, so a misspelt flag fails before any data is read.
+  const std::string& opt = c.optimizer.kind;
+  if (opt != "sgd" && opt != "adam" && opt != "adamw")
+    throw UsageError("--optimizer: expected sgd, adam or adamw, got \"" + echo(opt) + "\"");
+  const std::string& sch = c.schedule.kind;
+  if (sch != "constant" && sch != "step" && sch != "multistep" && sch != "cosine")
+    throw UsageError("--schedule: expected constant, step, multistep or cosine, got \"" + echo(sch) + "\"");
+  if (c.on_nan != "stop" && c.on_nan != "skip-batch")
+    throw UsageError("--on-nan: expected stop or skip-batch, got \"" + echo(c.on_nan) + "\"");
 }
 
 namespace {
 
-// A run directory chosen from the checkpoint when --resume is given without --out.
+// A run directory chosen from the checkpoint when --resume is given without --out; one that holds another run
+// is refused here, before any data is read (check_run_dir).
 TrainConfig with_run_dir(TrainConfig config, const std::optional<ResumePoint>& resume) {
   if (config.out.empty() && resume) config.out = resume->run_dir;
   if (config.out.empty()) config.out = "runs/latest";
+  check_run_dir(config, resume ? resume->run_dir : std::string());
   return config;
 }
 
@@ -64,6 +84,7 @@ class Trainer {
   // Several processes: every one starts from process 0's parameters and optimizer state, and from the same
   // run (settings, data normalization, position), checked by checksum.
   void start_together();
+  void on_non_finite(const StepStats& stats, int64_t epoch);
   TrainResult stopped(int64_t epoch_in_progress);
   StepPlace place(int64_t epoch, int64_t step_in_epoch) const {
     return {epoch, config_.epochs, step_in_epoch, steps_per_epoch_, step_};
@@ -96,10 +117,10 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
       reducer_(reducer),
       writes_(reducer.writes_output()),
       data_(open_run_data(config_)),
-      model_(build_run_model(config_, data_.train->info())),
+      model_(build_run_model(config_, data_)),
       optimizer_(make_optimizer(config_.optimizer, model_.net)),
       train_count_(data_.train->info().count),
-      steps_per_epoch_((train_count_ + config_.batch - 1) / config_.batch),
+      steps_per_epoch_((train_count_ - 1) / config_.batch + 1),  // no overflow for --batch near 2^63
       training_step_(model_.net, *optimizer_, reducer_, config_.batch, config_.micro_batch,
                      std::max<int64_t>(1, static_cast<int64_t>(config_.bucket_mb * (1 << 20) / 8))) {
   identity_.normalization = compute_normalization(*data_.train, reducer_);
@@ -115,6 +136,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   clock_.set_offset(start_.wall_time);
   start_together();
 
+  if (writes_ && config_.overwrite) remove_run(config_.out, log_);
   if (writes_) std::filesystem::create_directories(config_.out);
   const bool bar = config_.progress && ::isatty(STDOUT_FILENO);
   metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, bar,
@@ -171,6 +193,26 @@ bool Trainer::stop_requested() {
   // A signal may reach the processes of a data-parallel run between different steps: they stop together.
   const bool signalled = reducer_.any(config_.stop_flag && *config_.stop_flag != 0);
   return signalled || (config_.stop_after_step > 0 && step_ == config_.stop_after_step);
+}
+
+// A step whose loss or gradients were not finite made no update. --on-nan stop (and weights that are already
+// non-finite, which no skipping can mend) ends the run here with the step and the layer; skip-batch warns and
+// the caller counts the step without adding it to the metrics.
+void Trainer::on_non_finite(const StepStats& stats, int64_t epoch) {
+  char loss[32];
+  std::snprintf(loss, sizeof loss, "%g", stats.loss);
+  const std::string weights = first_non_finite_param(model_.net);
+  const std::string what = "step " + std::to_string(step_ + 1) + " (epoch " + std::to_string(epoch + 1) + "): " +
+                           (std::isfinite(stats.loss) ? std::string("a gradient") : "the loss (" + std::string(loss) + ")") +
+                           " is not finite; it first appeared in " + stats.non_finite;
+  if (config_.on_nan == "stop" || !weights.empty()) {
+    const std::string last = checkpoints_->last_path();
+    throw NumericError(what + "; no update was made" +
+                       (last.empty() ? std::string("") : "; the last good checkpoint is " + last) +
+                       (config_.on_nan == "stop" ? " (lower --lr, or --on-nan skip-batch)" : ""));
+  }
+  metrics_->clear_bar();
+  std::cerr << "warning: " << what << "; --on-nan skip-batch: the step makes no update\n";
 }
 
 TrainResult Trainer::stopped(int64_t epoch_in_progress) {
@@ -232,12 +274,14 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
     reducer_.begin_step(step_ + 1);
     const StepStats stats = training_step_.run(xs[cur], ys[cur], step_count(s), ctx, lr);
     if (next.valid()) next.get();
-    if (!stats.finite)
-      throw Error("training diverged: loss is " + std::to_string(stats.loss) + " at epoch " + std::to_string(epoch + 1) +
-                  " step " + std::to_string(step_ + 1) + " (try a lower --lr)");
-    ++step_;
-    result_.final_loss = stats.loss;
-    metrics_->add_step(stats, place(epoch, s), lr, config_.log_every);
+    if (!stats.finite) {
+      on_non_finite(stats, epoch);
+      ++step_;  // the step made no update, and its statistics stay out of the metrics
+    } else {
+      ++step_;
+      result_.final_loss = stats.loss;
+      metrics_->add_step(stats, place(epoch, s), lr, config_.log_every);
+    }
     // A checkpoint due at the epoch's last step waits for the test evaluation, so it is taken at the boundary.
     if (s + 1 == steps_per_epoch_) break;
     const bool stop = stop_requested();

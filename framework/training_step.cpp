@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "framework/core/errors.hpp"
+#include "framework/numeric_check.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/softmax_cross_entropy.hpp"
 
@@ -24,15 +25,15 @@ constexpr int64_t kFixedColumns = 3;  // loss, correct, samples
 }  // namespace
 
 int64_t resolve_micro_batch(int64_t batch, int64_t micro_batch, int64_t processes) {
-  if (micro_batch < 0) throw ConfigError("--micro-batch: expected a value >= 0, got " + std::to_string(micro_batch));
+  if (micro_batch < 0) throw UsageError("--micro-batch: expected a value >= 0, got " + std::to_string(micro_batch));
   int64_t m = micro_batch;
   if (m == 0) m = batch % kDefaultMicroBatch == 0 ? kDefaultMicroBatch : batch;
   if (batch % m != 0)
-    throw ConfigError("--batch " + std::to_string(batch) + " does not split into micro-batches of " +
+    throw UsageError("--batch " + std::to_string(batch) + " does not split into micro-batches of " +
                       std::to_string(m) + " (--micro-batch): give a --micro-batch that divides --batch");
   const int64_t per_step = batch / m;
   if (processes > 1 && per_step < processes)
-    throw ConfigError("--batch " + std::to_string(batch) + " is " + std::to_string(per_step) + " micro-batch" +
+    throw UsageError("--batch " + std::to_string(batch) + " is " + std::to_string(per_step) + " micro-batch" +
                       (per_step == 1 ? "" : "es") + " of " + std::to_string(m) + ", fewer than the " +
                       std::to_string(processes) + " processes: every process needs at least one (give a smaller "
                       "--micro-batch, a larger --batch, or fewer processes)");
@@ -47,8 +48,8 @@ TrainingStep::TrainingStep(Network& net, Optimizer& optimizer, GradientReducer& 
       micro_batch_(micro_batch <= 0 || micro_batch > batch ? batch : micro_batch),
       exact_(micro_batch_ < batch || reducer.processes() > 1),
       sum_(learnable_segments(net), net.learnable_count(), bucket_elements) {
-  if (batch < 1) throw ConfigError("--batch: expected a value >= 1, got " + std::to_string(batch));
-  if (micro_batch < 0) throw ConfigError("--micro-batch: expected a value >= 0, got " + std::to_string(micro_batch));
+  if (batch < 1) throw UsageError("--batch: expected a value >= 1, got " + std::to_string(batch));
+  if (micro_batch < 0) throw UsageError("--micro-batch: expected a value >= 0, got " + std::to_string(micro_batch));
   row_width_ = kFixedColumns;
   for (size_t i = 0; i < net.layer_count(); ++i)
     if (auto* bn = dynamic_cast<BatchNorm*>(&net.layer(i))) {
@@ -86,10 +87,10 @@ StepStats TrainingStep::run_plain(const Tensor& x, std::span<const int32_t> labe
   const Tensor& logits = net_.forward(x, ctx);
   const double loss = softmax_cross_entropy(logits, labels, &dlogits_, step_count);
   const int64_t correct = count_correct(logits, labels);
+  // Located now, while the outputs of this forward are still in the layers.
+  const std::string where = std::isfinite(loss) ? std::string() : locate_non_finite(net_, /*outputs=*/true, false);
   net_.backward(dlogits_, ctx);
-  StepStats stats{loss, correct, step_count, std::isfinite(loss)};
-  if (stats.finite) optimizer_.step(net_.params(), net_.grads(), lr);
-  return stats;
+  return finish(StepStats{loss, correct, step_count, std::isfinite(loss), where}, lr);
 }
 
 StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labels, int64_t step_count,
@@ -97,6 +98,7 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
   const int64_t total = micro_batches(step_count);
   const MicroBatchRange share = reducer_.share(total);
   const SampleRange mine = local_samples(step_count);
+  std::string where;
   const int64_t per_sample = x.shape().per_sample();
   rows_.assign(static_cast<size_t>(share.count * row_width_), 0.0);
   sum_.begin_step(total, share.count);
@@ -121,6 +123,8 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
     const Tensor& logits = net_.forward(*micro, micro_ctx);
     double* row = rows_.data() + k * row_width_;
     row[0] = softmax_cross_entropy(logits, micro_labels, &dlogits_, step_count);
+    // Located now, while this micro-batch's outputs are still in the layers.
+    if (!std::isfinite(row[0]) && where.empty()) where = locate_non_finite(net_, /*outputs=*/true, false);
     row[1] = static_cast<double>(count_correct(logits, micro_labels));
     row[2] = static_cast<double>(count);
     double* stats = row + kFixedColumns;
@@ -146,23 +150,38 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
     correct += row[1];
     samples += row[2];
   }
-  // Running statistics: one update with the sample-weighted mean of the micro-batches' statistics.
+  // Running statistics: one update with the sample-weighted mean of the micro-batches' statistics (none for
+  // a step whose loss is not finite: such a step changes nothing).
+  if (std::isfinite(loss)) update_running_statistics(samples);
+
+  reducer_.reduce();
+  StepStats stats{loss, static_cast<int64_t>(correct), step_count, std::isfinite(loss), where};
+  if (!stats.finite && stats.non_finite.empty()) stats.non_finite = "another process's micro-batch";
+  return finish(std::move(stats), lr);
+}
+
+void TrainingStep::update_running_statistics(double samples) {
   int64_t column = kFixedColumns;
   for (BatchNorm* bn : batch_norms_) {
     const auto width = static_cast<int64_t>(bn->batch_statistics().size());
     bn_values_.assign(static_cast<size_t>(width), 0.0);
-    for (int64_t k = 0; k < total; ++k) {
-      const double* row = all_rows_.data() + k * row_width_;
+    for (const double* row = all_rows_.data(); row < all_rows_.data() + all_rows_.size(); row += row_width_)
       for (int64_t i = 0; i < width; ++i) bn_values_[static_cast<size_t>(i)] += row[2] * row[column + i];
-    }
     for (double& v : bn_values_) v /= samples;
     bn->update_running_statistics(bn_values_);
     column += width;
   }
+}
 
-  reducer_.reduce();
-  StepStats stats{loss, static_cast<int64_t>(correct), step_count, std::isfinite(loss)};
-  if (stats.finite) optimizer_.step(net_.params(), net_.grads(), lr);
+StepStats TrainingStep::finish(StepStats stats, double lr) {
+  if (!stats.finite) return stats;
+  // A finite loss can still come with an infinite gradient (an overflow in backward): no update either way.
+  if (!all_finite(net_.grads())) {
+    stats.finite = false;
+    stats.non_finite = locate_non_finite(net_, false, /*grads=*/true);
+    return stats;
+  }
+  optimizer_.step(net_.params(), net_.grads(), lr);
   return stats;
 }
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "framework/core/tensor.hpp"
@@ -48,7 +49,8 @@ struct StepStats {
   double loss = 0;          // mean cross-entropy over the step's samples
   int64_t correct = 0;      // training predictions right
   int64_t count = 0;        // samples
-  bool finite = true;       // false: the loss is NaN or infinite, and no update was made
+  bool finite = true;       // false: the loss or a gradient is NaN or infinite, and no update was made
+  std::string non_finite;   // when !finite: where it first appeared (locate_non_finite), e.g. "the output of layer 'conv1'"
 };
 
 class TrainingStep {
@@ -78,6 +80,11 @@ class TrainingStep {
                       double lr);
   StepStats run_exact(const Tensor& x, std::span<const int32_t> labels, int64_t step_count, const RunContext& ctx,
                       double lr);
+  // The batch norms' running statistics from the step's gathered rows (all_rows_), `samples` in all.
+  void update_running_statistics(double samples);
+  // The update, unless the step's loss or gradients are not finite (then `stats` says where, and nothing
+  // changes).
+  StepStats finish(StepStats stats, double lr);
 
   Network& net_;
   Optimizer& optimizer_;

@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
 #include "io/hdf5.hpp"
 
 namespace stride {
@@ -67,6 +69,7 @@ std::vector<float> read_optional_vector(hid_t file, const std::string& path, con
 
 Handle open_for_reading(const std::string& path, const char* kind) {
   if (!std::filesystem::exists(path)) throw IoError(path + ": no such " + kind + " file");
+  if (!std::filesystem::is_regular_file(path)) throw IoError(path + ": not a regular file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw IoError(path + ": not an HDF5 file (truncated or corrupt?)");
   return check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
                path + ": cannot open as HDF5 (truncated or corrupt?)");
@@ -82,9 +85,21 @@ void read_weight_fields(hid_t f, const std::string& path, Checkpoint& c) {
     throw IoError(path + ": /normalization/mean holds " + std::to_string(c.norm_mean.size()) +
                   " values and /normalization/std " + std::to_string(c.norm_std.size()) +
                   "; expected one per channel in both");
+  // The input is (p/255 - mean) / std: a zero, negative or non-finite std (or a non-finite mean) would turn
+  // every input into infinities and every loss into NaN.
+  for (size_t i = 0; i < c.norm_std.size(); ++i)
+    if (!std::isfinite(c.norm_mean[i]) || !std::isfinite(c.norm_std[i]) || !(c.norm_std[i] > 0.0f))
+      throw IoError(path + ": /normalization of channel " + std::to_string(i) + " is mean " +
+                    std::to_string(c.norm_mean[i]) + ", std " + std::to_string(c.norm_std[i]) +
+                    "; expected a finite mean and a finite std > 0");
   const auto names = h5::list_datasets(f, "/params");
   if (names.empty()) throw IoError(path + ": no datasets under /params");
-  for (const auto& name : names) c.params[name] = read_array(f, "/params/" + name, path);
+  int64_t total = 0;
+  for (const auto& name : names) {
+    StoredArray& a = c.params[name] = read_array(f, "/params/" + name, path);
+    total += static_cast<int64_t>(a.values.size() * sizeof(float));
+    check_memory(total, path + ": /params");
+  }
 }
 
 }  // namespace
@@ -170,7 +185,8 @@ void write_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 namespace {
 
 // Everything of a file whose format attribute says "stride-checkpoint".
-Checkpoint read_checkpoint_contents(hid_t f, const std::string& path) {
+// Without `with_optimizer` (eval, predict, --init) the optimizer slots are not read at all.
+Checkpoint read_checkpoint_contents(hid_t f, const std::string& path, bool with_optimizer) {
   Checkpoint c;
   c.version = h5::read_scalar_attr<int64_t>(f, "version", path);
   if (c.version < kOldestReadableCheckpointVersion || c.version > kCheckpointVersion)
@@ -186,11 +202,16 @@ Checkpoint read_checkpoint_contents(hid_t f, const std::string& path) {
   c.model_spec = h5::read_string_attr(f, "model_spec", path);
   c.run_config = h5::read_string_attr(f, "run_config", path);
   read_weight_fields(f, path, c);
-  if (h5::exists(f, "/optimizer")) {
+  if (with_optimizer && h5::exists(f, "/optimizer")) {
     Handle g = check(H5Gopen2(f, "/optimizer", H5P_DEFAULT), H5Gclose, path + ": /optimizer");
     c.optimizer_kind = h5::read_string_attr(g.get(), "kind", path);
     c.optimizer_steps = h5::read_scalar_attr<int64_t>(g.get(), "steps", path);
-    for (const auto& name : h5::list_datasets(f, "/optimizer")) c.optimizer[name] = read_array(f, "/optimizer/" + name, path);
+    int64_t total = 0;
+    for (const auto& name : h5::list_datasets(f, "/optimizer")) {
+      StoredArray& a = c.optimizer[name] = read_array(f, "/optimizer/" + name, path);
+      total += static_cast<int64_t>(a.values.size() * sizeof(float));
+      check_memory(total, path + ": /optimizer");
+    }
   }
   if (c.version >= 2) {
     if (!h5::exists(f, "/progress")) throw IoError(path + ": missing group /progress (version 2 has one)");
@@ -217,21 +238,23 @@ Checkpoint read_checkpoint_contents(hid_t f, const std::string& path) {
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path) {
+  h5::preflight(path, [&] { read_checkpoint(path); });
   h5::QuietErrors quiet;
   Handle file = open_for_reading(path, "checkpoint");
   const std::string format = h5::read_string_attr(file.get(), "format", path);
   if (format != kCheckpointFormat)
     throw IoError(path + ": attribute 'format': expected \"" + std::string(kCheckpointFormat) + "\", got \"" + format + "\"");
-  return read_checkpoint_contents(file.get(), path);
+  return read_checkpoint_contents(file.get(), path, /*with_optimizer=*/true);
 }
 
 Checkpoint read_weights(const std::string& path) {
+  h5::preflight(path, [&] { read_weights(path); });
   h5::QuietErrors quiet;
   Handle file = open_for_reading(path, "weights");
   const hid_t f = file.get();
   // A file written by hand with h5py may have no format attribute: it is read as weights.
   const std::string format = h5::has_attr(f, "format") ? h5::read_string_attr(f, "format", path) : kWeightsFormat;
-  if (format == kCheckpointFormat) return read_checkpoint_contents(f, path);
+  if (format == kCheckpointFormat) return read_checkpoint_contents(f, path, /*with_optimizer=*/true);
   if (format != kWeightsFormat)
     throw IoError(path + ": attribute 'format': expected \"" + std::string(kWeightsFormat) + "\" or \"" +
                   kCheckpointFormat + "\", got \"" + format + "\"");

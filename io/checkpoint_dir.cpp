@@ -102,7 +102,7 @@ std::string CheckpointDir::latest() const {
 }
 
 std::string CheckpointDir::save(const Checkpoint& ckpt, int64_t keep) const {
-  if (keep < 1) throw ConfigError("--keep: expected a value >= 1, got " + std::to_string(keep));
+  if (keep < 1) throw UsageError("--keep: expected a value >= 1, got " + std::to_string(keep));
   std::error_code ec;
   fs::create_directories(dir(), ec);
   if (ec) throw IoError(dir() + ": cannot create the checkpoint directory: " + ec.message());
@@ -112,8 +112,10 @@ std::string CheckpointDir::save(const Checkpoint& ckpt, int64_t keep) const {
   write_text_atomically((fs::path(dir()) / "latest").string(), name + "\n");
   // Only after `latest` names the new file may older ones go, so a crash here leaves extra files, never
   // too few.
+  // The file just written is never among them, even if files of a higher step (another run's) are present.
   const auto files = list();
-  for (size_t i = static_cast<size_t>(keep); i < files.size(); ++i) fs::remove(files[i], ec);
+  for (size_t i = static_cast<size_t>(keep); i < files.size(); ++i)
+    if (!fs::equivalent(files[i], path, ec)) fs::remove(files[i], ec);
   // Temporaries of writers killed mid-write (never ours in flight: this process writes one file at a time).
   for (fs::directory_iterator it(dir(), ec), end; !ec && it != end; it.increment(ec)) {
     const std::string n = it->path().filename().string();

@@ -4,10 +4,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <memory>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
+#include "io/file_limits.hpp"
 
 namespace stride {
 namespace {
@@ -30,7 +32,8 @@ std::vector<std::string> cifar10_class_names() {
 
 std::vector<std::string> read_class_names_file(const std::string& path) {
   std::vector<std::string> names;
-  std::ifstream in(path);
+  if (!regular_file_size(path)) return names;
+  std::istringstream in(read_text_file(path, "class names file", int64_t{1} << 20));
   std::string line;
   while (std::getline(in, line)) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
@@ -56,6 +59,7 @@ InMemoryDataset read_cifar_files(const std::vector<std::string>& paths, CifarKin
   std::vector<int64_t> counts;
   for (const auto& path : paths) {
     std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) throw IoError(path + ": not a regular " + format + " file");
     const auto size = std::filesystem::file_size(path, ec);
     if (ec) throw IoError(path + ": cannot read " + format + " file: " + ec.message());
     const auto bytes = static_cast<int64_t>(size);
@@ -66,6 +70,10 @@ InMemoryDataset read_cifar_files(const std::vector<std::string>& paths, CifarKin
     total += bytes / record;
   }
 
+  // Sizes come from the files, so they are real; whether they fit is --max-memory's to say, with the numbers.
+  check_memory(total * (kPixels + 1),
+               (paths.empty() ? std::string(format) : paths.front()) + ": " + std::to_string(total) + " " + format +
+                   " records in memory");
   std::vector<uint8_t> images(static_cast<size_t>(total * kPixels)), labels(static_cast<size_t>(total));
   // Blocks of records keep the read buffer small while avoiding one fread per record.
   constexpr int64_t kBlock = 256;

@@ -29,6 +29,8 @@ class SampleSource {
   // the range is outside [0, info().count) or the underlying file cannot be read. Safe to call from several
   // threads at once.
   virtual void read_images(int64_t first, int64_t count, uint8_t* out) const = 0;
+  // Bytes this source keeps in memory (images and labels read whole, caches), for the memory plan.
+  virtual int64_t resident_bytes() const { return 0; }
 };
 
 // A split held fully in memory: what the CIFAR and IDX readers return, and what tests build by hand.
@@ -42,6 +44,7 @@ class InMemoryDataset : public SampleSource {
   const std::vector<uint8_t>& labels() const override { return labels_; }
   void read_images(int64_t first, int64_t count, uint8_t* out) const override;
   const std::vector<uint8_t>& images() const { return images_; }
+  int64_t resident_bytes() const override { return static_cast<int64_t>(images_.size() + labels_.size()); }
 
  private:
   DatasetInfo info_;

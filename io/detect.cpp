@@ -49,7 +49,9 @@ DatasetFormat detect_dataset_format(const std::string& path) {
                 "an HDF5 file ending in .h5 or .hdf5");
 }
 
-DatasetSplits open_dataset(const std::string& path, const std::vector<std::string>& class_names) {
+namespace {
+
+DatasetSplits open_splits(const std::string& path, const std::vector<std::string>& class_names) {
   switch (detect_dataset_format(path)) {
     case DatasetFormat::cifar10:
       return load_cifar10_dir(path, class_names);
@@ -61,6 +63,18 @@ DatasetSplits open_dataset(const std::string& path, const std::vector<std::strin
       return open_hdf5_dataset(path);
   }
   throw IoError(path + ": unknown dataset format");
+}
+
+}  // namespace
+
+DatasetSplits open_dataset(const std::string& path, const std::vector<std::string>& class_names) {
+  DatasetSplits s = open_splits(path, class_names);
+  // At load, not after an epoch of training: a test split of other images cannot be evaluated.
+  const DatasetInfo &tr = s.train->info(), &te = s.test->info();
+  if (tr.channels != te.channels || tr.height != te.height || tr.width != te.width)
+    throw IoError(path + ": the test images " + te.shape_str() + " (" + te.source + ") differ from the training images " +
+                  tr.shape_str() + " (" + tr.source + ") in C, H or W");
+  return s;
 }
 
 }  // namespace stride

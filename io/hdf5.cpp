@@ -1,10 +1,24 @@
 #include "io/hdf5.hpp"
 
 #include <algorithm>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string_view>
+#include <filesystem>
 #include <utility>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
+#include "io/file_limits.hpp"
 
 namespace stride::h5 {
 
@@ -97,6 +111,187 @@ std::string dims_text(const std::vector<hsize_t>& dims) {
   return s + (dims.size() == 1 ? ",)" : ")");
 }
 
+namespace {
+constexpr uintmax_t kMaxHeapScanBytes = uintmax_t{256} << 20;
+bool in_preflight_child = false;
+thread_local std::string vetted_path;
+}  // namespace
+
+Vetted::Vetted(std::string path) : previous_(std::exchange(vetted_path, std::move(path))) {}
+Vetted::~Vetted() { vetted_path = std::move(previous_); }
+
+void check_global_heaps(const std::string& path) {
+  // The layout of a global heap collection (HDF5 file format spec, "Global Heap"): "GCOL", version 1, three
+  // reserved bytes, the collection size (8 bytes, little-endian), then objects of 16-byte headers: index (2),
+  // reference count (2), reserved (4), size (8), and the data padded to 8 bytes; index 0 is free space.
+  // libhdf5 1.10 walks the objects by their sizes without checking that each step advances and stays
+  // inside the collection: a free-space object of size 0 loops forever, a huge size reads out of bounds.
+  // Every collection the library could accept starts with the signature, so every occurrence is checked.
+  std::error_code ec;
+  const auto file_size = std::filesystem::file_size(path, ec);
+  if (ec || file_size > kMaxHeapScanBytes) return;
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes(static_cast<size_t>(file_size));
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  const std::string_view all(bytes.data(), static_cast<size_t>(in.gcount()));
+  auto u64 = [&](size_t at) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(all[at + static_cast<size_t>(i)]);
+    return v;
+  };
+  auto u16 = [&](size_t at) {
+    return static_cast<unsigned>(static_cast<unsigned char>(all[at])) |
+           (static_cast<unsigned>(static_cast<unsigned char>(all[at + 1])) << 8);
+  };
+  for (size_t at = all.find("GCOL"); at != std::string_view::npos; at = all.find("GCOL", at + 1)) {
+    auto bad = [&](const std::string& why) {
+      return IoError(path + ": corrupt HDF5 global heap at byte " + std::to_string(at) + " (" + why + ")");
+    };
+    if (at + 16 > all.size()) throw bad("truncated header");
+    const uint64_t size = u64(at + 8);
+    if (size < 16 || size > all.size() - at) throw bad("collection size " + std::to_string(size));
+    const size_t end = at + static_cast<size_t>(size);
+    for (size_t p = at + 16; p < end;) {
+      if (p + 16 > end) break;  // too small for an object header: free space
+      const unsigned index = u16(p);
+      const uint64_t object = u64(p + 8);
+      const uint64_t need = index > 0 ? 16 + ((object + 7) & ~uint64_t{7}) : object;
+      if (object > size || need == 0 || need > end - p)
+        throw bad("object " + std::to_string(index) + " of " + std::to_string(object) + " bytes at byte " +
+                  std::to_string(p));
+      p += static_cast<size_t>(need);
+    }
+  }
+}
+
+void preflight(const std::string& path, const std::function<void()>& read) {
+  // In the child, the reader's own call lands here again: it goes on to read, which is the preflight.
+  if (in_preflight_child || (!vetted_path.empty() && vetted_path == path)) return;
+  // STRIDE_HDF5_PREFLIGHT=0 reads in this process (for debugging a reader; crashes are then the caller's).
+  static const bool enabled = [] {
+    const char* v = std::getenv("STRIDE_HDF5_PREFLIGHT");
+    return !(v && std::string(v) == "0");
+  }();
+  if (!enabled) return;
+  check_global_heaps(path);  // the hangs and overreads fuzzing found: refused without a child
+  // 4 s, and one more per 50 MB of file: reading a real file is far quicker than that.
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  const auto alarm_seconds = static_cast<unsigned>(4 + (ec ? 0 : std::min<uintmax_t>(size / 50'000'000, 600)));
+  int fds[2];
+  if (::pipe(fds) != 0) return read();  // no pipe, no sandbox: read directly
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return read();
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    in_preflight_child = true;
+    // The alarm must kill: a handler the parent installed (libFuzzer's timeout check) would only note it.
+    std::signal(SIGALRM, SIG_DFL);
+    ::alarm(alarm_seconds);
+    // Whatever a crashing library prints is the parent's to summarize in one line.
+    if (const int null_fd = ::open("/dev/null", O_WRONLY); null_fd >= 0) ::dup2(null_fd, STDERR_FILENO);
+    int code = 0;
+    std::string message;
+    try {
+      read();
+    } catch (const std::exception& e) {
+      message = e.what();
+      code = 1;
+    }
+    for (size_t done = 0; done < message.size();) {
+      const ssize_t n = ::write(fds[1], message.data() + done, message.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::_exit(code);  // no atexit handlers, no HDF5 shutdown: the parent owns those
+  }
+  ::close(fds[1]);
+  std::string message;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) message.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 1) throw IoError(message);
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+    throw IoError(path + ": reading it took over " + std::to_string(alarm_seconds) +
+                  " s in the HDF5 library (a corrupt or crafted file)");
+  throw IoError(path + ": the HDF5 library failed reading it (" +
+                (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                     : "exit " + std::to_string(WEXITSTATUS(status))) +
+                "): a corrupt or crafted file");
+}
+
+int64_t element_count(const std::vector<hsize_t>& dims, const std::string& where) {
+  int64_t n = 1;
+  for (hsize_t d : dims) {
+    const auto next = d > hsize_t(INT64_MAX) ? std::nullopt : mul_sizes(n, static_cast<int64_t>(d));
+    if (!next) throw IoError(where + ": dimensions " + dims_text(dims) + " overflow int64");
+    n = *next;
+  }
+  return n;
+}
+
+void check_stored(hid_t dataset, int64_t logical_bytes, const std::string& where) {
+  Handle dcpl = check(H5Dget_create_plist(dataset), H5Pclose, where + ": creation properties");
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_VIRTUAL) throw IoError(where + ": a virtual dataset (data in other files) is not read");
+  if (H5Pget_external_count(dcpl.get()) != 0)
+    throw IoError(where + ": data stored in external files is not read");
+  Handle file = check(H5Iget_file_id(dataset), H5Fclose, where + ": file");
+  hsize_t file_size = 0;
+  check(H5Fget_filesize(file.get(), &file_size), where + ": file size");
+  const auto stored = static_cast<int64_t>(H5Dget_storage_size(dataset));
+  if (logical_bytes == 0) return;
+  if (stored > static_cast<int64_t>(file_size))
+    throw IoError(where + ": claims " + std::to_string(stored) + " stored bytes in a file of " +
+                  std::to_string(file_size));
+  if (layout == H5D_CONTIGUOUS) {
+    const haddr_t addr = H5Dget_offset(dataset);
+    if (addr == HADDR_UNDEF || stored < logical_bytes)
+      throw IoError(where + ": only " + std::to_string(stored) + " of its " + std::to_string(logical_bytes) +
+                    " bytes are written in the file");
+    if (addr > file_size || file_size - addr < static_cast<hsize_t>(stored))
+      throw IoError(where + ": its data (offset " + std::to_string(addr) + ", " + std::to_string(stored) +
+                    " bytes) lies past the end of the " + std::to_string(file_size) + "-byte file");
+    return;
+  }
+  if (layout != H5D_CHUNKED) return;  // compact: the data sits in the object header, inside the file
+  Handle space = check(H5Dget_space(dataset), H5Sclose, where + ": dataspace");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 1 || rank > 32) throw IoError(where + ": unsupported rank " + std::to_string(rank));
+  std::vector<hsize_t> dims(static_cast<size_t>(rank)), chunk(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  if (H5Pget_chunk(dcpl.get(), rank, chunk.data()) != rank) throw IoError(where + ": unreadable chunk layout");
+  int64_t expected = 1;
+  for (int i = 0; i < rank; ++i) {
+    const hsize_t c = chunk[static_cast<size_t>(i)];
+    if (c == 0) throw IoError(where + ": chunk dimension " + std::to_string(i) + " is 0");
+    const auto next = mul_sizes(expected, static_cast<int64_t>((dims[static_cast<size_t>(i)] + c - 1) / c));
+    if (!next) throw IoError(where + ": chunk count overflows");
+    expected = *next;
+  }
+  hsize_t written = 0;
+  check(H5Dget_num_chunks(dataset, space.get(), &written), where + ": chunk index");
+  if (static_cast<int64_t>(written) != expected)
+    throw IoError(where + ": only " + std::to_string(written) + " of its " + std::to_string(expected) +
+                  " chunks are written in the file (the rest would read as fill values)");
+  if (H5Pget_nfilters(dcpl.get()) > 0)
+    check_expansion(logical_bytes, stored, where);
+  else if (stored < logical_bytes)
+    throw IoError(where + ": only " + std::to_string(stored) + " of its " + std::to_string(logical_bytes) +
+                  " bytes are stored in the file");
+}
+
 void throw_missing_attr(const char* name, const std::string& what) {
   throw IoError(what + ": missing attribute '" + name + "'");
 }
@@ -129,6 +324,13 @@ std::vector<std::string> read_strings_attr(hid_t obj, const char* name, const st
     throw IoError(what + ": attribute '" + name + "': expected a string, found " + type_name(type.get()));
   Handle space = check(H5Aget_space(attr.get()), H5Sclose, what + ": attribute " + name);
   const auto n = static_cast<size_t>(std::max<hssize_t>(H5Sget_simple_extent_npoints(space.get()), 0));
+  // Every element takes at least a byte of the attribute's stored data: a dataspace that claims more is a lie
+  // that would otherwise size the buffers below.
+  const auto stored = static_cast<size_t>(H5Aget_storage_size(attr.get()));
+  if (n > stored || (H5Tis_variable_str(type.get()) <= 0 && H5Tget_size(type.get()) > 0 &&
+                     n > stored / H5Tget_size(type.get())))
+    throw IoError(what + ": attribute '" + name + "' claims " + std::to_string(n) + " strings in " +
+                  std::to_string(stored) + " stored bytes");
   // The memory type keeps the file's character set: HDF5 converts no character sets.
   Handle mem = check(H5Tcopy(H5T_C_S1), H5Tclose, what + ": string type");
   H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
@@ -192,12 +394,17 @@ Shape read_float_array(hid_t file, const std::string& path, std::vector<float>& 
   Handle space = check(H5Dget_space(ds.get()), H5Sclose, where);
   const int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank < 1 || rank > Shape::max_rank) throw IoError(where + ": unsupported rank " + std::to_string(rank));
-  hsize_t dims[Shape::max_rank];
-  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  const int64_t count = element_count(dims, where);
+  const auto bytes = mul_sizes(count, int64_t{sizeof(float)});
+  if (!bytes) throw IoError(where + ": dimensions " + dims_text(dims) + " overflow");
+  check_stored(ds.get(), *bytes, where);
+  check_memory(*bytes, where);
   Shape shape;
   shape.rank = rank;
-  for (int i = 0; i < rank; ++i) shape[i] = static_cast<int64_t>(dims[i]);
-  values.resize(static_cast<size_t>(shape.numel()));
+  for (int i = 0; i < rank; ++i) shape[i] = static_cast<int64_t>(dims[static_cast<size_t>(i)]);
+  values.resize(static_cast<size_t>(count));
   if (!values.empty() && H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
     fail(where + ": read failed (checksum mismatch or truncated file)");
   return shape;

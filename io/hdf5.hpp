@@ -7,6 +7,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -107,6 +108,46 @@ T read_scalar_attr(hid_t obj, const char* name, const std::string& what) {
   check(H5Aread(attr.get(), native_type<T>(), &value), what + ": attribute '" + name + "' has the wrong type");
   return value;
 }
+// ---- reading untrusted files ----
+
+// libhdf5 itself is not safe against crafted files: a corrupt variable-length string can make it allocate
+// gigabytes or copy between overlapping buffers (both found by fuzz/fuzz_checkpoint.cpp in Debian's 1.10.8).
+// So every reader of io/ first runs `read` on the file in a forked child process, with an alarm (4 s plus
+// 1 s per 50 MB): when the child succeeds the caller reads for real; when it throws, that error (as an
+// IoError) is thrown here; when it crashes or hangs, an IoError says the file made the HDF5 library fail.
+// Inside the child, preflight() does nothing: `read` calls the reader, whose own preflight() call returns at
+// once and lets it read.
+// Before the child, check_global_heaps() refuses at once a file whose global heap collections (where
+// variable-length strings live) would send libhdf5 into an endless loop or out of bounds.
+void preflight(const std::string& path, const std::function<void()>& read);
+// Throws IoError naming the byte offset of a global heap collection of `path` whose objects do not tile it
+// (files over 256 MB are not scanned; the preflight child still guards them).
+void check_global_heaps(const std::string& path);
+// While one lives, preflight() of `path` in this thread returns at once: the file was vetted as a whole
+// (open_hdf5_dataset checks both splits in one child, then opens each).
+class Vetted {
+ public:
+  explicit Vetted(std::string path);
+  ~Vetted();
+  Vetted(const Vetted&) = delete;
+  Vetted& operator=(const Vetted&) = delete;
+
+ private:
+  std::string previous_;
+};
+
+// ---- what a file may promise ----
+
+// Throws IoError naming `where` unless every byte of the open dataset is stored in its file, so a reader
+// never trusts dimensions that the file does not back: contiguous data must be allocated and end inside the
+// file; chunked data must have every chunk written (an unwritten dataset of 2^26 images would read as fill
+// values), no more than kMaxExpansion times its stored bytes when filtered, and stored bytes within the
+// file's size. External and virtual storage (which would read other files) are refused. `logical_bytes` is
+// the dataset's element count times the size read into memory.
+void check_stored(hid_t dataset, int64_t logical_bytes, const std::string& where);
+// The element count of a dataspace's dims, or an IoError naming `where` when it does not fit in int64.
+int64_t element_count(const std::vector<hsize_t>& dims, const std::string& where);
+
 // ---- float datasets (checkpoints and weights files) ----
 
 // Writes a float32 little-endian dataset at `path` (intermediate groups created), chunked with the Fletcher32
@@ -114,7 +155,8 @@ T read_scalar_attr(hid_t obj, const char* name, const std::string& what) {
 // dimension for arrays over 2^26 elements (HDF5 caps a chunk at 4 GiB). An empty array has no chunks.
 void write_float_array(hid_t file, const std::string& path, const Shape& shape, const float* data,
                        const std::string& what);
-// Reads a float dataset of rank 1..4 into `values`; returns its shape. `what` names the file.
+// Reads a float dataset of rank 1..4 into `values`; returns its shape. `what` names the file. The dataset is
+// checked with check_stored and its size with check_memory before anything is allocated.
 Shape read_float_array(hid_t file, const std::string& path, std::vector<float>& values, const std::string& what);
 // The datasets below `group`, as paths relative to it ("conv1/weight"), in name order; none when the group
 // does not exist.

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
 #include "io/detect.hpp"
 #include "io/hdf5.hpp"
 
@@ -128,6 +129,14 @@ struct Hdf5Source::Handles {
 Hdf5Source::~Hdf5Source() = default;
 
 Hdf5Source::Hdf5Source(const std::string& path, const std::string& split) : h_(std::make_unique<Handles>()) {
+  // The whole open, and a read of the first and the last images, in a child process first (h5::preflight).
+  h5::preflight(path, [&] {
+    const Hdf5Source probe(path, split);
+    const int64_t n = std::min<int64_t>(probe.info().count, 1);
+    std::vector<uint8_t> image(static_cast<size_t>(n * probe.info().image_bytes()));
+    probe.read_images(0, n, image.data());
+    probe.read_images(probe.info().count - n, n, image.data());
+  });
   h5::QuietErrors quiet;
   if (!std::filesystem::is_regular_file(path)) throw IoError(path + ": no such HDF5 file");
   h_->file =
@@ -176,6 +185,9 @@ Hdf5Source::Hdf5Source(const std::string& path, const std::string& split) : h_(s
   info_.width = static_cast<int64_t>(idims[rank - 1]);
   if (info_.channels <= 0 || info_.height <= 0 || info_.width <= 0)
     throw IoError(images_path_ + ": image dimensions " + h5::dims_text(idims) + " must be positive");
+  // Every image must be in the file: an unwritten or sparse dataset would read as fill values, and
+  // normalization and training would grind through them.
+  h5::check_stored(h_->images.get(), h5::element_count(idims, images_path_), images_path_);
 
   Handle labels = h5::check(H5Dopen2(file, (group + "/labels").c_str(), H5P_DEFAULT), H5Dclose,
                             labels_path + ": cannot open");
@@ -187,36 +199,50 @@ Hdf5Source::Hdf5Source(const std::string& path, const std::string& split) : h_(s
   std::vector<hsize_t> ldims(static_cast<size_t>(std::max(lrank, 0)));
   H5Sget_simple_extent_dims(lspace.get(), ldims.data(), nullptr);
   if (lrank != 1) throw IoError(labels_path + ": expected rank 1 (N,), found shape " + h5::dims_text(ldims));
-  if (static_cast<int64_t>(ldims[0]) != info_.count)
+  if (ldims[0] != idims[0])
     throw IoError(labels_path + ": holds " + std::to_string(ldims[0]) + " labels but " + images_path_ + " holds " +
                   std::to_string(info_.count) + " images");
-  // Read as int64 whatever the stored integer type, so negative or > 255 labels are reported, not clipped.
-  std::vector<int64_t> wide(static_cast<size_t>(info_.count));
-  if (info_.count > 0)
-    h5::check(H5Dread(labels.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide.data()),
-                 labels_path + ": cannot read");
+  const size_t label_size = H5Tget_size(ltype.get());
+  if (label_size == 0 || label_size > 8)
+    throw IoError(labels_path + ": expected integer labels of 1 to 8 bytes, found " + std::to_string(label_size));
+  h5::check_stored(labels.get(), info_.count * static_cast<int64_t>(label_size), labels_path);
+  check_memory(info_.count, labels_path + ": " + std::to_string(info_.count) + " labels");
 
-  if (h5::has_attr(root.get(), "class_names")) {
-    info_.class_names = h5::read_strings_attr(root.get(), "class_names", path);
-  } else {
-    int64_t top = 0;
-    for (int64_t l : wide) top = std::max(top, l);
-    info_.class_names = numbered_class_names(std::min<int64_t>(top, 255) + 1);
-  }
-  const auto k = static_cast<int64_t>(info_.class_names.size());
+  std::vector<std::string> names;
+  const bool named = h5::has_attr(root.get(), "class_names");
+  if (named) names = h5::read_strings_attr(root.get(), "class_names", path);
+  const auto k = static_cast<int64_t>(named ? names.size() : 256);
   if (k == 0 || k > 256)
     throw IoError(path + ": attribute class_names holds " + std::to_string(k) + " names, expected 1..256");
-  labels_.resize(wide.size());
-  for (size_t i = 0; i < wide.size(); ++i) {
-    if (wide[i] < 0 || wide[i] >= k)
-      throw IoError(labels_path + ": label of sample " + std::to_string(i) + " is " + std::to_string(wide[i]) +
-                    ", expected 0.." + std::to_string(k - 1));
-    labels_[i] = static_cast<uint8_t>(wide[i]);
+  // Read as int64 whatever the stored integer type, so negative or > 255 labels are reported, not clipped;
+  // in blocks, so the wide copy never holds more than one block.
+  labels_.resize(static_cast<size_t>(info_.count));
+  constexpr int64_t kBlock = int64_t{1} << 16;
+  std::vector<int64_t> wide(static_cast<size_t>(std::min(kBlock, info_.count)));
+  int64_t top = 0;
+  for (int64_t first = 0; first < info_.count; first += kBlock) {
+    const hsize_t start = static_cast<hsize_t>(first), cnt = static_cast<hsize_t>(std::min(kBlock, info_.count - first));
+    Handle fspace(H5Dget_space(labels.get()), H5Sclose);
+    h5::check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &start, nullptr, &cnt, nullptr),
+              labels_path + ": cannot select labels");
+    Handle mspace(H5Screate_simple(1, &cnt, nullptr), H5Sclose);
+    h5::check(H5Dread(labels.get(), H5T_NATIVE_INT64, mspace.get(), fspace.get(), H5P_DEFAULT, wide.data()),
+              labels_path + ": cannot read");
+    for (hsize_t j = 0; j < cnt; ++j) {
+      const int64_t l = wide[j];
+      const int64_t i = first + static_cast<int64_t>(j);
+      if (l < 0 || l >= k)
+        throw IoError(labels_path + ": label of sample " + std::to_string(i) + " is " + std::to_string(l) +
+                      ", expected 0.." + std::to_string(k - 1));
+      labels_[static_cast<size_t>(i)] = static_cast<uint8_t>(l);
+      top = std::max(top, l);
+    }
   }
+  info_.class_names = named ? std::move(names) : numbered_class_names(top + 1);
   info_.source = path;
   if (h5::has_attr(root.get(), "source")) {
     auto s = h5::read_strings_attr(root.get(), "source", path);
-    if (!s.empty()) info_.source = s[0];
+    if (!s.empty()) info_.source = echo(s[0]);
   }
 }
 
@@ -242,6 +268,9 @@ void Hdf5Source::read_images(int64_t first, int64_t count, uint8_t* out) const {
 }
 
 DatasetSplits open_hdf5_dataset(const std::string& path) {
+  // Both splits in one preflight child, then opened without another.
+  h5::preflight(path, [&] { open_hdf5_dataset(path); });
+  const h5::Vetted vetted(path);
   DatasetSplits s;
   s.train = std::make_unique<Hdf5Source>(path, "train");
   s.test = std::make_unique<Hdf5Source>(path, "test");

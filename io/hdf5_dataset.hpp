@@ -40,6 +40,8 @@ class Hdf5Source : public SampleSource {
   const DatasetInfo& info() const override { return info_; }
   const std::vector<uint8_t>& labels() const override { return labels_; }
   void read_images(int64_t first, int64_t count, uint8_t* out) const override;
+  // The labels and the 64 MiB chunk cache.
+  int64_t resident_bytes() const override { return static_cast<int64_t>(labels_.size()) + (int64_t{64} << 20); }
 
  private:
   struct Handles;

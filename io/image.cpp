@@ -9,11 +9,12 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <filesystem>
 #include <memory>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
+#include "io/file_limits.hpp"
 
 namespace stride {
 namespace {
@@ -52,7 +53,9 @@ void png_error_fn(png_structp png, png_const_charp msg) {
 void png_warning_fn(png_structp, png_const_charp) {}
 
 // Decodes the rest of a PNG whose 8 signature bytes were read already, to 8-bit interleaved rows.
-bool decode_png(std::FILE* f, PngError& err, Image& out, std::vector<uint8_t>& hwc, std::vector<png_bytep>& rows) {
+// file_bytes: the file's size, which bounds what its compressed rows can hold.
+bool decode_png(std::FILE* f, int64_t file_bytes, PngError& err, Image& out, std::vector<uint8_t>& hwc,
+                std::vector<png_bytep>& rows) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, png_error_fn, png_warning_fn);
   if (!png) {
     std::snprintf(err.msg, sizeof err.msg, "cannot create the libpng reader");
@@ -65,6 +68,9 @@ bool decode_png(std::FILE* f, PngError& err, Image& out, std::vector<uint8_t>& h
   }
   png_init_io(png, f);
   png_set_sig_bytes(png, 8);
+  // libpng's own caps, so a header or an ancillary chunk cannot make it allocate before we look at the sizes.
+  png_set_user_limits(png, static_cast<png_uint_32>(kMaxSide), static_cast<png_uint_32>(kMaxSide));
+  png_set_chunk_malloc_max(png, png_alloc_size_t{8} << 20);
   png_read_info(png, info);
   const int color = png_get_color_type(png, info);
   const int depth = png_get_bit_depth(png, info);
@@ -81,6 +87,18 @@ bool decode_png(std::FILE* f, PngError& err, Image& out, std::vector<uint8_t>& h
   if (out.height > kMaxSide || out.width > kMaxSide || rowbytes != static_cast<size_t>(out.width * out.channels)) {
     std::snprintf(err.msg, sizeof err.msg, "unsupported layout: %lld x %lld, %zu bytes per row",
                   static_cast<long long>(out.height), static_cast<long long>(out.width), rowbytes);
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  // The decoded size is checked against the file before it is allocated: deflate expands at most 1032x, so
+  // a 74-byte header claiming 30000x30000 pixels is refused at once, and a bomb beyond 100x is refused too.
+  const int64_t decoded = static_cast<int64_t>(rowbytes) * out.height;
+  if (decoded / 1032 > file_bytes || (decoded > kFreeExpansion && decoded / kMaxExpansion > file_bytes) ||
+      decoded > memory_limit() / 2) {
+    std::snprintf(err.msg, sizeof err.msg,
+                  "%lld x %lld pixels (%lld bytes decoded) cannot come from a %lld-byte file, or exceed the limits",
+                  static_cast<long long>(out.width), static_cast<long long>(out.height),
+                  static_cast<long long>(decoded), static_cast<long long>(file_bytes));
     png_destroy_read_struct(&png, &info, nullptr);
     return false;
   }
@@ -135,15 +153,17 @@ std::vector<uint8_t> chw_to_hwc(const Image& im) {
   return hwc;
 }
 
+// The whole file: a regular file only, and no larger than half the memory limit.
 std::vector<uint8_t> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path + ": cannot open image: " + std::strerror(errno));
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string text = read_text_file(path, "image", memory_limit() / 2);
+  return {text.begin(), text.end()};
 }
 
 }  // namespace
 
 Image read_png(const std::string& path) {
+  const auto file_bytes = regular_file_size(path);
+  if (!file_bytes) throw IoError(path + ": not a regular file (or missing)");
   FilePtr f = open_file(path, "rb", "PNG image");
   png_byte sig[8] = {0};
   const size_t n = std::fread(sig, 1, 8, f.get());
@@ -153,7 +173,7 @@ Image read_png(const std::string& path) {
   Image im;
   std::vector<uint8_t> hwc;
   std::vector<png_bytep> rows;
-  if (!decode_png(f.get(), err, im, hwc, rows))
+  if (!decode_png(f.get(), *file_bytes, err, im, hwc, rows))
     throw IoError(path + ": truncated or corrupt PNG (libpng: " + err.msg + ")");
   hwc_to_chw(hwc.data(), im);
   return im;
@@ -215,6 +235,10 @@ Image read_pnm(const std::string& path) {
 }
 
 Image read_image(const std::string& path) {
+  if (!regular_file_size(path)) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) throw IoError(path + ": not a regular file");
+  }
   FilePtr f = open_file(path, "rb", "image");
   unsigned char head[8] = {0};
   const size_t n = std::fread(head, 1, 8, f.get());
@@ -285,6 +309,8 @@ Image resize_bilinear(const Image& image, int64_t height, int64_t width) {
     throw ShapeError("resize_bilinear: expected a positive target size, got " + std::to_string(height) + "x" +
                      std::to_string(width));
   const int64_t C = image.channels, H = image.height, W = image.width, P = height, Q = width;
+  check_memory(C * P * Q, "resize_bilinear: a " + std::to_string(C) + "x" + std::to_string(P) + "x" +
+                              std::to_string(Q) + " image");
   Image out(C, P, Q);
   // Column taps are the same for every row and channel: compute them once.
   std::vector<int64_t> x0(static_cast<size_t>(Q)), x1(static_cast<size_t>(Q));

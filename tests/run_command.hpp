@@ -37,3 +37,57 @@ inline std::string last_line(const std::string& text) {
 }
 
 }  // namespace stride::test
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+namespace stride::test {
+
+// A run of the `stride` binary with what it cost: its peak resident memory (from wait4, this child alone) and
+// its wall time. Arguments go to execv unchanged (no shell), so they may hold any bytes.
+struct MeasuredResult : CommandResult {
+  long max_rss_kb = 0;
+  double seconds = 0;
+};
+
+inline MeasuredResult run_stride_measured(const std::vector<std::string>& args,
+                                          const std::vector<std::string>& env = {}) {
+  MeasuredResult r;
+  int fds[2];
+  if (pipe(fds) != 0) return r;
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    const int null_in = open("/dev/null", O_RDONLY);
+    if (null_in >= 0) dup2(null_in, STDIN_FILENO);
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    alarm(120);  // a hang ends as SIGALRM (exit code 128 + 14) instead of hanging the test; kept across exec
+    std::vector<char*> argv{const_cast<char*>(STRIDE_BINARY)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(STRIDE_BINARY, argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::array<char, 4096> buf{};
+  ssize_t n;
+  while ((n = read(fds[0], buf.data(), buf.size())) > 0) r.output.append(buf.data(), static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  struct rusage usage {};
+  wait4(pid, &status, 0, &usage);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.max_rss_kb = usage.ru_maxrss;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+}  // namespace stride::test

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/data_rule.hpp"
 #include "tests/run_command.hpp"
 
 using stride::test::run_stride;
@@ -85,10 +86,7 @@ TEST_CASE("parse_test_accuracy reads stride train's final line and reports a mis
 // kernels and micro-batches of 16 (0.8787 with OpenBLAS and whole batches; docs/results.md).
 TEST_CASE("accuracy: Fashion-MNIST lenet5, 2 epochs, reaches >= 0.87 (PyTorch 1.13: 0.8829)") {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
-  if (!fs::is_directory(dir)) {
-    MESSAGE("skipped: " << dir << " is missing (Debian package dataset-fashion-mnist)");
-    return;
-  }
+  if (!stride::test::have_data(dir)) return;
   const double acc = train_and_check(dir, "fashion", "--epochs 2 --classes fashion-mnist");
   MESSAGE("Fashion-MNIST lenet5 2 epochs: test accuracy " << acc);
   CHECK(acc >= 0.87);
@@ -100,10 +98,7 @@ TEST_CASE("accuracy: Fashion-MNIST lenet5, 2 epochs, reaches >= 0.87 (PyTorch 1.
 // issue 9).
 TEST_CASE("accuracy: MNIST digits sample lenet5, 5 epochs, reaches >= 0.96 (PyTorch 1.13: 0.9645)") {
   const fs::path dir = fs::path(STRIDE_SHARED_DATA) / "mnist-digits-sample";
-  if (!fs::is_directory(dir)) {
-    MESSAGE("skipped: " << dir.string() << " is missing");
-    return;
-  }
+  if (!stride::test::have_data(dir)) return;
   const double acc = train_and_check(dir.string(), "mnist", "--epochs 5");
   MESSAGE("MNIST sample lenet5 5 epochs: test accuracy " << acc);
   CHECK(acc >= 0.96);

@@ -373,7 +373,9 @@ TEST_CASE("conv2d: forward and backward are bit-identical with 1, 2 and 4 thread
   Conv2dOptions one_by_one = conv_opts(6, 1, 1, Padding::zeros, 0, 0, true);
   // N = 20 spans several fixed chunks of Conv2d::kBatchChunk samples.
   static_assert(Conv2d::kBatchChunk < 10);
-  for (const auto& [o, in] : {std::pair{general, Shape{20, 3, 9, 9}}, std::pair{one_by_one, Shape{20, 5, 6, 6}}}) {
+  for (const auto& c : {std::pair{general, Shape{20, 3, 9, 9}}, std::pair{one_by_one, Shape{20, 5, 6, 6}}}) {
+    const auto& o = c.first;  // not a structured binding: clang 14 cannot capture those in INFO's lambda
+    const auto& in = c.second;
     const Run one = run(o, in, 1);
     for (int threads : {2, 4}) {
       INFO("threads " << threads << ", kernel " << o.kernel_h);
@@ -505,7 +507,8 @@ TEST_CASE("conv2d: from_config reads every key, applies defaults and rejects unk
   CHECK(o.weight_init == Init::xavier_uniform);
 
   auto minimal = LayerConfig::parse(R"({"name": "c", "type": "conv2d", "out_channels": 8, "kernel": 5})");
-  const auto& d = dynamic_cast<Conv2d&>(*Conv2d::from_config(minimal)).options();
+  const auto minimal_layer = Conv2d::from_config(minimal);  // kept alive: options() refers into it (ASan)
+  const auto& d = dynamic_cast<Conv2d&>(*minimal_layer).options();
   CHECK(d.kernel_h == 5);
   CHECK(d.kernel_w == 5);
   CHECK(d.stride_h == 1);

@@ -22,6 +22,7 @@
 #endif
 
 #include "framework/core/errors.hpp"
+#include "tests/data_rule.hpp"
 #include "tests/expect_error.hpp"
 #include "tests/temp_dir.hpp"
 #include "framework/core/parallel.hpp"
@@ -117,10 +118,7 @@ const fs::path kShared = STRIDE_SHARED_DATA;
 
 TEST_CASE("CIFAR-10 sample: record counts from file size, labels and pixels of the real files") {
   const fs::path dir = kShared / "cifar10-sample";
-  if (!fs::is_directory(dir)) {
-    MESSAGE("skipped: " << dir.string() << " is missing");
-    return;
-  }
+  if (!stride::test::have_data(dir)) return;
   DatasetSplits s = load_cifar10_dir(dir.string());
   const DatasetInfo& tr = s.train->info();
   CHECK(tr.count == 5 * 1017);
@@ -228,10 +226,7 @@ TEST_CASE("CIFAR-100 reader keeps the fine label of the 2-byte header") {
 
 TEST_CASE("MNIST sample (IDX gz): header, counts, labels and pixels of the real files") {
   const fs::path dir = kShared / "mnist-digits-sample";
-  if (!fs::is_directory(dir)) {
-    MESSAGE("skipped: " << dir.string() << " is missing");
-    return;
-  }
+  if (!stride::test::have_data(dir)) return;
   CHECK(detect_dataset_format(dir.string()) == DatasetFormat::idx);
   DatasetSplits s = open_dataset(dir.string());
   CHECK(s.train->info().count == 8000);
@@ -262,10 +257,7 @@ TEST_CASE("MNIST sample (IDX gz): header, counts, labels and pixels of the real 
 
 TEST_CASE("Fashion-MNIST (Debian's dataset-fashion-mnist): headers, counts and class names") {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
-  if (!fs::is_directory(dir)) {
-    MESSAGE("skipped: " << dir << " is missing");
-    return;
-  }
+  if (!stride::test::have_data(dir)) return;
   DatasetSplits s = open_dataset(dir, fashion_mnist_class_names());
   CHECK(s.train->info().count == 60000);
   CHECK(s.test->info().count == 10000);
@@ -629,10 +621,7 @@ TEST_CASE("HDF5 malformed layouts give an IoError naming the file and the datase
 namespace {
 void check_conversion(const char* name, int deflate_level) {
   const fs::path dir = kShared / name;
-  if (!fs::is_directory(dir)) {
-    MESSAGE("skipped: " << dir.string() << " is missing");
-    return;
-  }
+  if (!stride::test::have_data(dir)) return;
   TempDir tmp;
   Hdf5WriteOptions opt;
   opt.deflate_level = deflate_level;

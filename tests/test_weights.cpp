@@ -107,7 +107,8 @@ TEST_CASE("read_weights: a checkpoint whole, a weights-only file's params, norma
     CHECK(w.norm_std == full.norm_std);
     CHECK(w.class_names == full.class_names);
     REQUIRE(w.params.size() == 8);
-    for (const auto& [name, array] : full.params) {
+    for (const auto& [key, array] : full.params) {
+      const std::string& name = key;  // CAPTURE's lambda cannot capture a structured binding in clang 14
       CAPTURE(name);
       REQUIRE(w.params.count(name) == 1);
       CHECK(w.params.at(name).shape == array.shape);

@@ -9,7 +9,63 @@
 
 #include "framework/core/errors.hpp"
 
+// ThreadSanitizer sees only instrumented code, and Debian's libtbb is not built with it: TBB's hand-off of its
+// own task objects between threads looks like a race in every kernel. The TSan build (scripts/sanitizers.sh)
+// therefore runs the same loops on std::threads that it creates and joins itself, so TSan sees every
+// happens-before edge and reports only races in stride's code. Blocks, chunks, thread counts (ThreadLimit,
+// task_arena size) and worker slots keep their contracts.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define STRIDE_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define STRIDE_TSAN 1
+#endif
+#ifdef STRIDE_TSAN
+#include <algorithm>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+#endif
+
 namespace stride {
+
+#ifdef STRIDE_TSAN
+namespace {
+thread_local int tsan_slot = -1;
+
+int tsan_threads() {
+  return std::max(1, std::min(max_threads(), tbb::this_task_arena::max_concurrency()));
+}
+
+// task(i) for every i in [0, tasks), on up to tsan_threads() threads: the caller's and new ones. Thread t
+// runs tasks t, t + threads, ...: a fixed share, so every thread really runs some bodies and TSan sees them
+// overlap (a shared counter let the caller finish small loops before the others started).
+void run_tasks(int64_t tasks, const std::function<void(int64_t)>& task) {
+  const auto threads = static_cast<int>(std::min<int64_t>(tasks, tsan_threads()));
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&](int slot) {
+    const int previous = tsan_slot;
+    tsan_slot = slot;
+    try {
+      for (int64_t i = slot; i < tasks; i += threads) task(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+    tsan_slot = previous;
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+}  // namespace
+#endif
 
 void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body) {
   if (n <= 0) return;
@@ -18,8 +74,13 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
     body(0, n);
     return;
   }
+#ifdef STRIDE_TSAN
+  const int64_t block = std::max(grain, (n + 4 * tsan_threads() - 1) / (4 * tsan_threads()));
+  run_tasks((n + block - 1) / block, [&](int64_t b) { body(b * block, std::min(n, (b + 1) * block)); });
+#else
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, static_cast<size_t>(grain)),
                     [&](const tbb::blocked_range<int64_t>& r) { body(r.begin(), r.end()); });
+#endif
 }
 
 void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t, int64_t)> body) {
@@ -31,12 +92,19 @@ void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t,
     for (int64_t c = 0; c < chunks; ++c) run(c);
     return;
   }
+#ifdef STRIDE_TSAN
+  run_tasks(chunks, run);
+#else
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, chunks, 1), [&](const tbb::blocked_range<int64_t>& r) {
     for (int64_t c = r.begin(); c < r.end(); ++c) run(c);
   });
+#endif
 }
 
 int worker_slot() {
+#ifdef STRIDE_TSAN
+  if (tsan_slot >= 0) return tsan_slot;
+#endif
   int slot = tbb::this_task_arena::current_thread_index();
   return slot < 0 ? 0 : slot;
 }

@@ -1,6 +1,7 @@
 #include "framework/core/shape.hpp"
 
 #include "framework/core/errors.hpp"
+#include "framework/core/limits.hpp"
 
 namespace stride {
 
@@ -10,18 +11,25 @@ Shape::Shape(std::initializer_list<int64_t> sizes) {
   for (int64_t s : sizes) dims[static_cast<size_t>(rank++)] = s;
 }
 
-int64_t Shape::numel() const {
-  if (rank == 0) return 0;
+namespace {
+// The product of dims[first, rank), checked: a product that does not fit in int64 (or a negative size) is a
+// ShapeError naming the shape, never a wrapped-around count that a later allocation would trust.
+int64_t checked_product(const Shape& s, int first) {
   int64_t n = 1;
-  for (int i = 0; i < rank; ++i) n *= dims[static_cast<size_t>(i)];
+  for (int i = first; i < s.rank; ++i) {
+    const auto next = mul_sizes(n, s[i]);
+    if (!next)
+      throw ShapeError("shape " + s.str() + ": " +
+                       (s[i] < 0 ? std::string("negative size") : std::string("element count overflows int64")));
+    n = *next;
+  }
   return n;
 }
+}  // namespace
 
-int64_t Shape::per_sample() const {
-  int64_t n = 1;
-  for (int i = 1; i < rank; ++i) n *= dims[static_cast<size_t>(i)];
-  return n;
-}
+int64_t Shape::numel() const { return rank == 0 ? 0 : checked_product(*this, 0); }
+
+int64_t Shape::per_sample() const { return checked_product(*this, 1); }
 
 Shape Shape::with_batch(int64_t n) const {
   Shape s = *this;

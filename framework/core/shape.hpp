@@ -17,8 +17,9 @@ struct Shape {
 
   int64_t operator[](int i) const { return dims[static_cast<size_t>(i)]; }
   int64_t& operator[](int i) { return dims[static_cast<size_t>(i)]; }
+  // The product of the sizes; throws ShapeError when it does not fit in int64 or a size is negative.
   int64_t numel() const;
-  // Size of everything after the batch dimension (C*H*W, or F).
+  // Size of everything after the batch dimension (C*H*W, or F), checked like numel().
   int64_t per_sample() const;
 
   // Named accessors for NCHW; valid for rank 4 (n() for any rank >= 1).

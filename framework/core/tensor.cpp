@@ -12,11 +12,16 @@ namespace stride {
 namespace {
 constexpr size_t kAlignment = 64;
 
-float* aligned_alloc_floats(int64_t count) {
+float* aligned_alloc_floats(int64_t count, const Shape& shape) {
+  constexpr int64_t kMaxCount = (INT64_MAX - static_cast<int64_t>(kAlignment)) / static_cast<int64_t>(sizeof(float));
+  if (count > kMaxCount) throw ShapeError("tensor: " + shape.str() + " is too large to address in bytes");
   size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float);
   bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   void* p = std::aligned_alloc(kAlignment, bytes);
-  if (!p) throw std::bad_alloc();
+  // Named, so an allocation that slipped past the memory plan still says what it was for.
+  if (!p)
+    throw ResourceError("tensor " + shape.str() + ": cannot allocate " + std::to_string(bytes) +
+                        " bytes (out of memory)");
   std::memset(p, 0, bytes);
   return static_cast<float*>(p);
 }
@@ -49,7 +54,7 @@ void Tensor::resize(const Shape& shape) {
     if (shape[i] < 0) throw ShapeError("tensor: negative size in shape " + shape.str());
   int64_t n = shape.numel();
   if (n > capacity_) {
-    data_.reset(aligned_alloc_floats(n));
+    data_.reset(aligned_alloc_floats(n, shape));
     capacity_ = n;
   }
   shape_ = shape;

@@ -1,0 +1,50 @@
+#include "framework/numeric_check.hpp"
+
+#include <cmath>
+
+#include "framework/core/limits.hpp"
+
+namespace stride {
+
+bool all_finite(std::span<const float> values) {
+  // A sum of x * 0 is NaN exactly when some x is NaN or infinite; no branch per element, so it vectorizes.
+  float acc = 0.0f;
+  for (float v : values) acc += v * 0.0f;
+  return acc == 0.0f;
+}
+
+std::string first_non_finite_param(const Network& net) {
+  if (!net.allocated()) return {};
+  for (const auto& e : net.param_entries())
+    if (!all_finite(net.values_of(e.name))) return e.name;
+  return {};
+}
+
+std::string locate_non_finite(const Network& net, bool outputs, bool grads) {
+  if (!net.allocated()) return {};
+  const auto& entries = net.param_entries();
+  const std::string bad = first_non_finite_param(net);
+  if (!bad.empty()) {
+    const std::string layer = bad.substr(0, bad.rfind('/'));
+    return "the weights of layer '" + echo(layer) + "' (" + echo(bad) + ")";
+  }
+  Network& mut = const_cast<Network&>(net);  // layer(i) has no const overload; nothing is changed
+  // Forward order for outputs: a NaN output first appears at the earliest layer that has one.
+  if (outputs)
+    for (size_t i = 0; i < net.layer_count(); ++i)
+      if (!all_finite(net.layer_output(i).span())) return "the output of layer '" + echo(mut.layer(i).name()) + "'";
+  // Backward order for gradients: backward runs from the loss, so the last layer with a bad gradient is where
+  // it first appeared.
+  if (grads)
+    for (size_t i = net.layer_count(); i-- > 0;) {
+      const std::string& name = mut.layer(i).name();
+      for (const auto& e : entries) {
+        if (e.role != ParamRole::learnable || e.name.compare(0, name.size() + 1, name + "/") != 0) continue;
+        const auto g = net.grads().subspan(static_cast<size_t>(e.offset), static_cast<size_t>(e.size));
+        if (!all_finite(g)) return "the gradient of layer '" + echo(name) + "' (" + echo(e.name) + ")";
+      }
+    }
+  return {};
+}
+
+}  // namespace stride
