@@ -1,7 +1,8 @@
 // A training step allocates nothing once it has run: every buffer is a member sized by the first step of a
 // shape (Tensor::resize keeps its capacity), parallel loops take a non-owning FunctionRef, and the kernels
 // pack into per-thread buffers that only grow. This binary counts every allocation: operator new, and
-// malloc and its relatives (interposed over glibc's, which they forward to).
+// malloc and its relatives (interposed over glibc's, which they forward to; in a sanitizer build, through the
+// sanitizer's allocator hooks).
 // Only the thread that runs the steps counts (it takes part in every parallel loop, so a loop or kernel that
 // allocates shows there): TBB worker threads allocate their own bookkeeping the first time they join an
 // arena, which on a loaded machine may be any step.
@@ -30,6 +31,24 @@ void note() {
 }
 }  // namespace
 
+// Sanitizer builds bring their own allocator, which must not be interposed; they call hooks instead.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define STRIDE_SANITIZED_ALLOCATOR 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define STRIDE_SANITIZED_ALLOCATOR 1
+#endif
+
+#ifdef STRIDE_SANITIZED_ALLOCATOR
+#include <sanitizer/allocator_interface.h>
+namespace {
+void on_malloc(const volatile void*, size_t) { note(); }
+void on_free(const volatile void*) {}
+[[maybe_unused]] const int g_hooks_installed = __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+}  // namespace
+#else
 extern "C" {
 void* __libc_malloc(size_t);
 void* __libc_calloc(size_t, size_t);
@@ -61,6 +80,7 @@ int posix_memalign(void** out, size_t a, size_t n) {
   return *out ? 0 : 12;  // ENOMEM
 }
 }
+#endif
 
 using namespace stride;
 
@@ -101,8 +121,9 @@ TEST_CASE("the allocation counter sees operator new and malloc") {
   g_allocations = 0;
   t_counted_thread = true;
   g_counting = true;
-  auto* p = new int(3);
-  void* q = std::malloc(16);
+  // volatile: the compiler may otherwise drop an allocation whose result is never used (clang does).
+  int* volatile p = new int(3);
+  void* volatile q = std::malloc(16);
   g_counting = false;
   t_counted_thread = false;
   delete p;

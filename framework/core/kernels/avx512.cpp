@@ -11,8 +11,14 @@
 
 #include "framework/core/kernels/kernels.hpp"
 
+// GCC compiles what follows for the path's instructions; clang (the sanitizer builds) ignores GCC's target
+// pragma and takes its own attribute form.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma")
+#endif
 
 namespace stride::kernels::avx512 {
 #include "framework/core/kernels/transpose8x8.hpp"
@@ -71,7 +77,11 @@ struct V {
 #include "framework/core/kernels/impl.hpp"
 #undef STRIDE_KERNEL_NS
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 namespace stride::kernels {
 const KernelTable& avx512_table() { return avx512::kTable; }
