@@ -63,12 +63,17 @@ TrainingStep::~TrainingStep() {
   for (BatchNorm* bn : batch_norms_) bn->defer_running_statistics(false);
 }
 
-int64_t TrainingStep::micro_batches(int64_t step_count) const { return (step_count + micro_batch_ - 1) / micro_batch_; }
+// Written so that no sum or product can overflow, whatever --batch (up to 2^63 - 1) asks for.
+int64_t TrainingStep::micro_batches(int64_t step_count) const {
+  return step_count / micro_batch_ + (step_count % micro_batch_ != 0);
+}
 
 SampleRange TrainingStep::local_samples(int64_t step_count) const {
-  const MicroBatchRange share = reducer_.share(micro_batches(step_count));
-  const int64_t first = std::min(step_count, share.first * micro_batch_);
-  const int64_t end = std::min(step_count, (share.first + share.count) * micro_batch_);
+  const int64_t total = micro_batches(step_count);
+  const MicroBatchRange share = reducer_.share(total);
+  // Micro-batch k starts at sample k * micro_batch_ (< step_count for every k < total).
+  auto start = [&](int64_t k) { return k < total ? k * micro_batch_ : step_count; };
+  const int64_t first = start(share.first), end = start(share.first + share.count);
   return {first, end - first};
 }
 

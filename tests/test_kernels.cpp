@@ -263,14 +263,17 @@ TEST_CASE("kernels: shifted source, im2col and transpose copy exactly what their
       }
     }
   }
+  // K rows of J values (row stride 40) into J rows of K values padded with zeros to ldt; its own source, as
+  // large as the K x 40 rows read (ASan caught the test reading past the image above).
+  const int64_t K = 21, J = 35, lds = 40, ldt = 32;
+  const auto rows = random_vector(static_cast<size_t>(K * lds), 12);
   for (const KernelTable* t : tables()) {
-    const int64_t K = 21, J = 35, ldt = 32;
     std::vector<float> out(static_cast<size_t>(J * ldt), 9.0f);
-    t->transpose(src.data(), 40, K, J, out.data(), ldt);
+    t->transpose(rows.data(), lds, K, J, out.data(), ldt);
     bool ok = true;
     for (int64_t j = 0; j < J; ++j)
       for (int64_t k = 0; k < ldt; ++k)
-        ok = ok && out[static_cast<size_t>(j * ldt + k)] == (k < K ? src[static_cast<size_t>(k * 40 + j)] : 0.0f);
+        ok = ok && out[static_cast<size_t>(j * ldt + k)] == (k < K ? rows[static_cast<size_t>(k * lds + j)] : 0.0f);
     CHECK(ok);
   }
 }
