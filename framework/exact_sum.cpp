@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/parallel.hpp"
 
 namespace stride {
@@ -92,41 +93,15 @@ void ExactSum::keep(std::span<const float> grads) {
   ++kept_count_;
 }
 
-namespace {
-
-// The largest |value| of g[0, n) as the bits of a non-negative float: an integer max, which vectorizes and
-// does not depend on the order; NaN and infinity have every exponent bit set, so they compare above every
-// finite value.
-uint32_t largest_magnitude_bits(const float* g, int64_t n) {
-  uint32_t m = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, g + i, sizeof bits);
-    m = std::max(m, bits & 0x7fffffffu);
-  }
-  return m;
-}
-
-// Rounds x (|x| <= 2^62) to the nearest int64, ties to even, as llrint does in the default rounding mode, in
-// a form the compiler vectorizes: for |x| < 2^52, x + 2^52 (or x - 2^52) lies where doubles are exactly the
-// integers, so the add rounds and the subtract is exact; from 2^52 on every double is an integer already.
-inline int64_t round_to_int64(double x) {
-  constexpr double kTwo52 = 4503599627370496.0;
-  const double shift = std::copysign(kTwo52, x);
-  const double r = std::fabs(x) < kTwo52 ? (x + shift) - shift : x;
-  return static_cast<int64_t>(r);
-}
-
-}  // namespace
-
 void ExactSum::exponents(size_t b, int32_t* out) const {
   const SumBucket& bucket = buckets_[b];
   for (size_t s = 0; s < bucket.segments.size(); ++s) {
     const SumSegment seg = bucket.segments[s];
     uint32_t bits = 0;
+    const int64_t n = seg.end - seg.begin;
     for (int64_t k = 0; k < kept_count_; ++k)
-      bits = std::max(bits, largest_magnitude_bits(kept_.data() + k * size_ + seg.begin, seg.end - seg.begin));
-    if (!live_.empty()) bits = std::max(bits, largest_magnitude_bits(live_.data() + seg.begin, seg.end - seg.begin));
+      bits = std::max(bits, kernels::kernels().max_abs_bits(kept_.data() + k * size_ + seg.begin, n));
+    if (!live_.empty()) bits = std::max(bits, kernels::kernels().max_abs_bits(live_.data() + seg.begin, n));
     if (bits >= 0x7f800000u) {
       out[s] = kNotFinite;
     } else if (bits == 0) {
@@ -158,14 +133,11 @@ void ExactSum::to_fixed(size_t b, const int32_t* exponents, int64_t* out, bool p
       continue;
     }
     const double factor = std::ldexp(1.0, scale(e));  // a power of two: g * factor is exact in double
-    // One pass per micro-batch over a block, so each pass is a plain loop the compiler vectorizes.
+    // One pass per micro-batch over a block, each element rounded to the nearest integer, ties to even (the
+    // vector kernel's nearest_int64); integer adds, so the result is the same in any order and on any path.
     auto convert = [&](int64_t i0, int64_t i1) {
-      const float* g0 = source(0) + seg.begin;
-      for (int64_t i = i0; i < i1; ++i) o[i] = round_to_int64(static_cast<double>(g0[i]) * factor);
-      for (int64_t k = 1; k < sources; ++k) {
-        const float* g = source(k) + seg.begin;
-        for (int64_t i = i0; i < i1; ++i) o[i] += round_to_int64(static_cast<double>(g[i]) * factor);
-      }
+      for (int64_t k = 0; k < sources; ++k)
+        kernels::kernels().to_fixed(source(k) + seg.begin + i0, i1 - i0, factor, o + i0, /*add=*/k > 0);
     };
     if (parallel) parallel_for(seg.end - seg.begin, kGrain, convert);
     else convert(0, seg.end - seg.begin);

@@ -311,3 +311,42 @@ TEST_CASE("kernels: col2im_add adds every column back where im2col read it, in t
     }
   }
 }
+
+TEST_CASE("kernels: the exact sum's conversions round to the nearest int64, ties to even, as llrint, on every path") {
+  // Values of every magnitude the exact sum feeds in (|x * factor| < 2^62): ties at .5 of both parities,
+  // subnormal floats, the largest float below the limit, and random mantissas at 2^-20 .. 2^61; 37 values so
+  // every path has a vector tail.
+  const double factor = std::ldexp(1.0, 40);
+  std::vector<float> x = {0.5f * 0x1p-40f,   1.5f * 0x1p-40f,  -2.5f * 0x1p-40f, 3.5f * 0x1p-40f,
+                          -0.5f * 0x1p-40f,  0.0f,             -0.0f,            1e-45f,
+                          -1e-45f,           0x1.fffffep21f,   -0x1.fffffep21f,  0x1.000002p21f,
+                          0x1p20f + 0.5f,    0x1.7p-30f,       -0x1.7p-30f};
+  const std::vector<float> r = random_vector(22, 5);
+  for (size_t i = 0; i < r.size(); ++i) x.push_back(std::ldexp(r[i], static_cast<int>(i % 22) - 20 - 40 + 41));
+  std::vector<int64_t> expected(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    REQUIRE(std::fabs(static_cast<double>(x[i]) * factor) < std::ldexp(1.0, 62));
+    expected[i] = std::llrint(static_cast<double>(x[i]) * factor);
+  }
+  for (const KernelTable* t : tables()) {
+    CAPTURE(isa_name(t->isa));
+    std::vector<int64_t> out(x.size(), 7);
+    t->to_fixed(x.data(), static_cast<int64_t>(x.size()), factor, out.data(), /*add=*/false);
+    CHECK(out == expected);
+    t->to_fixed(x.data(), static_cast<int64_t>(x.size()), factor, out.data(), /*add=*/true);
+    for (size_t i = 0; i < x.size(); ++i) CHECK(out[i] == 2 * expected[i]);
+
+    // The largest magnitude as float bits: found anywhere in the run, and NaN or infinity above every number.
+    std::vector<float> y = random_vector(37, 6);
+    y[29] = -3.0f;
+    uint32_t three;
+    const float f3 = 3.0f;
+    std::memcpy(&three, &f3, sizeof three);
+    CHECK(t->max_abs_bits(y.data(), 37) == three);
+    CHECK(t->max_abs_bits(y.data(), 0) == 0u);
+    y[36] = -INFINITY;
+    CHECK(t->max_abs_bits(y.data(), 37) == 0x7f800000u);
+    y[3] = NAN;
+    CHECK(t->max_abs_bits(y.data(), 37) > 0x7f800000u);
+  }
+}

@@ -5,6 +5,7 @@
 // instruction set can be picked by the linker for another.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -390,6 +391,39 @@ void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+// ---- the exact gradient sum's conversions (framework/exact_sum.cpp) ------------------------------------------
+// The largest |x[i]| as the bits of a non-negative float: an integer max (order-free); NaN and infinity have
+// every exponent bit set, so they compare above every finite value.
+uint32_t max_abs_bits(const float* x, int64_t n) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::bit_cast<uint32_t>(x[i]) & 0x7fffffffu);
+  return m;
+}
+
+// v (|v| < 2^62, an exact product of a float and a power of two) rounded to the nearest int64, ties to even,
+// with double arithmetic and integer adds only, so every instruction set vectorizes it (a double -> int64
+// conversion instruction exists only with AVX-512DQ). Adding 1.5 * 2^52 to |u| < 2^51 lands where doubles are
+// the integers, so the add rounds u (ties to even) and the sum's bits minus the constant's are round(u). v is
+// split as hi * 2^32 + lo: hi = round(v / 2^32), lo = v - hi * 2^32 is exact and |lo| <= 2^31, and since
+// hi * 2^32 is even, round(v) = hi * 2^32 + round(lo), ties included.
+inline int64_t nearest_int64(double v) {
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  constexpr int64_t kMagicBits = std::bit_cast<int64_t>(kMagic);
+  const double hi = v * 0x1p-32 + kMagic;
+  const double lo = v - (hi - kMagic) * 0x1p32;
+  const auto hi_int = static_cast<uint64_t>(std::bit_cast<int64_t>(hi) - kMagicBits);
+  return static_cast<int64_t>(hi_int << 32) + (std::bit_cast<int64_t>(lo + kMagic) - kMagicBits);
+}
+
+// out[i] = (or += when add) the nearest int64 to x[i] * factor; factor is a power of two and every
+// |x[i] * factor| < 2^62.
+void to_fixed(const float* x, int64_t n, double factor, int64_t* out, bool add) {
+  if (add)
+    for (int64_t i = 0; i < n; ++i) out[i] += nearest_int64(static_cast<double>(x[i]) * factor);
+  else
+    for (int64_t i = 0; i < n; ++i) out[i] = nearest_int64(static_cast<double>(x[i]) * factor);
+}
+
 // ---- pooling -----------------------------------------------------------------------------------------------
 // How to load lanes q..q+L-1 of row[q' * sw + o] (q' the lane's output column): the mask of lanes inside
 // the row and below Q, and for stride 2 the masks of the two source vectors. Depends only on (q, s), so the
@@ -533,6 +567,7 @@ double fma_probe(int64_t iterations) {
 const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &wgrad_gemm,
                             &shifted_source, &im2col, &col2im_add, &transpose, &sum16,
                             &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
-                            &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &fma_probe};
+                            &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &max_abs_bits,
+                            &to_fixed,   &fma_probe};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

@@ -122,6 +122,11 @@ struct KernelTable {
   // ReLU: y = x < 0 ? 0 : x (NaN passes, as std::max(x, 0) in PyTorch); dx = y > 0 ? dy : 0.
   void (*relu_forward)(const float* x, float* y, int64_t n);
   void (*relu_backward)(const float* y, const float* dy, float* dx, int64_t n);
+  // The exact gradient sum's conversions: the largest |x[i]| as float bits (NaN and infinity above every
+  // finite value), and out[i] = (or += when add) x[i] * factor rounded to the nearest int64, ties to even
+  // (factor a power of two, every |x[i] * factor| < 2^62).
+  uint32_t (*max_abs_bits)(const float* x, int64_t n);
+  void (*to_fixed)(const float* x, int64_t n, double factor, int64_t* out, bool add);
   // Runs `iterations` rounds of independent register-only FMAs; returns the FLOPs done.
   double (*fma_probe)(int64_t iterations);
 };
