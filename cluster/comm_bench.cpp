@@ -61,7 +61,7 @@ void bench_allreduce(Session& session, int64_t elements, int repeats, const std:
     auto t0 = Clock::now();
     sum.begin_step(8, 1);
     sum.set_live(grads);
-    sum.exponents(0, exps.data());
+    sum.exponents(0, exps.data(), true);
     const size_t segs = sum.buckets()[0].segments.size();
     agreed = exps;
     allreduce(exps.data(), agreed.data(), static_cast<int>(segs), MPI_INT, MPI_MAX);
@@ -70,7 +70,7 @@ void bench_allreduce(Session& session, int64_t elements, int repeats, const std:
     const auto t2 = Clock::now();
     allreduce(MPI_IN_PLACE, fixed.data(), static_cast<int>(elements), MPI_INT64_T, MPI_SUM);
     const auto t3 = Clock::now();
-    sum.from_fixed(0, agreed.data(), fixed.data(), out);
+    sum.from_fixed(0, agreed.data(), fixed.data(), out, true);
     const auto t4 = Clock::now();
     barrier();
     const auto t5 = Clock::now();

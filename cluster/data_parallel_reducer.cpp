@@ -90,9 +90,9 @@ class DataParallelReducer final : public GradientReducer {
   };
   // Test mode: starts what can start and completes what has completed, in bucket order.
   void advance(bool parallel);
-  void start_max(size_t b);
+  void start_max(size_t b, bool parallel);
   void start_sum(size_t b, bool parallel);
-  void finish(size_t b);
+  void finish(size_t b, bool parallel);
   bool test(MPI_Request& req);
   void thread_main();
 
@@ -218,10 +218,10 @@ void DataParallelReducer::poll() {
   if (progress_ == CommProgress::test) advance(/*parallel=*/true);
 }
 
-void DataParallelReducer::start_max(size_t b) {
+void DataParallelReducer::start_max(size_t b, bool parallel) {
   Bucket& k = buckets_[b];
   if (b == 0) first_start_ = Clock::now();
-  sum_->exponents(b, k.mine.data());
+  sum_->exponents(b, k.mine.data(), parallel);
   check(MPI_Iallreduce(k.mine.data(), k.agreed.data(), static_cast<int>(k.mine.size()), MPI_INT, MPI_MAX, maxes_,
                        &k.max_req),
         "MPI_Iallreduce (exponents)");
@@ -235,21 +235,21 @@ void DataParallelReducer::start_sum(size_t b, bool parallel) {
         "MPI_Iallreduce (gradients)");
 }
 
-void DataParallelReducer::finish(size_t b) {
+void DataParallelReducer::finish(size_t b, bool parallel) {
   Bucket& k = buckets_[b];
-  sum_->from_fixed(b, k.agreed.data(), k.fixed.data(), grads_);
+  sum_->from_fixed(b, k.agreed.data(), k.fixed.data(), grads_, parallel);
   if (b + 1 == bucket_count_) last_done_ = Clock::now();
 }
 
 void DataParallelReducer::advance(bool parallel) {
   const size_t ready = ready_.load();
-  while (max_started_ < ready) start_max(max_started_++);
+  while (max_started_ < ready) start_max(max_started_++, parallel);
   while (sum_started_ < max_started_ && test(buckets_[sum_started_].max_req)) {
     start_sum(sum_started_, parallel);
     ++sum_started_;
   }
   size_t done = done_.load();
-  while (done < sum_started_ && test(buckets_[done].sum_req)) finish(done++);
+  while (done < sum_started_ && test(buckets_[done].sum_req)) finish(done++, parallel);
   done_ = done;
 }
 
@@ -265,7 +265,7 @@ void DataParallelReducer::thread_main() {
       }
       // Sleeps between tests from the start: this thread shares the cores with backward.
       detail::Backoff backoff(0.0);
-      start_max(b);
+      start_max(b, /*parallel=*/false);
       while (!test(buckets_[b].max_req)) {
         if (stop_) return;
         backoff.pause();
@@ -277,7 +277,7 @@ void DataParallelReducer::thread_main() {
         if (stop_) return;
         backoff.pause();
       }
-      finish(b);
+      finish(b, /*parallel=*/false);
       ++done_;
     }
   } catch (...) {

@@ -1,6 +1,7 @@
 #include "framework/exact_sum.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -19,7 +20,8 @@ int32_t ceil_log2(int64_t n) {
   return c;
 }
 
-constexpr int64_t kGrain = 8192;  // elements per task of the conversions
+constexpr int64_t kGrain = 8192;       // elements per task of the conversions
+constexpr int64_t kCopyGrain = 65536;  // elements per task of the copies and the largest-magnitude scans
 
 }  // namespace
 
@@ -89,19 +91,31 @@ void ExactSum::begin_step(int64_t step_micro_batches, int64_t local) {
 void ExactSum::keep(std::span<const float> grads) {
   if (static_cast<int64_t>(grads.size()) != size_ || kept_count_ + 1 >= std::max<int64_t>(local_, 1))
     throw Error("exact sum: keep() of a wrong size or beyond this process's micro-batches");
-  std::memcpy(kept_.data() + kept_count_ * size_, grads.data(), static_cast<size_t>(size_) * sizeof(float));
+  float* dst = kept_.data() + kept_count_ * size_;
+  parallel_for(size_, kCopyGrain, [&](int64_t i0, int64_t i1) {
+    std::memcpy(dst + i0, grads.data() + i0, static_cast<size_t>(i1 - i0) * sizeof(float));
+  });
   ++kept_count_;
 }
 
-void ExactSum::exponents(size_t b, int32_t* out) const {
+void ExactSum::exponents(size_t b, int32_t* out, bool parallel) const {
   const SumBucket& bucket = buckets_[b];
   for (size_t s = 0; s < bucket.segments.size(); ++s) {
     const SumSegment seg = bucket.segments[s];
-    uint32_t bits = 0;
-    const int64_t n = seg.end - seg.begin;
-    for (int64_t k = 0; k < kept_count_; ++k)
-      bits = std::max(bits, kernels::kernels().max_abs_bits(kept_.data() + k * size_ + seg.begin, n));
-    if (!live_.empty()) bits = std::max(bits, kernels::kernels().max_abs_bits(live_.data() + seg.begin, n));
+    // The largest magnitude over this process's micro-batches; a maximum, so blocks may finish in any order.
+    std::atomic<uint32_t> largest_bits{0};
+    auto scan = [&](int64_t i0, int64_t i1) {
+      uint32_t m = 0;
+      for (int64_t k = 0; k < kept_count_; ++k)
+        m = std::max(m, kernels::kernels().max_abs_bits(kept_.data() + k * size_ + seg.begin + i0, i1 - i0));
+      if (!live_.empty()) m = std::max(m, kernels::kernels().max_abs_bits(live_.data() + seg.begin + i0, i1 - i0));
+      uint32_t seen = largest_bits.load();
+      while (m > seen && !largest_bits.compare_exchange_weak(seen, m)) {
+      }
+    };
+    if (parallel) parallel_for(seg.end - seg.begin, kCopyGrain, scan);
+    else scan(0, seg.end - seg.begin);
+    const uint32_t bits = largest_bits.load();
     if (bits >= 0x7f800000u) {
       out[s] = kNotFinite;
     } else if (bits == 0) {
@@ -144,7 +158,8 @@ void ExactSum::to_fixed(size_t b, const int32_t* exponents, int64_t* out, bool p
   }
 }
 
-void ExactSum::from_fixed(size_t b, const int32_t* exponents, const int64_t* sums, std::span<float> grads) const {
+void ExactSum::from_fixed(size_t b, const int32_t* exponents, const int64_t* sums, std::span<float> grads,
+                          bool parallel) const {
   const SumBucket& bucket = buckets_[b];
   for (size_t s = 0; s < bucket.segments.size(); ++s) {
     const SumSegment seg = bucket.segments[s];
@@ -159,7 +174,11 @@ void ExactSum::from_fixed(size_t b, const int32_t* exponents, const int64_t* sum
     } else {
       // One rounding (int64 to float); the power-of-two factor is exact for every normal float result.
       const double factor = std::ldexp(1.0, -scale(e));
-      for (int64_t i = 0; i < n; ++i) g[i] = static_cast<float>(static_cast<double>(static_cast<float>(in[i])) * factor);
+      auto convert = [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) g[i] = static_cast<float>(static_cast<double>(static_cast<float>(in[i])) * factor);
+      };
+      if (parallel) parallel_for(n, kGrain, convert);
+      else convert(0, n);
     }
   }
 }
@@ -167,9 +186,9 @@ void ExactSum::from_fixed(size_t b, const int32_t* exponents, const int64_t* sum
 void ExactSum::reduce_locally(std::span<float> grads) {
   if (fixed_.size() < static_cast<size_t>(size_)) fixed_.resize(static_cast<size_t>(size_));
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    exponents(b, exps_.data());
+    exponents(b, exps_.data(), /*parallel=*/true);
     to_fixed(b, exps_.data(), fixed_.data(), /*parallel=*/true);
-    from_fixed(b, exps_.data(), fixed_.data(), grads);
+    from_fixed(b, exps_.data(), fixed_.data(), grads, /*parallel=*/true);
   }
 }
 

@@ -66,15 +66,15 @@ class ExactSum {
   void set_live(std::span<const float> grads) { live_ = grads; }
 
   // Per segment of bucket b, this process's largest binary exponent e (every |value| < 2^e), or kAllZero,
-  // or kNotFinite. `out` has one entry per segment.
-  void exponents(size_t b, int32_t* out) const;
+  // or kNotFinite. `out` has one entry per segment. `parallel` as for to_fixed.
+  void exponents(size_t b, int32_t* out, bool parallel) const;
   // This process's micro-batch gradients of bucket b in fixed point at the agreed exponents, summed exactly:
   // `out` has bucket.size() entries. `parallel`: spread over the TBB threads (false from a thread that is
   // not one of the pool's).
   void to_fixed(size_t b, const int32_t* exponents, int64_t* out, bool parallel) const;
   // The step's sums of bucket b (every process's to_fixed added) rounded to float into grads (the whole
   // flat buffer).
-  void from_fixed(size_t b, const int32_t* exponents, const int64_t* sums, std::span<float> grads) const;
+  void from_fixed(size_t b, const int32_t* exponents, const int64_t* sums, std::span<float> grads, bool parallel) const;
   // One process: every bucket through exponents, to_fixed and from_fixed.
   void reduce_locally(std::span<float> grads);
 

@@ -166,7 +166,12 @@ std::span<const float> Network::values_of(const std::string& full_name) const {
   return const_cast<Network*>(this)->values_of(full_name);
 }
 
-void Network::zero_grad() { grads_.zero(); }
+void Network::zero_grad() {
+  // Once per micro-batch, over every gradient (1.7 MB for lenet5): split over the threads like the rest of
+  // the step.
+  float* g = grads_.data();
+  parallel_for(grads_.numel(), int64_t{1} << 16, [g](int64_t begin, int64_t end) { std::fill(g + begin, g + end, 0.0f); });
+}
 
 const Tensor& Network::forward(const Tensor& x, const RunContext& ctx) {
   if (!allocated_) throw Error("network: forward() before allocate()/init()");

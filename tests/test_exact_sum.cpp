@@ -54,7 +54,7 @@ std::vector<float> sum_in_groups(const std::vector<std::vector<float>>& g, const
     const size_t segs = first.buckets()[b].segments.size();
     std::vector<int32_t> agreed(segs, ExactSum::kAllZero), mine(segs);
     for (auto& p : procs) {
-      p.exponents(b, mine.data());
+      p.exponents(b, mine.data(), /*parallel=*/b % 2 == 0);
       for (size_t s = 0; s < segs; ++s) agreed[s] = std::max(agreed[s], mine[s]);
     }
     std::vector<int64_t> total(static_cast<size_t>(first.buckets()[b].size()), 0), part(total.size());
@@ -62,7 +62,7 @@ std::vector<float> sum_in_groups(const std::vector<std::vector<float>>& g, const
       p.to_fixed(b, agreed.data(), part.data(), /*parallel=*/false);
       for (size_t i = 0; i < total.size(); ++i) total[i] += part[i];
     }
-    first.from_fixed(b, agreed.data(), total.data(), out);
+    first.from_fixed(b, agreed.data(), total.data(), out, /*parallel=*/b % 2 == 1);
   }
   return out;
 }
@@ -130,7 +130,7 @@ TEST_CASE("exact sum: values are rounded to the nearest integer, ties to even, l
   sum.begin_step(1, 1);
   sum.set_live(g);
   int32_t e;
-  sum.exponents(0, &e);
+  sum.exponents(0, &e, false);
   REQUIRE(e == 1);
   std::vector<int64_t> q(g.size());
   sum.to_fixed(0, &e, q.data(), false);
