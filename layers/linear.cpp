@@ -14,27 +14,43 @@ namespace {
 
 // Fixed work blocks: they never depend on the thread count, so every gemm call (and hence every bit of the
 // result) is the same for 1 or 64 threads.
-constexpr int64_t kBatchBlock = 32;   // rows of x per forward / dx task
-constexpr int64_t kOutBlock = 64;     // rows of dW per weight-gradient tile
-constexpr int64_t kInBlock = 256;     // columns of dW per weight-gradient tile
+constexpr int64_t kBatchBlock = 32;      // rows of x per forward / dx task
+constexpr int64_t kColBlock = 128;       // output columns per forward / dx task (a multiple of every register tile)
+constexpr int64_t kTransposeBlock = 64;  // rows of W^T per transpose task
+constexpr int64_t kOutBlock = 64;        // rows of dW per weight-gradient tile
+constexpr int64_t kInBlock = 256;        // columns of dW per weight-gradient tile
 
 struct LinearGeom {
   int64_t N, in, out;
 };
 
+// Both products below run on fixed (row block, column block) tiles of the output, so a micro-batch of 16
+// rows still gives every thread work; a tile changes only which outputs a task computes, never the FMA chain
+// of one (the reduction always runs whole, in order), so the bits do not depend on the tiles or the threads.
+template <typename Tile>
+void for_each_tile(int64_t rows, int64_t cols, Tile tile) {
+  const int64_t row_tiles = chunk_count(rows, kBatchBlock), col_tiles = chunk_count(cols, kColBlock);
+  parallel_for(row_tiles * col_tiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r0 = (t / col_tiles) * kBatchBlock, c0 = (t % col_tiles) * kColBlock;
+      tile(r0, std::min(rows, r0 + kBatchBlock), c0, std::min(cols, c0 + kColBlock));
+    }
+  });
+}
+
 // wt: (in, out) = W transposed, b: (out) or null; x: (N, in) -> y: (N, out). The bias starts each output's FMA
 // chain (Start::col_bias).
 void linear_forward(const float* x, const float* wt, const float* b, float* y, const LinearGeom& g) {
-  parallel_chunks(g.N, kBatchBlock, [&](int64_t, int64_t n0, int64_t n1) {
-    gemm(false, false, n1 - n0, g.out, g.in, x + n0 * g.in, g.in, wt, g.out, y + n0 * g.out, g.out,
-         b ? Start::col_bias : Start::zero, b);
+  for_each_tile(g.N, g.out, [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
+    gemm(false, false, n1 - n0, o1 - o0, g.in, x + n0 * g.in, g.in, wt + o0, g.out, y + n0 * g.out + o0, g.out,
+         b ? Start::col_bias : Start::zero, b ? b + o0 : nullptr);
   });
 }
 
 // dy: (N, out), W: (out, in) -> dx: (N, in), overwritten
 void linear_backward_data(const float* dy, const float* w, float* dx, const LinearGeom& g) {
-  parallel_chunks(g.N, kBatchBlock, [&](int64_t, int64_t n0, int64_t n1) {
-    gemm(false, false, n1 - n0, g.in, g.out, dy + n0 * g.out, g.out, w, g.in, dx + n0 * g.in, g.in);
+  for_each_tile(g.N, g.in, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
+    gemm(false, false, n1 - n0, i1 - i0, g.out, dy + n0 * g.out, g.out, w + i0, g.in, dx + n0 * g.in + i0, g.in);
   });
 }
 
@@ -122,9 +138,14 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
   check_input(x.shape());
   const LinearGeom g{x.shape()[0], in_features_, options_.out_features};
   y.resize(Shape{g.N, g.out});
-  // W transposed once per pass, so every block of the batch reads contiguous rows of W^T.
+  // W transposed once per pass, so every block of the batch reads contiguous rows of W^T; in blocks of its
+  // rows, spread over the threads.
   wt_.resize(Shape{g.in, g.out});
-  kernels::kernels().transpose(weight_.value.data(), g.in, g.out, g.in, wt_.data(), g.out);
+  const float* w = weight_.value.data();
+  float* wt = wt_.data();
+  parallel_for(g.in, kTransposeBlock, [&](int64_t i0, int64_t i1) {
+    kernels::kernels().transpose(w + i0, g.in, g.out, i1 - i0, wt + i0 * g.out, g.out);
+  });
   linear_forward(x.data(), wt_.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g);
 }
 
