@@ -12,6 +12,8 @@ machine). The runs alternate stride, torch, stride, torch ... cell by cell and r
 phases of a shared machine hit both; the table gives the median images/s of each and their ratio, and names
 the CPU model and stride's kernel path.
 
+With 1 and more threads among --threads, a second table gives each engine's scaling (most threads / one).
+
 --per-layer prints, for each (model, batch, threads), stride's per-layer table (`stride bench --per-layer`)
 beside the same layers timed alone in PyTorch (forward; backward = input and weight gradients together).
 """
@@ -226,6 +228,18 @@ def main():
         model, batch, threads = cell
         s, t = statistics.median(stride_rates[cell]), statistics.median(torch_rates[cell])
         lines.append(f"| {model} | {batch} | {threads} | {s:.0f} | {t:.0f} | {s / t:.2f} |")
+    # Thread scaling: the median rate at the most threads over the median at one, per engine.
+    counts = sorted(set(map(int, a.threads.split(","))))
+    if len(counts) > 1 and counts[0] == 1:
+        most = counts[-1]
+        lines += ["", f"Scaling from 1 to {most} threads (ratio of the medians above):", "",
+                  f"| model | batch | stride {most} / 1 threads | PyTorch {most} / 1 threads |", "| --- | ---: | ---: | ---: |"]
+        for model in a.models.split(","):
+            for batch in map(int, a.batches.split(",")):
+                one, many = (model, batch, 1), (model, batch, most)
+                sx = statistics.median(stride_rates[many]) / statistics.median(stride_rates[one])
+                tx = statistics.median(torch_rates[many]) / statistics.median(torch_rates[one])
+                lines.append(f"| {model} | {batch} | {sx:.2f} | {tx:.2f} |")
     text = "\n".join(lines)
     print(text)
     if a.markdown:
