@@ -12,14 +12,15 @@
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "framework/core/parallel.hpp"
-#include "framework/core/rng.hpp"
 #include "framework/gradient_reducer.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
 #include "framework/run_setup.hpp"
 #include "framework/training_step.hpp"
+#include "tests/random_batch.hpp"
 
 namespace {
 std::atomic<bool> g_counting{false};
@@ -90,15 +91,9 @@ namespace {
 long allocations_per_steps(const std::string& model, int64_t batch, int64_t micro_batch, int warmup, int steps) {
   Network net = build_network(*zoo_spec(model));
   net.init(1);
-  Shape shape;
-  shape.rank = 4;
-  shape[0] = batch;
-  for (int i = 0; i < 3; ++i) shape[i + 1] = net.input_shape()[i];
-  Tensor x(shape);
-  RandomStream rng(2, 99u, 0, 0);
-  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.normal(static_cast<uint64_t>(i));
-  std::vector<int32_t> labels(static_cast<size_t>(batch));
-  for (int64_t i = 0; i < batch; ++i) labels[static_cast<size_t>(i)] = static_cast<int32_t>(i % 10);
+  const test::RandomBatch data = test::random_batch(net, batch, 2);
+  const Tensor& x = data.x;
+  const std::vector<int32_t>& labels = data.labels;
   OptimizerOptions o;
   o.momentum = 0.9;
   auto opt = make_optimizer(o, net);

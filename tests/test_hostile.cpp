@@ -24,10 +24,14 @@
 
 #include "io/checkpoint.hpp"
 #include "io/checkpoint_dir.hpp"
+#include "tests/idx_bytes.hpp"
 #include "tests/run_command.hpp"
 #include "tests/temp_dir.hpp"
 
+using stride::test::idx_header;
+using stride::test::idx_labels;
 using stride::test::MeasuredResult;
+using stride::test::put_be32;
 using stride::test::run_stride_measured;
 using stride::test::TempDir;
 using stride::test::write_bytes;
@@ -38,26 +42,10 @@ namespace {
 constexpr long kMaxRssKb = 256 * 1024;
 constexpr double kMaxSeconds = 10.0;
 
-void put_be32(std::vector<uint8_t>& v, uint32_t x) {
-  for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
-}
-
 std::vector<uint8_t> idx_images(uint32_t n, uint32_t h, uint32_t w, bool payload = true) {
-  std::vector<uint8_t> v;
-  put_be32(v, 0x803);
-  put_be32(v, n);
-  put_be32(v, h);
-  put_be32(v, w);
+  std::vector<uint8_t> v = idx_header(0x803, {n, h, w});
   if (payload)
     for (uint32_t i = 0; i < n * h * w; ++i) v.push_back(static_cast<uint8_t>((i * 7 + i / (h * w) * 31) % 256));
-  return v;
-}
-
-std::vector<uint8_t> idx_labels(uint32_t n) {
-  std::vector<uint8_t> v;
-  put_be32(v, 0x801);
-  put_be32(v, n);
-  for (uint32_t i = 0; i < n; ++i) v.push_back(static_cast<uint8_t>(i % 10));
   return v;
 }
 

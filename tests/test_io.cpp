@@ -24,6 +24,7 @@
 #include "framework/core/errors.hpp"
 #include "tests/data_rule.hpp"
 #include "tests/expect_error.hpp"
+#include "tests/idx_bytes.hpp"
 #include "tests/temp_dir.hpp"
 #include "framework/core/parallel.hpp"
 #include "io/cifar10.hpp"
@@ -34,6 +35,9 @@
 
 using namespace stride;
 using stride::test::contains;
+using stride::test::idx_header;
+using stride::test::idx_labels;
+using stride::test::put_be32;
 using stride::test::io_error;
 using stride::test::write_bytes;
 namespace fs = std::filesystem;
@@ -59,27 +63,12 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-void put_be32(std::vector<uint8_t>& v, uint32_t x) {
-  for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
-}
-
-// IDX bytes: images (n, h, w) with pixel (i, y, x) = (i * 7 + y * 3 + x) % 256, labels i % 10.
+// IDX bytes: images (n, h, w) with pixel (i, y, x) = (i * 7 + y * 3 + x) % 256; labels i % 10 (idx_labels).
 std::vector<uint8_t> idx_images(uint32_t n, uint32_t h, uint32_t w, uint32_t magic = 0x803) {
-  std::vector<uint8_t> v;
-  put_be32(v, magic);
-  put_be32(v, n);
-  put_be32(v, h);
-  put_be32(v, w);
+  std::vector<uint8_t> v = idx_header(magic, {n, h, w});
   for (uint32_t i = 0; i < n; ++i)
     for (uint32_t y = 0; y < h; ++y)
       for (uint32_t x = 0; x < w; ++x) v.push_back(static_cast<uint8_t>((i * 7 + y * 3 + x) % 256));
-  return v;
-}
-std::vector<uint8_t> idx_labels(uint32_t n) {
-  std::vector<uint8_t> v;
-  put_be32(v, 0x801);
-  put_be32(v, n);
-  for (uint32_t i = 0; i < n; ++i) v.push_back(static_cast<uint8_t>(i % 10));
   return v;
 }
 

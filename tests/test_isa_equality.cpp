@@ -10,7 +10,6 @@
 
 #include "framework/core/cpu.hpp"
 #include "framework/core/parallel.hpp"
-#include "framework/core/rng.hpp"
 #include "framework/gradient_reducer.hpp"
 #include "framework/model_spec.hpp"
 #include "framework/optimizer.hpp"
@@ -19,6 +18,7 @@
 #include "layers/conv2d.hpp"
 #include "layers/linear.hpp"
 #include "tests/gradcheck.hpp"
+#include "tests/random_batch.hpp"
 
 using namespace stride;
 
@@ -49,15 +49,9 @@ struct Trained {
 Trained train(const std::string& model, int64_t batch, int64_t micro_batch, int steps) {
   Network net = build_network(*zoo_spec(model));
   net.init(3);
-  Shape shape;
-  shape.rank = 4;
-  shape[0] = batch;
-  for (int i = 0; i < 3; ++i) shape[i + 1] = net.input_shape()[i];
-  Tensor x(shape);
-  RandomStream rng(5, 99u, 0, 0);
-  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.normal(static_cast<uint64_t>(i));
-  std::vector<int32_t> labels(static_cast<size_t>(batch));
-  for (int64_t i = 0; i < batch; ++i) labels[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7) % 10);
+  const test::RandomBatch data = test::random_batch(net, batch, 5, 7);
+  const Tensor& x = data.x;
+  const std::vector<int32_t>& labels = data.labels;
   OptimizerOptions o;
   o.momentum = 0.9;
   o.weight_decay = 5e-4;
