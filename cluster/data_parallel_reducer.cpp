@@ -96,7 +96,6 @@ class DataParallelReducer final : public GradientReducer {
   bool test(MPI_Request& req);
   void thread_main();
 
-  Session& session_;
   const int rank_, size_;
   const CommProgress progress_;
   const FaultSwitch fault_;
@@ -126,8 +125,7 @@ class DataParallelReducer final : public GradientReducer {
 };
 
 DataParallelReducer::DataParallelReducer(Session& session, const ReducerOptions& options)
-    : session_(session),
-      rank_(session.rank()),
+    : rank_(session.rank()),
       size_(session.size()),
       progress_(options.progress),
       fault_(FaultSwitch::from_environment()) {
