@@ -12,6 +12,7 @@
 #include "framework/core/errors.hpp"
 #include "framework/core/limits.hpp"
 #include "io/hdf5.hpp"
+#include "io/hdf5_structure.hpp"
 
 namespace stride {
 namespace {
@@ -70,7 +71,7 @@ std::vector<float> read_optional_vector(hid_t file, const std::string& path, con
 Handle open_for_reading(const std::string& path, const char* kind) {
   if (!std::filesystem::exists(path)) throw IoError(path + ": no such " + kind + " file");
   if (!std::filesystem::is_regular_file(path)) throw IoError(path + ": not a regular file");
-  if (H5Fis_hdf5(path.c_str()) <= 0) throw IoError(path + ": not an HDF5 file (truncated or corrupt?)");
+  h5::check_structure(path);  // before libhdf5 reads a byte of it
   return check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
                path + ": cannot open as HDF5 (truncated or corrupt?)");
 }
@@ -238,7 +239,6 @@ Checkpoint read_checkpoint_contents(hid_t f, const std::string& path, bool with_
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path) {
-  h5::preflight(path, [&] { read_checkpoint(path); });
   h5::QuietErrors quiet;
   Handle file = open_for_reading(path, "checkpoint");
   const std::string format = h5::read_string_attr(file.get(), "format", path);
@@ -248,7 +248,6 @@ Checkpoint read_checkpoint(const std::string& path) {
 }
 
 Checkpoint read_weights(const std::string& path) {
-  h5::preflight(path, [&] { read_weights(path); });
   h5::QuietErrors quiet;
   Handle file = open_for_reading(path, "weights");
   const hid_t f = file.get();

@@ -1,19 +1,8 @@
 #include "io/hdf5.hpp"
 
 #include <algorithm>
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <climits>
-#include <csignal>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <string_view>
-#include <filesystem>
 #include <utility>
 
 #include "framework/core/errors.hpp"
@@ -109,126 +98,6 @@ std::string dims_text(const std::vector<hsize_t>& dims) {
   std::string s = "(";
   for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
   return s + (dims.size() == 1 ? ",)" : ")");
-}
-
-namespace {
-constexpr uintmax_t kMaxHeapScanBytes = uintmax_t{256} << 20;
-bool in_preflight_child = false;
-thread_local std::string vetted_path;
-}  // namespace
-
-Vetted::Vetted(std::string path) : previous_(std::exchange(vetted_path, std::move(path))) {}
-Vetted::~Vetted() { vetted_path = std::move(previous_); }
-
-void check_global_heaps(const std::string& path) {
-  // The layout of a global heap collection (HDF5 file format spec, "Global Heap"): "GCOL", version 1, three
-  // reserved bytes, the collection size (8 bytes, little-endian), then objects of 16-byte headers: index (2),
-  // reference count (2), reserved (4), size (8), and the data padded to 8 bytes; index 0 is free space.
-  // libhdf5 1.10 walks the objects by their sizes without checking that each step advances and stays
-  // inside the collection: a free-space object of size 0 loops forever, a huge size reads out of bounds.
-  // Every collection the library could accept starts with the signature, so every occurrence is checked.
-  std::error_code ec;
-  const auto file_size = std::filesystem::file_size(path, ec);
-  if (ec || file_size > kMaxHeapScanBytes) return;
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> bytes(static_cast<size_t>(file_size));
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  const std::string_view all(bytes.data(), static_cast<size_t>(in.gcount()));
-  auto u64 = [&](size_t at) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(all[at + static_cast<size_t>(i)]);
-    return v;
-  };
-  auto u16 = [&](size_t at) {
-    return static_cast<unsigned>(static_cast<unsigned char>(all[at])) |
-           (static_cast<unsigned>(static_cast<unsigned char>(all[at + 1])) << 8);
-  };
-  for (size_t at = all.find("GCOL"); at != std::string_view::npos; at = all.find("GCOL", at + 1)) {
-    auto bad = [&](const std::string& why) {
-      return IoError(path + ": corrupt HDF5 global heap at byte " + std::to_string(at) + " (" + why + ")");
-    };
-    if (at + 16 > all.size()) throw bad("truncated header");
-    const uint64_t size = u64(at + 8);
-    if (size < 16 || size > all.size() - at) throw bad("collection size " + std::to_string(size));
-    const size_t end = at + static_cast<size_t>(size);
-    for (size_t p = at + 16; p < end;) {
-      if (p + 16 > end) break;  // too small for an object header: free space
-      const unsigned index = u16(p);
-      const uint64_t object = u64(p + 8);
-      const uint64_t need = index > 0 ? 16 + ((object + 7) & ~uint64_t{7}) : object;
-      if (object > size || need == 0 || need > end - p)
-        throw bad("object " + std::to_string(index) + " of " + std::to_string(object) + " bytes at byte " +
-                  std::to_string(p));
-      p += static_cast<size_t>(need);
-    }
-  }
-}
-
-void preflight(const std::string& path, const std::function<void()>& read) {
-  // In the child, the reader's own call lands here again: it goes on to read, which is the preflight.
-  if (in_preflight_child || (!vetted_path.empty() && vetted_path == path)) return;
-  // STRIDE_HDF5_PREFLIGHT=0 reads in this process (for debugging a reader; crashes are then the caller's).
-  static const bool enabled = [] {
-    const char* v = std::getenv("STRIDE_HDF5_PREFLIGHT");
-    return !(v && std::string(v) == "0");
-  }();
-  if (!enabled) return;
-  check_global_heaps(path);  // the hangs and overreads fuzzing found: refused without a child
-  // 4 s, and one more per 50 MB of file: reading a real file is far quicker than that.
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  const auto alarm_seconds = static_cast<unsigned>(4 + (ec ? 0 : std::min<uintmax_t>(size / 50'000'000, 600)));
-  int fds[2];
-  if (::pipe(fds) != 0) return read();  // no pipe, no sandbox: read directly
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return read();
-  }
-  if (pid == 0) {
-    ::close(fds[0]);
-    in_preflight_child = true;
-    // The alarm must kill: a handler the parent installed (libFuzzer's timeout check) would only note it.
-    std::signal(SIGALRM, SIG_DFL);
-    ::alarm(alarm_seconds);
-    // Whatever a crashing library prints is the parent's to summarize in one line.
-    if (const int null_fd = ::open("/dev/null", O_WRONLY); null_fd >= 0) ::dup2(null_fd, STDERR_FILENO);
-    int code = 0;
-    std::string message;
-    try {
-      read();
-    } catch (const std::exception& e) {
-      message = e.what();
-      code = 1;
-    }
-    for (size_t done = 0; done < message.size();) {
-      const ssize_t n = ::write(fds[1], message.data() + done, message.size() - done);
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    ::_exit(code);  // no atexit handlers, no HDF5 shutdown: the parent owns those
-  }
-  ::close(fds[1]);
-  std::string message;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0) message.append(buf, static_cast<size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 1) throw IoError(message);
-  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-    throw IoError(path + ": reading it took over " + std::to_string(alarm_seconds) +
-                  " s in the HDF5 library (a corrupt or crafted file)");
-  throw IoError(path + ": the HDF5 library failed reading it (" +
-                (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                     : "exit " + std::to_string(WEXITSTATUS(status))) +
-                "): a corrupt or crafted file");
 }
 
 int64_t element_count(const std::vector<hsize_t>& dims, const std::string& where) {

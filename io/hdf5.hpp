@@ -7,7 +7,6 @@
 #include <hdf5.h>
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -109,32 +108,8 @@ T read_scalar_attr(hid_t obj, const char* name, const std::string& what) {
   return value;
 }
 // ---- reading untrusted files ----
-
-// libhdf5 itself is not safe against crafted files: a corrupt variable-length string can make it allocate
-// gigabytes or copy between overlapping buffers (both found by fuzz/fuzz_checkpoint.cpp in Debian's 1.10.8).
-// So every reader of io/ first runs `read` on the file in a forked child process, with an alarm (4 s plus
-// 1 s per 50 MB): when the child succeeds the caller reads for real; when it throws, that error (as an
-// IoError) is thrown here; when it crashes or hangs, an IoError says the file made the HDF5 library fail.
-// Inside the child, preflight() does nothing: `read` calls the reader, whose own preflight() call returns at
-// once and lets it read.
-// Before the child, check_global_heaps() refuses at once a file whose global heap collections (where
-// variable-length strings live) would send libhdf5 into an endless loop or out of bounds.
-void preflight(const std::string& path, const std::function<void()>& read);
-// Throws IoError naming the byte offset of a global heap collection of `path` whose objects do not tile it
-// (files over 256 MB are not scanned; the preflight child still guards them).
-void check_global_heaps(const std::string& path);
-// While one lives, preflight() of `path` in this thread returns at once: the file was vetted as a whole
-// (open_hdf5_dataset checks both splits in one child, then opens each).
-class Vetted {
- public:
-  explicit Vetted(std::string path);
-  ~Vetted();
-  Vetted(const Vetted&) = delete;
-  Vetted& operator=(const Vetted&) = delete;
-
- private:
-  std::string previous_;
-};
+// libhdf5 trusts the sizes and addresses it decodes, so every reader of io/ first passes the file through
+// check_structure() (io/hdf5_structure.hpp), in this process, and only then opens it with libhdf5.
 
 // ---- what a file may promise ----
 

@@ -14,6 +14,7 @@
 #include "framework/core/limits.hpp"
 #include "io/detect.hpp"
 #include "io/hdf5.hpp"
+#include "io/hdf5_structure.hpp"
 
 namespace stride {
 namespace {
@@ -128,17 +129,17 @@ struct Hdf5Source::Handles {
 
 Hdf5Source::~Hdf5Source() = default;
 
-Hdf5Source::Hdf5Source(const std::string& path, const std::string& split) : h_(std::make_unique<Handles>()) {
-  // The whole open, and a read of the first and the last images, in a child process first (h5::preflight).
-  h5::preflight(path, [&] {
-    const Hdf5Source probe(path, split);
-    const int64_t n = std::min<int64_t>(probe.info().count, 1);
-    std::vector<uint8_t> image(static_cast<size_t>(n * probe.info().image_bytes()));
-    probe.read_images(0, n, image.data());
-    probe.read_images(probe.info().count - n, n, image.data());
-  });
-  h5::QuietErrors quiet;
+Hdf5Source::Hdf5Source(const std::string& path, const std::string& split)
+    : Hdf5Source(path, split, (check_file(path), StructureChecked{})) {}
+
+void Hdf5Source::check_file(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw IoError(path + ": no such HDF5 file");
+  h5::check_structure(path);  // every chunk of every dataset, before libhdf5 reads a byte of the file
+}
+
+Hdf5Source::Hdf5Source(const std::string& path, const std::string& split, StructureChecked)
+    : h_(std::make_unique<Handles>()) {
+  h5::QuietErrors quiet;
   h_->file =
       h5::check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path + ": not a readable HDF5 file");
   const hid_t file = h_->file.get();
@@ -268,12 +269,11 @@ void Hdf5Source::read_images(int64_t first, int64_t count, uint8_t* out) const {
 }
 
 DatasetSplits open_hdf5_dataset(const std::string& path) {
-  // Both splits in one preflight child, then opened without another.
-  h5::preflight(path, [&] { open_hdf5_dataset(path); });
-  const h5::Vetted vetted(path);
+  // One structure check for both splits.
+  Hdf5Source::check_file(path);
   DatasetSplits s;
-  s.train = std::make_unique<Hdf5Source>(path, "train");
-  s.test = std::make_unique<Hdf5Source>(path, "test");
+  s.train = std::make_unique<Hdf5Source>(path, "train", Hdf5Source::StructureChecked{});
+  s.test = std::make_unique<Hdf5Source>(path, "test", Hdf5Source::StructureChecked{});
   return s;
 }
 

@@ -32,7 +32,13 @@ void write_hdf5_dataset(const std::string& path, const SampleSource& train, cons
 // images may also be rank 3 (N, H, W) for C = 1; labels may be any integer type.
 class Hdf5Source : public SampleSource {
  public:
+  // Checks the whole file's structure first (h5::check_structure), then opens the split.
   Hdf5Source(const std::string& path, const std::string& split);
+  // Opens the split of a file whose structure check_file() has already passed (both splits share one check).
+  struct StructureChecked {};
+  Hdf5Source(const std::string& path, const std::string& split, StructureChecked);
+  // Throws IoError unless `path` is a regular file that passes h5::check_structure.
+  static void check_file(const std::string& path);
   ~Hdf5Source() override;
   Hdf5Source(const Hdf5Source&) = delete;
   Hdf5Source& operator=(const Hdf5Source&) = delete;

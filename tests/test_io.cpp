@@ -369,7 +369,7 @@ TEST_CASE("open_dataset detects CIFAR, IDX and HDF5 by name and lists what it lo
   write_bytes(tmp / "garbage.h5", std::vector<uint8_t>(2000, 7));
   msg = io_error([&] { open_dataset(tmp / "garbage.h5"); });
   CHECK(contains(msg, "garbage.h5"));
-  CHECK(contains(msg, "not a readable HDF5 file"));
+  CHECK(contains(msg, "not an HDF5 file: no HDF5 signature"));
   write_bytes(tmp / "data_batch_1.bin", cifar_records(1, 0));
   CHECK(detect_dataset_format(tmp.path.string()) == DatasetFormat::cifar10);
 }
