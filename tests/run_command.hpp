@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 namespace stride::test {
@@ -59,6 +60,22 @@ inline MeasuredResult run_stride_measured(const std::vector<std::string>& args,
   MeasuredResult r;
   int fds[2];
   if (pipe(fds) != 0) return r;
+  // Everything the child needs is built before fork(): between fork and exec the child of a threaded process
+  // may only make async-signal-safe calls (no allocation, no putenv).
+  std::vector<char*> argv{const_cast<char*>(STRIDE_BINARY)};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  auto overridden = [&](const char* entry) {
+    for (const auto& e : env)
+      if (const size_t eq = e.find('='); eq != std::string::npos && std::strncmp(entry, e.c_str(), eq + 1) == 0)
+        return true;
+    return false;
+  };
+  for (char** e = environ; *e; ++e)
+    if (!overridden(*e)) envp.push_back(*e);
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -68,12 +85,8 @@ inline MeasuredResult run_stride_measured(const std::vector<std::string>& args,
     close(fds[1]);
     const int null_in = open("/dev/null", O_RDONLY);
     if (null_in >= 0) dup2(null_in, STDIN_FILENO);
-    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     alarm(120);  // a hang ends as SIGALRM (exit code 128 + 14) instead of hanging the test; kept across exec
-    std::vector<char*> argv{const_cast<char*>(STRIDE_BINARY)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(STRIDE_BINARY, argv.data());
+    execve(STRIDE_BINARY, argv.data(), envp.data());
     _exit(127);
   }
   close(fds[1]);

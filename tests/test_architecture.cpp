@@ -103,6 +103,31 @@ std::vector<std::string> include_violations(const fs::path& root) {
   return out;
 }
 
+// Every call in the program's code that makes a child process by duplicating this one (fork, vfork, and
+// popen and system, which fork underneath), as "file:line: ...". stride runs TBB workers, a communication
+// thread and MPI: a forked child of such a process may deadlock on a lock another thread held (issue 16).
+std::vector<std::string> fork_calls(const fs::path& root) {
+  static const std::regex call(R"((^|[^A-Za-z0-9_])(fork|vfork|popen|system)\s*\()");
+  std::vector<std::string> out;
+  for (const char* top : {"framework", "layers", "io", "cluster", "apps"}) {
+    if (!fs::is_directory(root / top)) continue;
+    for (const auto& entry : fs::recursive_directory_iterator(root / top)) {
+      const std::string ext = entry.path().extension().string();
+      if (!entry.is_regular_file() || (ext != ".cpp" && ext != ".hpp" && ext != ".h")) continue;
+      std::ifstream in(entry.path());
+      std::string line;
+      for (int number = 1; std::getline(in, line); ++number) {
+        const std::string code = line.substr(0, line.find("//"));
+        std::smatch m;
+        if (std::regex_search(code, m, call))
+          out.push_back(fs::relative(entry.path(), root).generic_string() + ":" + std::to_string(number) + ": calls " +
+                        m[2].str() + "()");
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("every #include of the tree points down the levels core <- layers, io <- framework <- cluster <- apps") {
@@ -134,4 +159,19 @@ TEST_CASE("the include check names the file and line of an upward, sideways or f
                     "or beside it)",
                     "layers/conv2d.cpp:2: includes \"io/checkpoint.hpp\": layers/ may not include io/ (it is above or "
                     "beside it)"});
+}
+
+TEST_CASE("no fork(), vfork(), popen() or system() in the program's code") {
+  const auto calls = fork_calls(STRIDE_REPO_DIR);
+  for (const auto& c : calls) FAIL_CHECK(c);
+  CHECK(calls.empty());
+  // The check finds each of them, and not the words in comments or other names.
+  stride::test::TempDir dir("architecture");
+  fs::create_directories(dir.path / "io");
+  std::ofstream(dir.path / "io/reader.cpp") << "void f() {\n  const pid_t pid = ::fork();\n"
+                                               "  // fork() in a comment\n  refork(1);\n  std::system(\"ls\");\n"
+                                               "  FILE* p = popen (\"x\", \"r\");\n}\n";
+  const auto found = fork_calls(dir.path);
+  CHECK(found == std::vector<std::string>{"io/reader.cpp:2: calls fork()", "io/reader.cpp:5: calls system()",
+                                          "io/reader.cpp:6: calls popen()"});
 }
