@@ -48,11 +48,13 @@ inline std::string last_line(const std::string& text) {
 
 namespace stride::test {
 
-// A run of the `stride` binary with what it cost: its peak resident memory (from wait4, this child alone) and
-// its wall time. Arguments go to execv unchanged (no shell), so they may hold any bytes.
+// A run of the `stride` binary with what it cost: its peak resident memory and CPU time (from wait4, this
+// child alone) and its wall time. Arguments go to execve unchanged (no shell), so they may hold any bytes.
+// Bounds belong on the CPU time: the wall time also counts whatever else the machine is doing.
 struct MeasuredResult : CommandResult {
   long max_rss_kb = 0;
   double seconds = 0;
+  double cpu_seconds = 0;  // user + system
 };
 
 inline MeasuredResult run_stride_measured(const std::vector<std::string>& args,
@@ -99,6 +101,8 @@ inline MeasuredResult run_stride_measured(const std::vector<std::string>& args,
   wait4(pid, &status, 0, &usage);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.max_rss_kb = usage.ru_maxrss;
+  r.cpu_seconds = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                  1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
