@@ -161,7 +161,11 @@ void DataParallelReducer::begin_step(int64_t step) {
   if (fault_.rank != rank_ || fault_.step != step) return;
   const std::string what = "fault injected at step " + std::to_string(step) + " (STRIDE_FAULT_RANK=" +
                            std::to_string(fault_.rank) + " STRIDE_FAULT_STEP=" + std::to_string(fault_.step) + ")";
-  if (fault_.mode == "kill") std::raise(SIGKILL);
+  if (fault_.mode == "kill") {
+    std::fprintf(stderr, "rank %d: %s: killing this process (SIGKILL)\n", rank_, what.c_str());
+    std::fflush(stderr);
+    std::raise(SIGKILL);
+  }
   if (fault_.mode == "hang") {
     std::fprintf(stderr, "rank %d: %s: hanging\n", rank_, what.c_str());
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(60));

@@ -158,6 +158,15 @@ class Cursor {
 
 uint64_t padded8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
+// A NUL-terminated name inside a datatype, padded with NULs to a multiple of 8 bytes when `padded` (datatype
+// versions 1 and 2), stepped over.
+void skip_name(Cursor& c, bool padded, const char* field) {
+  const size_t start = c.pos();
+  while (*c.take(1, field) != 0) {
+  }
+  if (padded) c.skip(padded8(c.pos() - start) - (c.pos() - start), field);
+}
+
 std::optional<uint64_t> mul(uint64_t a, uint64_t b) {
   if (a != 0 && b > kMaxDimension / a) return std::nullopt;
   return a * b;
@@ -649,19 +658,7 @@ Datatype Walker::parse_datatype(Cursor& c, int depth) const {  // IV.A.2.d
       const uint64_t members = bits & 0xFFFF;
       if (members == 0) c.fail("a compound type without members");
       for (uint64_t i = 0; i < members; ++i) {
-        std::string name;
-        if (version < 3) {
-          // The name is NUL-terminated and padded to a multiple of 8 bytes.
-          const uint64_t start = c.pos();
-          while (true) {
-            const uint8_t* b = c.take(1, "member name");
-            if (*b == 0) break;
-          }
-          c.skip(padded8(c.pos() - start) - (c.pos() - start), "member name padding");
-        } else {
-          while (*c.take(1, "member name") != 0) {
-          }
-        }
+        skip_name(c, version < 3, "member name");
         uint64_t offset = 0;
         if (version == 3) {
           const int width = t.size < (1u << 8) ? 1 : t.size < (1u << 16) ? 2 : t.size < (1u << 24) ? 3 : 4;
@@ -689,12 +686,7 @@ Datatype Walker::parse_datatype(Cursor& c, int depth) const {  // IV.A.2.d
       const uint64_t members = bits & 0xFFFF;
       const Datatype base = parse_datatype(c, depth + 1);
       if (base.cls != 0 || base.size != t.size) c.fail("an enumeration whose base is not an integer of its size");
-      for (uint64_t i = 0; i < members; ++i) {
-        const uint64_t start = c.pos();
-        while (*c.take(1, "enumeration name") != 0) {
-        }
-        if (version < 3) c.skip(padded8(c.pos() - start) - (c.pos() - start), "enumeration name padding");
-      }
+      for (uint64_t i = 0; i < members; ++i) skip_name(c, version < 3, "enumeration name");
       const auto values = mul(members, base.size);
       if (!values) c.fail("enumeration values overflow");
       c.skip(*values, "enumeration values");
@@ -793,10 +785,10 @@ Layout Walker::parse_layout(Cursor& c) const {  // IV.A.2.i
           break;
         case 4:
           c.fail("an extensible-array chunk index (HDF5 1.10's libver='latest' for a resizable dataset), which stride "
-                 "does not read; rewrite the file with h5py's default libver or `stride convert`");
+                 "does not read; write the file with h5py's default libver");
         case 5:
           c.fail("a version 2 B-tree chunk index (libver='latest'), which stride does not read; rewrite the file "
-                 "with h5py's default libver or `stride convert`");
+                 "with h5py's default libver");
         default: c.fail("chunk index type " + num(static_cast<uint64_t>(l.index)) + ", expected 1 to 5");
       }
       l.address = c.address("chunk index address");

@@ -16,7 +16,7 @@
 // What it does not read it refuses by name rather than guess: dense (fractal heap) link and attribute storage,
 // shared or committed messages, extensible-array and version 2 B-tree chunk indexes, external, virtual and
 // multi-file storage, filters other than deflate, shuffle and fletcher32. docs/reliability.md lists them, and
-// how to rewrite such a file (h5py with its default libver, or `stride convert`).
+// how to write such a file instead (h5py with its default libver).
 //
 // Nothing here forks, uses threads or depends on time: the work is bounded by bytes and objects, so a slow
 // file system makes it slower, never wrong, and it runs the same inside an MPI job.
@@ -30,7 +30,7 @@ struct StructureLimits {
   int64_t max_nodes = 4'000'000;                     // B-tree and symbol nodes, chunks, heap collections
   int64_t max_metadata_bytes = int64_t{1} << 30;     // bytes of metadata the walk reads
   int64_t max_heap_bytes = int64_t{64} << 20;        // one local heap segment or global heap collection
-  int64_t max_chunk_bytes = int64_t{1} << 30;        // one decoded chunk (libhdf5's own limit is 4 GiB)
+  int64_t max_chunk_bytes = int64_t{256} << 20;      // one decoded chunk (libhdf5 allocates it whole)
   int64_t max_element_bytes = int64_t{1} << 20;      // one datatype's element size
 };
 

@@ -1,6 +1,7 @@
 // Data-parallel training that goes wrong must end, quickly and clearly, never hang (issue 10, "Failure";
 // docs/cluster.md): a rank that throws, one killed by a signal, one that stops answering, and a batch that
-// does not split. Runs the real binary under mpirun --oversubscribe.
+// does not split. Runs the real binary under mpirun --oversubscribe. Time is counted from the fault's own
+// report to the job's end, so a busy machine's slow start-up (sanitizer builds, parallel tests) does not count.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -32,7 +33,7 @@ TEST_CASE("mpi failure: a rank that throws at step 5 brings the job down; the la
   const MpiRun r = MpiRun::mpi(2, train_args(tmp, "run"), "STRIDE_FAULT_RANK=1 STRIDE_FAULT_STEP=5");
   INFO(r.output);
   CHECK(r.exit_code != 0);
-  CHECK(r.seconds < 30);
+  CHECK(r.seconds_after("fault injected") < 30);
   CHECK(test::contains(r.output, "rank 1: error: fault injected at step 5 (STRIDE_FAULT_RANK=1 STRIDE_FAULT_STEP=5)"));
   // Steps 1-4 ran: the newest checkpoint is step 4's (or step 2's, if rank 0 was stopped writing it), whole.
   const ResumePoint resume = find_resume_point(tmp / "run");
@@ -48,7 +49,7 @@ TEST_CASE("mpi failure: a rank killed by a signal ends the job instead of hangin
   const MpiRun r = MpiRun::mpi(2, train_args(tmp, "run"), "STRIDE_FAULT_MODE=kill STRIDE_FAULT_RANK=1 STRIDE_FAULT_STEP=3");
   INFO(r.output);
   CHECK(r.exit_code != 0);
-  CHECK(r.seconds < 30);
+  CHECK(r.seconds_after("rank 1: fault injected at step 3") < 30);
   CHECK(test::contains(r.output, "exited on signal 9"));  // mpirun's own report
 }
 
@@ -59,7 +60,7 @@ TEST_CASE("mpi failure: --comm-timeout names the rank that never arrived") {
                                "STRIDE_FAULT_MODE=hang STRIDE_FAULT_RANK=2 STRIDE_FAULT_STEP=3");
   INFO(r.output);
   CHECK(r.exit_code != 0);
-  CHECK(r.seconds < 30);
+  CHECK(r.seconds_after("hanging") < 30);
   CHECK(test::contains(r.output, "did not finish within 3 s: rank 2 never arrived"));
 }
 
@@ -69,13 +70,12 @@ TEST_CASE("mpi failure: a batch that does not split is a usage error on every ra
   MpiRun r = MpiRun::mpi(2, train_args(tmp, "a", 100) + " --micro-batch 16");
   INFO(r.output);
   CHECK(r.exit_code == 2);
-  CHECK(r.seconds < 15);
+  CHECK_FALSE(std::filesystem::exists(tmp.path / "a" / "metrics.jsonl"));  // refused before any step
   for (const char* rank : {"rank 0: error: ", "rank 1: error: "})
     CHECK(test::contains(r.output, std::string(rank) + "--batch 100 does not split into micro-batches of 16"));
   // Fewer micro-batches than processes: 2 micro-batches of 16 for 4 processes.
   r = MpiRun::mpi(4, train_args(tmp, "b", 32));
   CHECK(r.exit_code == 2);
-  CHECK(r.seconds < 15);
   CHECK(test::count(r.output, "is 2 micro-batches of 16, fewer than the 4 processes") == 4);
   CHECK_FALSE(std::filesystem::exists(tmp.path / "b" / "metrics.jsonl"));
 }
