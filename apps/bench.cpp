@@ -280,11 +280,11 @@ int bench(int argc, char** argv) {
               {"fma_peak_gflops_per_core", core_peak},
               {"peak_pct", 100 * gflops / peak}};
   if (!as_json)
-    std::printf("model %s, batch %lld (micro-batch %lld), %d threads, %s path on %s:\n"
+    std::printf("model %s, batch %lld (micro-batch %lld), %d thread%s, %s path on %s:\n"
                 "  %.1f ms/step, %.0f images/s (training), %.1f GFLOP/s = %.0f%% of the FMA peak %.0f GFLOP/s "
                 "(%.0f per core)\n",
                 model.c_str(), static_cast<long long>(batch), static_cast<long long>(micro_batch), used_threads,
-                isa_name(path), cpu_model().c_str(), ms_per_step, img_per_s, gflops, 100 * gflops / peak, peak,
+                used_threads == 1 ? "" : "s", isa_name(path), cpu_model().c_str(), ms_per_step, img_per_s, gflops, 100 * gflops / peak, peak,
                 core_peak);
   if (layers) out["layers"] = per_layer(net, x, steps, peak, !as_json);
   out["peak_rss_mb"] = peak_rss_mb();

@@ -1,6 +1,8 @@
 #include "apps/cli.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -132,5 +134,22 @@ std::string human_count(double value) {
   std::snprintf(buf, sizeof buf, u == 0 ? "%.0f%s" : "%.1f%s", value, units[u]);
   return buf;
 }
+
+std::string shortest_text(double value) {
+  char buf[64];
+  // Whole numbers in full (300, not %g's 3e+02); else %g, as people write numbers (0.0005 rather than 5e-04),
+  // with the fewest digits that read back exactly.
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", value);
+    return buf;
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
+  return buf;
+}
+
+std::string version_line() { return std::string("stride ") + STRIDE_VERSION; }
 
 }  // namespace stride::app

@@ -47,4 +47,13 @@ std::vector<std::string> parse_class_names(const std::string& text);
 // "24.7 M" style.
 std::string human_count(double value);
 
+// The shortest %g text that reads back as `value` ("0.9", "0.0005", "300"), so --help shows a default as it
+// was typed instead of Boost's 17 significant digits ("0.90000000000000002").
+std::string shortest_text(double value);
+// po::value(v) with *v as its default, printed by shortest_text.
+inline po::typed_value<double>* value_with_default(double* v) { return po::value(v)->default_value(*v, shortest_text(*v)); }
+
+// "stride 0.1.0": what --version prints and --help names.
+std::string version_line();
+
 }  // namespace stride::app

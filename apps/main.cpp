@@ -30,7 +30,9 @@ const std::map<std::string, Command>& commands() {
 }
 
 void usage(std::ostream& out) {
-  out << "usage: stride COMMAND [OPTIONS]   (stride COMMAND --help for a command's options)\n\ncommands:\n";
+  out << stride::app::version_line() << ": train CNNs on CPUs\n\n"
+      << "usage: stride COMMAND [OPTIONS]   (stride COMMAND --help for a command's options)\n"
+      << "       stride --version\n\ncommands:\n";
   for (const auto& [name, cmd] : commands()) out << "  " << name << std::string(12 - name.size(), ' ') << cmd.help << "\n";
 }
 
@@ -52,6 +54,10 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   if (name == "--help" || name == "-h" || name == "help") {
     usage(std::cout);
+    return 0;
+  }
+  if (name == "--version" || name == "version") {
+    std::cout << stride::app::version_line() << "\n";
     return 0;
   }
   auto it = commands().find(name);

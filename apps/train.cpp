@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 
@@ -85,21 +86,21 @@ int train(int argc, char** argv) {
        "micro-batches and sums their gradients exactly, so the result is the same for any number of processes "
        "(mpirun -np P) and threads; batch norm normalizes over each micro-batch. Must divide --batch. "
        "0 = 16 when 16 divides --batch, else the whole batch")
-      ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb),
+      ("bucket-mb", value_with_default(&c.bucket_mb),
        "with several processes: megabytes of (fixed-point) gradients per allreduce bucket; each starts as soon "
        "as backward has finished it")
-      ("lr", po::value(&c.lr)->default_value(c.lr), "base learning rate")
+      ("lr", value_with_default(&c.lr), "base learning rate")
       ("optimizer", po::value(&c.optimizer.kind)->default_value(c.optimizer.kind), "sgd | adam | adamw")
-      ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
+      ("momentum", value_with_default(&c.optimizer.momentum), "SGD momentum")
       ("nesterov", po::bool_switch(&c.optimizer.nesterov), "Nesterov momentum")
-      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay (decoupled for adamw)")
+      ("weight-decay", value_with_default(&c.optimizer.weight_decay), "L2 weight decay (decoupled for adamw)")
       ("no-decay-bias-bn", po::bool_switch(), "do not decay biases and batch-norm scale/shift")
-      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1), "Adam beta1")
-      ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
+      ("beta1", value_with_default(&c.optimizer.beta1), "Adam beta1")
+      ("beta2", value_with_default(&c.optimizer.beta2), "Adam beta2")
       ("schedule", po::value(&c.schedule.kind)->default_value("cosine"), "constant | step | multistep | cosine")
       ("step-size", po::value(&c.schedule.step_size)->default_value(0), "epochs between decays (step)")
       ("milestones", po::value(&milestones), "epochs at which to decay, e.g. 30,60 (multistep)")
-      ("gamma", po::value(&c.schedule.gamma)->default_value(c.schedule.gamma), "decay factor (step, multistep)")
+      ("gamma", value_with_default(&c.schedule.gamma), "decay factor (step, multistep)")
       ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up iterations")
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed of every random choice (init, shuffle, augmentation, dropout)")
       ("threads", po::value(&threads)->default_value(0),
@@ -121,7 +122,7 @@ int train(int argc, char** argv) {
       ("checkpoint-epochs", po::value(&c.checkpoint_epochs)->default_value(1), "epochs between checkpoints (0 = off)")
       ("keep", po::value(&c.keep)->default_value(3), "checkpoints to keep in RUN_DIR/checkpoints")
       ("stop-after-step", po::value(&c.stop_after_step)->default_value(0), "act as if SIGTERM arrived after this global step (tests)")
-      ("comm-timeout", po::value(&comm_timeout)->default_value(comm_timeout),
+      ("comm-timeout", value_with_default(&comm_timeout),
        "under mpirun/srun: seconds a collective may wait for the other processes before the job is aborted, "
        "naming the ranks that never arrived")
       ("comm-progress", po::value(&comm_progress)->default_value(comm_progress),
@@ -182,7 +183,10 @@ int train(int argc, char** argv) {
               << std::flush;
     return 0;
   }
-  std::cout << "test accuracy " << r.test_accuracy << "\n"
+  // Four decimals, as eval and the epoch lines print accuracies.
+  char accuracy[32];
+  std::snprintf(accuracy, sizeof accuracy, "%.4f", r.test_accuracy);
+  std::cout << "test accuracy " << accuracy << "\n"
             << "model: " << r.final_path << "\n"
             << "metrics: " << r.metrics_path << "\n";
   return 0;

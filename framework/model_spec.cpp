@@ -69,7 +69,9 @@ json resnet(int n, const std::string& name) {
   const int widths[3] = {16, 32, 64};
   for (int s = 0; s < 3; ++s) {
     for (int b = 0; b < n; ++b) {
-      const std::string p = "s" + std::to_string(s + 1) + "b" + std::to_string(b + 1) + "_";
+      // Appended piece by piece: GCC 12's -Wrestrict misreads `"s" + std::to_string(...)` (its bug 105651).
+      std::string p = "s";
+      p.append(std::to_string(s + 1)).append("b").append(std::to_string(b + 1)).append("_");
       const int stride = (s > 0 && b == 0) ? 2 : 1;
       const std::string block_in = prev;
       layers.push_back(conv3x3(p + "conv1", widths[s], stride));
