@@ -9,5 +9,6 @@ int eval(int argc, char** argv);
 int predict(int argc, char** argv);
 int convert(int argc, char** argv);
 int bench(int argc, char** argv);
+int export_model(int argc, char** argv);  // `stride export` (export is a C++ keyword)
 
 }  // namespace stride::app

@@ -25,6 +25,7 @@ const std::map<std::string, Command>& commands() {
       {"predict", {stride::app::predict, "top classes for PNG/PPM/PGM images"}},
       {"bench", {stride::app::bench, "training throughput on random data, optionally per layer"}},
       {"convert", {stride::app::convert, "convert CIFAR-10 or IDX files to one HDF5 dataset"}},
+      {"export", {stride::app::export_model, "trained weights as an ONNX model (docs/export.md)"}},
   };
   return table;
 }

@@ -53,10 +53,12 @@ int predict(int argc, char** argv) {
                          ", the model takes " + std::to_string(W) + "x" + std::to_string(H));
       img = resize_bilinear(img, H, W);
     }
-    for (int64_t c = 0; c < C; ++c)
+    // As eval's batches and the exported ONNX graph normalize, to the bit.
+    for (int64_t c = 0; c < C; ++c) {
+      const auto [scale, shift] = pixel_affine(m.normalization, c);
       for (int64_t i = 0; i < H * W; ++i)
-        x[c * H * W + i] = (static_cast<float>(img.pixels[static_cast<size_t>(c * H * W + i)]) / 255.0f -
-                            m.normalization.mean[static_cast<size_t>(c)]) / m.normalization.stddev[static_cast<size_t>(c)];
+        x[c * H * W + i] = static_cast<float>(img.pixels[static_cast<size_t>(c * H * W + i)]) * scale + shift;
+    }
     const Tensor& logits = m.network.forward(x, RunContext{Mode::eval, 0, 0, 0});
     softmax(logits, probs);
     std::vector<int64_t> order(static_cast<size_t>(k));

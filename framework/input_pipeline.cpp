@@ -102,6 +102,11 @@ BatchAssembler::BatchAssembler(const SampleSource& source, Normalization norm, A
                       info.source + "' has " + std::to_string(c_));
 }
 
+PixelAffine pixel_affine(const Normalization& norm, int64_t c) {
+  const float stddev = norm.stddev[static_cast<size_t>(c)];
+  return {1.0f / (255.0f * stddev), -norm.mean[static_cast<size_t>(c)] / stddev};
+}
+
 void BatchAssembler::assemble(std::span<const int64_t> indices, uint32_t epoch, Tensor& x,
                               std::vector<int32_t>& labels) const {
   const auto n = static_cast<int64_t>(indices.size());
@@ -125,8 +130,7 @@ void BatchAssembler::assemble(std::span<const int64_t> indices, uint32_t epoch, 
       }
       float* out = x.data() + i * c_ * h_ * w_;
       for (int64_t c = 0; c < c_; ++c) {
-        const float scale = 1.0f / (255.0f * norm_.stddev[static_cast<size_t>(c)]);
-        const float shift = -norm_.mean[static_cast<size_t>(c)] / norm_.stddev[static_cast<size_t>(c)];
+        const auto [scale, shift] = pixel_affine(norm_, c);
         const uint8_t* plane = pixels.data() + c * h_ * w_;
         for (int64_t r = 0; r < h_; ++r) {
           const int64_t sr = r + dy;

@@ -32,6 +32,14 @@ struct Normalization {
   std::vector<float> mean, stddev;
 };
 
+// Channel c's normalization as one float multiply and one float add, x = pixel * scale + shift with
+// scale = 1 / (255 std) and shift = -mean / std: how BatchAssembler (train, eval), predict and the ONNX export
+// (framework/onnx_export.hpp) all compute it, so the three see the same input bits.
+struct PixelAffine {
+  float scale, shift;
+};
+PixelAffine pixel_affine(const Normalization& norm, int64_t c);
+
 // Exact statistics over every pixel of `source` (sums in fixed-size blocks added in order: bit-identical for
 // any thread count).
 Normalization compute_normalization(const SampleSource& source);

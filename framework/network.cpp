@@ -109,6 +109,7 @@ double Network::forward_flops_per_sample() const {
 }
 
 Layer& Network::layer(size_t i) { return *nodes_.at(i)->layer; }
+const Layer& Network::layer(size_t i) const { return *nodes_.at(i)->layer; }
 
 const std::vector<int>& Network::layer_inputs(size_t i) const { return nodes_.at(i)->inputs; }
 

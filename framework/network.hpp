@@ -60,6 +60,7 @@ class Network {
   void set_spec_text(std::string text) { spec_text_ = std::move(text); }
   size_t layer_count() const { return nodes_.size(); }
   Layer& layer(size_t i);
+  const Layer& layer(size_t i) const;
   Layer* find_layer(const std::string& name);
   // The nodes feeding layer i, in input order (-1 = the network input), and layer i's output of the last
   // forward (empty before one): for tools that run layers one by one (stride bench --per-layer) and for

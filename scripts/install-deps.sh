@@ -8,6 +8,7 @@ packages=(
   libtbb-dev libhdf5-dev libboost-program-options-dev doctest-dev nlohmann-json3-dev
   zlib1g-dev libpng-dev
   libopenmpi-dev openmpi-bin
+  libonnx-dev libprotobuf-dev
   dataset-fashion-mnist
 )
 for arg in "$@"; do

@@ -4,9 +4,9 @@
 //
 // A file may include its own level and the levels below it, never one above it or beside it (layers/ and io/
 // know nothing of each other). Third-party headers belong to one level each: TBB and the x86 intrinsics to
-// framework/core/, HDF5, zlib and libpng to io/, MPI to cluster/, Boost.Program_options to apps/. The CMake
-// libraries (stride_core, stride_layers, ...) link in the same order, so a violation would usually fail to link
-// too; this test names the file and line instead.
+// framework/core/, HDF5, zlib and libpng to io/, ONNX and protobuf to framework/, MPI to cluster/,
+// Boost.Program_options to apps/. The CMake libraries (stride_core, stride_layers, ...) link in the same order,
+// so a violation would usually fail to link too; this test names the file and line instead.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -63,6 +63,7 @@ std::optional<Level> owner_of_system_header(const std::string& header) {
       {"cpuid.h", Level::core},
       {"hdf5", Level::io},            {"H5", Level::io},           {"zlib.h", Level::io},
       {"png.h", Level::io},           {"mpi.h", Level::cluster},   {"boost/", Level::apps},
+      {"onnx/", Level::framework},    {"google/protobuf", Level::framework},
   };
   for (const auto& [prefix, level] : owners)
     if (header.rfind(prefix, 0) == 0) return level;

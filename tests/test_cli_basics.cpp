@@ -35,7 +35,7 @@ TEST_CASE("--help prints floating-point defaults as they were typed, not to 17 d
   CHECK(h.output.find("--weight-decay arg (=0)") != std::string::npos);
   // No default anywhere in any command's help is a long binary expansion such as 0.90000000000000002.
   const std::regex long_float(R"(\(=-?[0-9]*\.[0-9]{8,}\))");
-  for (const char* command : {"train", "eval", "predict", "bench", "summary", "convert"}) {
+  for (const char* command : {"train", "eval", "predict", "bench", "summary", "convert", "export"}) {
     const auto r = run_stride(std::string(command) + " --help");
     CHECK_MESSAGE(r.exit_code == 0, command);
     CHECK_MESSAGE(!std::regex_search(r.output, long_float), command << ":\n" << r.output);
