@@ -1,6 +1,7 @@
 // The command line (apps/): the input split at NUL bytes into arguments, the first choosing the subcommand
-// (summary, train, eval, predict, convert, bench), parsed exactly as `stride` parses them. Parse-only mode
+// (summary, train, eval, predict, convert, bench, export), parsed exactly as `stride` parses them. Parse-only mode
 // stops each command once its options are stored, so nothing runs.
+#include <iterator>
 #include <vector>
 
 #include "apps/cli.hpp"
@@ -18,9 +19,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using Command = int (*)(int, char**);
   static const Command commands[] = {stride::app::summary, stride::app::train,   stride::app::eval,
-                                     stride::app::predict, stride::app::convert, stride::app::bench};
+                                     stride::app::predict, stride::app::convert, stride::app::bench,
+                                     stride::app::export_model};
   if (size == 0) return 0;
-  const Command run = commands[data[0] % 6];
+  const Command run = commands[data[0] % std::size(commands)];
   std::vector<std::string> args{"command"};
   std::string current;
   for (size_t i = 1; i < size; ++i) {

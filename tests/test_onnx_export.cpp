@@ -14,6 +14,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -231,4 +234,135 @@ TEST_CASE("onnx: resnet8 (batch norm, projection shortcuts, residual adds) equal
 
 TEST_CASE("onnx: every layer and option (docs/specs/every_layer.json) equals ONNX Runtime") {
   check_model_against_runtime(std::string(STRIDE_REPO_DIR) + "/docs/specs/every_layer.json", kCifar, "every_layer");
+}
+
+TEST_CASE("onnx: metadata, --softmax, a fixed --batch, and predict's classes for the same PNG pixels") {
+  if (!stride::test::have_data(kCifar)) return;
+  TempDir dir("onnx-options");
+  const std::string weights = train_few_steps("cifar10_quick", kCifar, dir);
+  const std::string onnx_path = dir / "probs.onnx";
+  const auto e = run_stride("export --weights " + weights + " --format onnx --out " + onnx_path +
+                            " --batch 64 --opset 17 --softmax");
+  INFO(e.output);
+  REQUIRE(e.exit_code == 0);
+  const onnx::ModelProto m = load_checked(onnx_path);
+
+  // Where it came from: stride's version, the class names, the normalization, the spec and the run's config.
+  const Checkpoint ckpt = read_weights(weights);
+  std::map<std::string, std::string> meta;
+  for (const auto& p : m.metadata_props()) meta[p.key()] = p.value();
+  CHECK(meta["stride_version"] == STRIDE_VERSION);
+  CHECK(meta["model"] == "cifar10_quick");
+  CHECK(nlohmann::json::parse(meta["class_names"]) == nlohmann::json(ckpt.class_names));
+  CHECK(ckpt.class_names.size() == 10);
+  CHECK(nlohmann::json::parse(meta["run_config"]) == nlohmann::json::parse(ckpt.run_config));
+  CHECK(nlohmann::json::parse(meta["run_config"])["schedule"]["base_lr"] == 0.05);
+  CHECK(nlohmann::json::parse(meta["normalization"])["mean"] == nlohmann::json(ckpt.norm_mean));
+  CHECK(meta["model_spec"] == ckpt.model_spec);
+  CHECK(m.producer_name() == "stride");
+  REQUIRE(m.opset_import_size() == 1);
+  CHECK(m.opset_import(0).version() == 17);
+  CHECK(m.graph().input(0).type().tensor_type().shape().dim(0).dim_value() == 64);
+  // Only standard operators of the default domain.
+  for (const auto& node : m.graph().node()) CHECK_MESSAGE(node.domain().empty(), node.op_type());
+
+  // Probabilities: the softmax of stride's logits.
+  const Images im = test_images(kCifar, kImages);
+  Tensor probs;
+  softmax(stride_logits(weights, kCifar, kImages), probs);
+  const RuntimeResult got = run_onnx_runtime(onnx_path, im, dir);
+  CHECK(got.output_name == "probabilities");
+  CHECK(got.dims == std::vector<int64_t>{kImages, 10});
+  check_outputs_match(probs, got.values, "cifar10_quick --softmax");
+
+  // `stride predict` on PNG files of four test images names ONNX Runtime's top-1 class for their pixels.
+  std::string files;
+  for (int64_t i = 0; i < 4; ++i) {
+    Image img(3, 32, 32);
+    std::memcpy(img.pixels.data(), im.pixels.data() + i * 3 * 32 * 32, img.pixels.size());
+    const std::string path = dir / ("test" + std::to_string(i) + ".png");
+    write_png(img, path);
+    files += " " + path;
+  }
+  const auto p = run_stride("predict --top 1 --weights " + weights + files);
+  INFO(p.output);
+  REQUIRE(p.exit_code == 0);
+  std::istringstream lines(p.output);
+  std::string line;
+  int64_t image = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("  ", 0) != 0) continue;  // the file name lines
+    std::istringstream words(line);
+    std::string name;
+    words >> name;
+    REQUIRE(image < 4);
+    CHECK(name == ckpt.class_names[static_cast<size_t>(argmax(got.values.data() + image * 10, 10))]);
+    ++image;
+  }
+  CHECK(image == 4);
+}
+
+TEST_CASE("onnx: errors are one clear line, exit 1 or 2, and leave no file behind") {
+  if (!stride::test::have_data(kCifar)) return;
+  TempDir dir("onnx-errors");
+  const std::string weights = train_few_steps("cifar10_quick", kCifar, dir);
+  const fs::path out_dir = dir / "out";
+  fs::create_directories(out_dir);
+  const std::string out = (out_dir / "model.onnx").string();
+  auto fails = [&](const std::string& args, int code, const std::string& names) {
+    const auto r = run_stride("export " + args);
+    INFO("stride export " << args << "\n" << r.output);
+    CHECK(r.exit_code == code);
+    CHECK(r.output.find(names) != std::string::npos);
+    CHECK(r.output.find("error") != std::string::npos);
+    CHECK(fs::is_empty(out_dir));  // no model.onnx, no temporary
+  };
+  // Missing weights; weights that do not fit the spec; a layer type nobody knows; wrong flags.
+  fails("--weights " + dir / "nowhere.h5" + " --out " + out, 1, "nowhere.h5");
+  fails("--weights " + weights + " --model resnet8 --out " + out, 1, "conv1");
+  std::ofstream(dir / "swish.json") << R"({"name": "s", "input": [3, 32, 32], "layers": [
+      {"name": "conv1", "type": "conv2d", "out_channels": 32, "kernel": 5, "pad": 2},
+      {"name": "act", "type": "swish"}]})";
+  fails("--weights " + weights + " --model " + dir / "swish.json" + " --out " + out, 1, "swish");
+  fails("--weights " + weights + " --format tflite --out " + out, 2, "tflite");
+  fails("--weights " + weights + " --opset 18 --out " + out, 2, "--opset");
+  fails("--weights " + weights + " --batch -1 --out " + out, 2, "--batch");
+  fails("--weights " + weights, 2, "out");
+
+  // A good file already at --out stays as it was when the export fails.
+  std::ofstream(out) << "an earlier model";
+  const auto r = run_stride("export --weights " + weights + " --model resnet8 --out " + out);
+  CHECK(r.exit_code == 1);
+  std::ifstream kept(out);
+  std::string text((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>());
+  CHECK(text == "an earlier model");
+  CHECK(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()) == 1);
+}
+
+namespace {
+// A layer stride's spec files cannot name: what a future layer without an ONNX mapping looks like to the
+// exporter.
+class Swish final : public Layer {
+ public:
+  using Layer::Layer;
+  std::string_view type() const override { return "swish"; }
+  Shape output_shape(const Shape& in) const override { return in; }
+  void forward(const Tensor& x, Tensor& y, const RunContext&) override {
+    y.resize(x.shape());
+    for (int64_t i = 0; i < x.numel(); ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+  }
+  void backward(const Tensor&, const Tensor&, const Tensor&, Tensor*, const RunContext&) override {}
+};
+}  // namespace
+
+TEST_CASE("onnx: a layer without an ONNX form is an error naming it, never a different graph") {
+  Network net(Shape{1, 8, 8});
+  net.add(std::make_unique<Swish>("act"));
+  net.allocate();
+  const Normalization norm{{0.5f}, {0.25f}};
+  CHECK_THROWS_WITH_AS(export_onnx(net, norm, {}, "m", {}), doctest::Contains("layer 'act' (swish)"), ConfigError);
+  // Feature-vector models have no image input to export.
+  Network features = build_network(R"({"input": [16], "layers": [{"name": "fc", "type": "linear", "out_features": 4}]})");
+  features.allocate();
+  CHECK_THROWS_WITH_AS(export_onnx(features, norm, {}, "f", {}), doctest::Contains("not images"), ConfigError);
 }
