@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <span>
 #include <sstream>
 
@@ -27,44 +28,56 @@ namespace stride {
 namespace {
 
 // Appends initializers and nodes to one GraphProto. Tensor names: "image" (the input), "<layer>/<param>"
-// for parameters, "<layer>" for a layer's output and "<layer>/<step>" for the steps inside one layer.
+// for parameters, "<layer>" for a layer's output and "<layer>/<step>" for the steps inside one layer; a name
+// already taken (a layer called "logits" or "normalize", say) gets a suffix, so every tensor has one producer.
+// Every function returns the name it actually used.
 class GraphBuilder {
  public:
-  explicit GraphBuilder(onnx::GraphProto& graph) : graph_(graph) {}
+  // `reserved`: names only the caller gives out (the graph's input and output).
+  GraphBuilder(onnx::GraphProto& graph, std::set<std::string> reserved) : graph_(graph), used_(std::move(reserved)) {}
+
+  std::string fresh(const std::string& wanted) {
+    std::string name = wanted;
+    for (int k = 1; !used_.insert(name).second; ++k) name = wanted + "_" + std::to_string(k);
+    return name;
+  }
 
   // A float32 initializer of shape `dims`; returns its name.
   std::string floats(const std::string& name, const std::vector<int64_t>& dims, std::span<const float> values) {
     onnx::TensorProto* t = graph_.add_initializer();
-    t->set_name(name);
+    t->set_name(fresh(name));
     t->set_data_type(onnx::TensorProto::FLOAT);
     for (int64_t d : dims) t->add_dims(d);
     // raw_data is little-endian float32, which is this machine's layout.
     t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size_bytes()));
-    return name;
+    return t->name();
   }
   std::string scalar(const std::string& name, float value) { return floats(name, {}, std::span<const float>(&value, 1)); }
   // A one-dimensional int64 initializer (Pad's pads, Slice's starts and ends).
   std::string ints(const std::string& name, const std::vector<int64_t>& values) {
     onnx::TensorProto* t = graph_.add_initializer();
-    t->set_name(name);
+    t->set_name(fresh(name));
     t->set_data_type(onnx::TensorProto::INT64);
     t->add_dims(static_cast<int64_t>(values.size()));
     for (int64_t v : values) t->add_int64_data(v);
-    return name;
+    return t->name();
   }
 
-  // A node of the default domain with one output, named `output` (the node takes the same name).
-  onnx::NodeProto& node(const std::string& op, const std::vector<std::string>& inputs, const std::string& output) {
+  // A node of the default domain with one output, named fresh(output) (the node takes the same name);
+  // exact_output: `output` as it is (a reserved name).
+  onnx::NodeProto& node(const std::string& op, const std::vector<std::string>& inputs, const std::string& output,
+                        bool exact_output = false) {
     onnx::NodeProto* n = graph_.add_node();
     n->set_op_type(op);
-    n->set_name(output);
+    n->add_output(exact_output ? output : fresh(output));
+    n->set_name(n->output(0));
     for (const auto& in : inputs) n->add_input(in);
-    n->add_output(output);
     return *n;
   }
 
  private:
   onnx::GraphProto& graph_;
+  std::set<std::string> used_;
 };
 
 void set_ints(onnx::NodeProto& n, const std::string& name, const std::vector<int64_t>& values) {
@@ -108,7 +121,7 @@ std::string pad(GraphBuilder& b, const std::string& name, const std::string& x, 
                 int64_t top, int64_t left, int64_t bottom, int64_t right) {
   onnx::NodeProto& n = b.node("Pad", {x, b.ints(name + "/pads", {0, 0, top, left, 0, 0, bottom, right})}, name);
   set_string(n, "mode", mode);
-  return name;
+  return n.output(0);
 }
 
 // Circular padding, which Pad lacks until opset 19's "wrap": the last `p` rows (columns) are put above (left
@@ -127,7 +140,7 @@ std::string circular_pad(GraphBuilder& b, const std::string& name, std::string x
                                     stem + "/head").output(0);
     onnx::NodeProto& cat = b.node("Concat", {tail, x, head}, stem);
     set_int(cat, "axis", axis);
-    x = stem;
+    x = cat.output(0);
   }
   return x;
 }
@@ -163,7 +176,7 @@ std::string export_conv(GraphBuilder& b, const LayerSite& s, const Conv2d& conv)
   set_ints(n, "dilations", {o.dilation_h, o.dilation_w});
   set_ints(n, "pads", conv_pads);
   set_int(n, "group", 1);
-  return name;
+  return n.output(0);
 }
 
 // The pooling window geometry in ONNX terms. stride's (PyTorch's) ceil mode lets the last window hang past
@@ -192,7 +205,7 @@ std::string export_max_pool(GraphBuilder& b, const LayerSite& s, const MaxPool2d
   onnx::NodeProto& n = b.node("MaxPool", {s.inputs[0]}, s.layer.name());
   set_window(n, p.g);
   set_ints(n, "pads", {p.top, p.left, p.bottom, p.right});
-  return s.layer.name();
+  return n.output(0);
 }
 
 // Window sums scaled by `numerator / divisor(p, q)`, into `output`: AveragePool over the zero-padded input
@@ -217,10 +230,11 @@ std::string window_sums(GraphBuilder& b, const std::string& name, const std::str
   std::string padded = x;
   if (p.top || p.left || p.bottom || p.right)
     padded = pad(b, name + "/pad", x, "constant", p.top, p.left, p.bottom, p.right);
-  const std::string avg = ones ? output : name + "/avg";
-  set_window(b.node("AveragePool", {padded}, avg), g);
-  if (!ones) b.node("Mul", {avg, b.floats(name + "/scale", {1, 1, g.P, g.Q}, table)}, output);
-  return output;
+  onnx::NodeProto& avg = b.node("AveragePool", {padded}, ones ? output : name + "/avg");
+  set_window(avg, g);
+  if (ones) return avg.output(0);
+  const std::string sums = avg.output(0);
+  return b.node("Mul", {sums, b.floats(name + "/scale", {1, 1, g.P, g.Q}, table)}, output).output(0);
 }
 
 std::string export_avg_pool(GraphBuilder& b, const LayerSite& s, const AvgPool2d& pool) {
@@ -253,8 +267,9 @@ std::string export_linear(GraphBuilder& b, const LayerSite& s, const Linear& lin
   std::string x = s.inputs[0];
   // stride's linear reads any (N, ...) input as (N, features), as Caffe's InnerProduct; Gemm needs 2-D.
   if (s.in.rank > 2) {
-    x = name + "/flatten";
-    set_int(b.node("Flatten", {s.inputs[0]}, x), "axis", 1);
+    onnx::NodeProto& flat = b.node("Flatten", {s.inputs[0]}, name + "/flatten");
+    set_int(flat, "axis", 1);
+    x = flat.output(0);
   }
   const int64_t in_features = s.in.per_sample();
   const int64_t out = linear.options().out_features;
@@ -262,7 +277,7 @@ std::string export_linear(GraphBuilder& b, const LayerSite& s, const Linear& lin
   if (linear.options().bias) inputs.push_back(b.floats(name + "/bias", {out}, s.param("bias")));
   onnx::NodeProto& n = b.node("Gemm", inputs, name);
   set_int(n, "transB", 1);
-  return name;
+  return n.output(0);
 }
 
 // Inference form: the running statistics; without affine, scale 1 and shift 0.
@@ -282,7 +297,7 @@ std::string export_batchnorm(GraphBuilder& b, const LayerSite& s, const BatchNor
   inputs.push_back(b.floats(name + "/running_var", {c}, s.param("running_var")));
   onnx::NodeProto& n = b.node("BatchNormalization", inputs, name);
   set_float(n, "epsilon", static_cast<float>(bn.options().eps));
-  return name;
+  return n.output(0);
 }
 
 // The output tensor of one layer; throws ConfigError naming a layer that has no ONNX form.
@@ -302,8 +317,9 @@ std::string export_layer(GraphBuilder& b, const LayerSite& s) {
   if (type == "tanh") return b.node("Tanh", {s.inputs[0]}, name).output(0);
   if (type == "add") return b.node("Add", {s.inputs[0], s.inputs[1]}, name).output(0);
   if (type == "flatten") {
-    set_int(b.node("Flatten", {s.inputs[0]}, name), "axis", 1);
-    return name;
+    onnx::NodeProto& n = b.node("Flatten", {s.inputs[0]}, name);
+    set_int(n, "axis", 1);
+    return n.output(0);
   }
   if (type == "dropout") return s.inputs[0];  // the identity in evaluation
   throw ConfigError(s.where() + ": no ONNX export for layer type '" + type +
@@ -366,7 +382,8 @@ std::string export_onnx(const Network& net, const Normalization& normalization, 
   }
   onnx::GraphProto& graph = *model.mutable_graph();
   graph.set_name(model_name);
-  GraphBuilder b(graph);
+  const std::string output = options.softmax ? "probabilities" : "logits";
+  GraphBuilder b(graph, {"image", output});
   add_tensor_info(graph.mutable_input(), "image", {in[0], in[1], in[2]}, options.batch);
 
   // x = pixel * scale + shift per channel: BatchAssembler's two float roundings, in its order.
@@ -376,9 +393,10 @@ std::string export_onnx(const Network& net, const Normalization& normalization, 
     scale[static_cast<size_t>(c)] = a.scale;
     shift[static_cast<size_t>(c)] = a.shift;
   }
-  b.node("Mul", {"image", b.floats("normalize/scale", {1, C, 1, 1}, scale)}, "normalize/scaled");
-  const std::string input = b.node("Add", {"normalize/scaled", b.floats("normalize/shift", {1, C, 1, 1}, shift)},
-                                   "normalize").output(0);
+  const std::string scaled =
+      b.node("Mul", {"image", b.floats("normalize/scale", {1, C, 1, 1}, scale)}, "normalize/scaled").output(0);
+  const std::string input =
+      b.node("Add", {scaled, b.floats("normalize/shift", {1, C, 1, 1}, shift)}, "normalize").output(0);
 
   // Layers in the network's execution order; shapes for a batch of one.
   std::vector<std::string> outputs(net.layer_count());
@@ -400,14 +418,14 @@ std::string export_onnx(const Network& net, const Normalization& normalization, 
   const int64_t classes = last.per_sample();
   std::string y = outputs.back();
   if (last.rank != 2) {
-    set_int(b.node("Flatten", {y}, "output/flatten"), "axis", 1);
-    y = "output/flatten";
+    onnx::NodeProto& flat = b.node("Flatten", {y}, "output/flatten");
+    set_int(flat, "axis", 1);
+    y = flat.output(0);
   }
-  const std::string output = options.softmax ? "probabilities" : "logits";
   if (options.softmax)
-    set_int(b.node("Softmax", {y}, output), "axis", 1);
+    set_int(b.node("Softmax", {y}, output, /*exact_output=*/true), "axis", 1);
   else
-    b.node("Identity", {y}, output);
+    b.node("Identity", {y}, output, /*exact_output=*/true);
   add_tensor_info(graph.mutable_output(), output, {classes}, options.batch);
 
   try {

@@ -17,6 +17,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -365,4 +366,23 @@ TEST_CASE("onnx: a layer without an ONNX form is an error naming it, never a dif
   Network features = build_network(R"({"input": [16], "layers": [{"name": "fc", "type": "linear", "out_features": 4}]})");
   features.allocate();
   CHECK_THROWS_WITH_AS(export_onnx(features, norm, {}, "f", {}), doctest::Contains("not images"), ConfigError);
+}
+
+TEST_CASE("onnx: layers named like the graph's own tensors (image, normalize, logits) still give a valid graph") {
+  Network net = build_network(R"({"input": [1, 6, 6], "layers": [
+      {"name": "image", "type": "conv2d", "out_channels": 2, "kernel": 3, "pad": 1, "padding": "circular"},
+      {"name": "normalize", "type": "relu"},
+      {"name": "normalize/scale", "type": "avg_pool2d", "kernel": 3, "stride": 2, "ceil_mode": true},
+      {"name": "logits", "type": "linear", "out_features": 3}]})");
+  net.allocate();
+  net.init(1);
+  std::string bytes;
+  // export_onnx runs ONNX's checker, which refuses a tensor with two producers.
+  REQUIRE_NOTHROW(bytes = export_onnx(net, Normalization{{0.5f}, {0.25f}}, {}, "clash", {}));
+  onnx::ModelProto m;
+  REQUIRE(m.ParseFromString(bytes));
+  CHECK(m.graph().input(0).name() == "image");
+  CHECK(m.graph().output(0).name() == "logits");
+  std::set<std::string> outputs;
+  for (const auto& node : m.graph().node()) CHECK(outputs.insert(node.output(0)).second);
 }
