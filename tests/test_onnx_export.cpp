@@ -386,3 +386,32 @@ TEST_CASE("onnx: layers named like the graph's own tensors (image, normalize, lo
   std::set<std::string> outputs;
   for (const auto& node : m.graph().node()) CHECK(outputs.insert(node.output(0)).second);
 }
+
+TEST_CASE("onnx: a fully convolutional classifier ((N, K, 1, 1) from global pooling) gives logits (N, K)") {
+  Network net = build_network(R"({"input": [3, 9, 7], "layers": [
+      {"name": "conv", "type": "conv2d", "out_channels": 5, "kernel": 3, "pad": 1, "padding": "replicate"},
+      {"name": "gap", "type": "global_avg_pool2d"}]})");
+  net.allocate();
+  net.init(3);
+  const Normalization norm{{0.4f, 0.5f, 0.6f}, {0.2f, 0.25f, 0.3f}};
+  TempDir dir("onnx-fcn");
+  const std::string path = dir / "fcn.onnx";
+  write_file_atomically(path, export_onnx(net, norm, {}, "fcn", {}));
+  load_checked(path);
+  // Pixels from a fixed pattern, normalized as BatchAssembler does.
+  Images im;
+  im.shape = Shape{4, 3, 9, 7};
+  im.pixels.resize(static_cast<size_t>(im.shape.numel()));
+  for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+  Tensor x(im.shape);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const auto [scale, shift] = pixel_affine(norm, (i / (9 * 7)) % 3);
+    x[i] = static_cast<float>(im.pixels[static_cast<size_t>(i)]) * scale + shift;
+  }
+  const Tensor& y = net.forward(x, RunContext{});
+  Tensor expected(Shape{4, 5});
+  std::copy(y.data(), y.data() + y.numel(), expected.data());
+  const RuntimeResult got = run_onnx_runtime(path, im, dir);
+  CHECK(got.dims == std::vector<int64_t>{4, 5});
+  check_outputs_match(expected, got.values, "fcn");
+}
