@@ -138,8 +138,10 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
 
   if (writes_ && config_.overwrite) remove_run(config_.out, log_);
   if (writes_) std::filesystem::create_directories(config_.out);
-  const bool bar = config_.progress && ::isatty(STDOUT_FILENO);
-  metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, bar,
+  ProgressDisplay display = config_.progress;
+  if (display == ProgressDisplay::automatic)
+    display = ::isatty(STDOUT_FILENO) ? ProgressDisplay::bar : ProgressDisplay::lines;
+  metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, display,
                                           writes_, log_, clock_);
   metrics_->progress() = start_.progress;
   metrics_->set_run_shape(reducer_.processes(), config_.micro_batch, config_.hosts);
