@@ -79,8 +79,19 @@ struct ReducerOptions {
 // begins. Every collective waits at most timeout() seconds.
 std::unique_ptr<GradientReducer> make_data_parallel_reducer(Session& session, const ReducerOptions& options);
 
+// What one `stride bench --comm` measured: medians over the repeats, in seconds, as rank 0 saw them.
+struct AllreduceTimes {
+  bool reports = false;   // this process is rank 0 (or alone), which prints the result
+  int processes = 1;
+  int64_t elements = 0;
+  double exact = 0;       // the exact sum's exchange: exponent MPI_MAX + int64 MPI_SUM
+  double exact_min = 0;   // the fastest repeat of it
+  double convert = 0;     // fixed-point conversion there and back
+  double float_sum = 0;   // a float MPI_SUM of as many elements, for comparison
+};
+
 // Times an allreduce of `elements` int64 (the exact sum of a model's gradients) and of as many floats over
-// every process; prints a table on rank 0 (`stride bench --comm`).
-void bench_allreduce(Session& session, int64_t elements, int repeats, const std::string& label);
+// every process (`stride bench --comm`).
+AllreduceTimes bench_allreduce(Session& session, int64_t elements, int repeats);
 
 }  // namespace stride::cluster
