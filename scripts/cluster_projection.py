@@ -86,32 +86,34 @@ def step_times(n, buckets, alpha, beta, t_c, hidden):
 def strong(a, buckets, nets):
     """Strong scaling at a fixed global batch: compute per node shrinks as 1/N, communication does not."""
     per_sample = a.compute_ms / 1e3 / a.compute_batch
+    t1 = per_sample * a.strong
+    nodes = [n for n in (int(x) for x in a.strong_nodes.split(",")) if n <= a.strong // 16]
     print(f"\nstrong scaling, global batch {a.strong} (micro-batch 16: at most {a.strong // 16} nodes), "
-          f"T_compute(1) = {1e3 * per_sample * a.strong:.0f} ms")
+          f"T_compute(1) = {1e3 * t1:.0f} ms; step ms with overlap (efficiency T(1) / (N T(N)))\n")
     if a.markdown:
-        print()
-        print("| nodes | network | T_compute ms | T_comm ms | step ms (overlap) | steps/s | speed-up | efficiency |")
-        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, alpha, beta in nets:
-        t1 = per_sample * a.strong
-        crossed = None
-        for n in [int(x) for x in a.strong_nodes.split(",")]:
-            if a.strong // 16 < n:
-                continue
-            t_c = per_sample * a.strong / n
-            # What can hide the exchange: the backward (2/3) of the node's last of its G/(16 N) micro-batches.
-            hidden = 2 / 3 / math.ceil(a.strong / 16 / n)
+        print("| nodes | T_compute ms | " + " | ".join(name for name, _, _ in nets) + " |")
+        print("| ---: | ---: |" + " ---: |" * len(nets))
+    crossed = {name: None for name, _, _ in nets}
+    for n in nodes:
+        t_c = t1 / n
+        # What can hide the exchange: the backward (2/3) of the node's last of its G/(16 N) micro-batches.
+        hidden = 2 / 3 / math.ceil(a.strong / 16 / n)
+        cells = []
+        for name, alpha, beta in nets:
             comm, _, overlapped = step_times(n, buckets, alpha, beta, t_c, hidden)
-            if crossed is None and comm > t_c:
-                crossed = n
-            line = (n, name, 1e3 * t_c, 1e3 * comm, 1e3 * overlapped, 1 / overlapped, t1 / overlapped,
-                    100 * t1 / (n * overlapped))
-            if a.markdown:
-                print("| %d | %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.0f%% |" % line)
-            else:
-                print("%3d  %-26s compute %8.1f ms  comm %7.2f ms  step %8.1f ms  %6.2f steps/s  x%5.1f  %3.0f%%" % line)
-        print(("" if not a.markdown else "\n") + f"{name}: communication overtakes compute at "
-              + (f"{crossed} nodes" if crossed else "no node count up to the batch's limit") + "\n")
+            if crossed[name] is None and comm > t_c:
+                crossed[name] = n
+            cells.append("%.1f (%.0f%%)" % (1e3 * overlapped, 100 * t1 / (n * overlapped)))
+        if a.markdown:
+            print(f"| {n} | {1e3 * t_c:.1f} | " + " | ".join(cells) + " |")
+        else:
+            print(f"{n:4d} {1e3 * t_c:9.1f}  " + "  ".join(f"{c:>16s}" for c in cells))
+    if a.markdown:
+        print("| comm > compute from | | " + " | ".join(
+            f"{crossed[name]} nodes" if crossed[name] else "-" for name, _, _ in nets) + " |")
+    else:
+        print("communication exceeds compute from: " + ", ".join(
+            f"{name}: {crossed[name] or '-'}" for name, _, _ in nets))
 
 
 def main():

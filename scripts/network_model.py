@@ -160,13 +160,13 @@ def main():
         for key in ("cpu", "date", "train"):
             if key in previous:
                 result[key] = previous[key]
-    if a.steps and not a.refit:
+    if a.steps:
         bed = Testbed(3)
         try:
             steps = []
             for n in (1, 2, 3):
-                s = train_steps_per_s(bed, stride, n, os.path.abspath(a.data), 256, 2048, 1)
-                steps.append({"hosts": n, "batch": 256, "threads_per_host": 1, "steps_per_s": s})
+                s = train_steps_per_s(bed, stride, n, os.path.abspath(a.data), 256, 4096, 1)
+                steps.append({"hosts": n, "batch": 256, "samples": 4096, "threads_per_host": 1, "steps_per_s": s})
                 print(f"train: {n} hosts: {s:.2f} steps/s", flush=True)
             result["train"] = steps
         finally:
