@@ -162,6 +162,9 @@ TEST_CASE("cluster: Slurm runs cluster/slurm/train.sbatch as its comments say: 2
     CHECK(test::count(out2, "epoch 30/30: loss") == 1);
     check_same_params(tmp.path / "one", work / "runs" / "cifar", "2 nodes, then resumed on 1");
   }
+  // Nothing of the cluster stays: no slurmd, slurmctld or munged, no namespace holder, link or state.
+  bed.down();
+  CHECK(bed.leftovers() == "");
 }
 
 TEST_CASE("cluster: stride bench --comm across 2 and 3 hosts at 1 Gbit/s and 100 Mbit/s matches the network model") {

@@ -98,11 +98,23 @@ class Testbed {
   void down() {
     if (name_.empty()) return;
     run_command(testbed_script() + " down " + name_);
+    down_name_ = name_;
     name_.clear();
+  }
+  // After down(): what of the testbed is still there (processes started with its files, its holders, its
+  // links), empty when nothing is.
+  std::string leftovers() const {
+    // [x]yz patterns: they do not match the shell that runs pgrep.
+    const std::string bracketed = "[" + down_name_.substr(0, 1) + "]" + down_name_.substr(1);
+    std::string left = run_command("pgrep -af " + shell_quote("[s]tride-testbed/" + down_name_) +
+                                   "; ip -o link show | grep " + shell_quote(bracketed) + "; true")
+                           .output;
+    if (std::filesystem::exists("/run/stride-testbed/" + down_name_)) left += "/run/stride-testbed/" + down_name_;
+    return left;
   }
 
  private:
-  std::string name_;
+  std::string name_, down_name_;
   std::map<std::string, std::string> vars_;
 };
 
