@@ -191,8 +191,15 @@ int train(int argc, char** argv) {
   if (!classes.empty()) c.class_names = parse_class_names(classes);
   if (!(comm_timeout > 0)) throw UsageError("--comm-timeout: expected a positive number of seconds");
   cluster::Session& session = cluster::Session::current();
-  if (threads == 0 && session.active()) threads = session.default_threads();
+  const bool threads_per_launcher = threads == 0 && session.active();
+  if (threads_per_launcher) threads = session.default_threads();
   std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
+  // run_config records every process's threads: with --threads 0 under a launcher, what each one's binding
+  // gave it (a task bound to fewer cores than it was given shows there, not only in its speed).
+  if (threads_per_launcher)
+    for (int t : session.default_threads_of_all()) c.threads.push_back(t);
+  else
+    c.threads.assign(static_cast<size_t>(session.active() ? session.size() : 1), max_threads());
   apply_max_memory(max_memory);
   c.hosts = session.hosts();
   session.set_timeout(comm_timeout);

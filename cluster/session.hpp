@@ -41,6 +41,8 @@ class Session {
   // Threads for `--threads 0`: the CPUs of this process's affinity mask when a launcher bound it to fewer than
   // the node has; else the node's CPUs divided by the processes on the node (at least 1).
   int default_threads() const;
+  // default_threads() of every process, in rank order, gathered at the start (this process's alone without MPI).
+  const std::vector<int>& default_threads_of_all() const { return default_threads_all_; }
 
   // Seconds a collective may wait for the other processes before the job is aborted (--comm-timeout).
   void set_timeout(double seconds);
@@ -56,6 +58,7 @@ class Session {
   bool active_ = false, thread_multiple_ = false, finalized_ = false;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::vector<std::string> hosts_;
+  std::vector<int> default_threads_all_;
   double timeout_ = 300;
 };
 

@@ -30,6 +30,9 @@ struct TrainConfig {
   double bucket_mb = 1.0;
   // The hosts of the processes that train together, one per process (informational: run_config, metrics).
   std::vector<std::string> hosts;
+  // The threads each process runs, one per process (informational: the start-up log line names them when they
+  // differ, so a task that its launcher bound to fewer cores shows).
+  std::vector<int64_t> threads;
   double lr = 0.01;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;      // base_lr, total_steps and steps_per_epoch are filled in by the run setup

@@ -61,6 +61,18 @@ void validate(const TrainConfig& c) {
 
 namespace {
 
+// "2 threads" when every process runs as many as this one (or they are not known), else each process's:
+// "2, 1 threads (per process)": a task that its launcher bound to fewer cores shows in the log.
+std::string threads_text(const std::vector<int64_t>& per_process) {
+  const int64_t mine = max_threads();
+  bool same = true;
+  for (int64_t t : per_process) same = same && t == mine;
+  if (same) return std::to_string(mine) + (mine == 1 ? " thread" : " threads");
+  std::string text;
+  for (int64_t t : per_process) text += (text.empty() ? "" : ", ") + std::to_string(t);
+  return text + " threads (per process)";
+}
+
 // A run directory chosen from the checkpoint when --resume is given without --out; one that holds another run
 // is refused here, before any data is read (check_run_dir).
 TrainConfig with_run_dir(TrainConfig config, const std::optional<ResumePoint>& resume) {
@@ -159,7 +171,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
        << "\n";
   if (training_step_.exact() || reducer_.processes() > 1)
     log_ << "stride: " << reducer_.processes() << (reducer_.processes() == 1 ? " process" : " processes") << " of "
-         << max_threads() << (max_threads() == 1 ? " thread" : " threads") << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
+         << threads_text(config_.threads) << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
          << training_step_.exact_sum().buckets().size() << " bucket"
          << (training_step_.exact_sum().buckets().size() == 1 ? "" : "s") << "\n";
   if (resume_)

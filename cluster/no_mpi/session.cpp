@@ -24,6 +24,7 @@ Session::Session(int&, char**&) {
   launched_by_mpi();
   char name[256] = {};
   hosts_ = {::gethostname(name, sizeof name - 1) == 0 ? name : "unknown"};
+  default_threads_all_ = {0};
 }
 Session::~Session() { g_current = nullptr; }
 Session& Session::current() {
