@@ -84,6 +84,16 @@ TEST_CASE("cluster: mpirun over TCP, 3 hosts x 1 process and 2 hosts x 2, gives 
     check_same_params(tmp.path / "one", tmp.path / "four", "2 hosts x 2 processes");
     CHECK(hosts_of(tmp.path / "four") == std::vector<std::string>{"h1", "h1", "h2", "h2"});
   }
+  {
+    // A process bound to fewer cores than its host has: rank 0's log names every process's threads.
+    const std::string small = "train --model cifar10_quick --data " + test::cifar_sample() +
+                              " --epochs 1 --limit-train 128 --limit-test 32 --batch 64 --progress none --out " +
+                              (tmp / "bound");
+    const MpiRun r = bed.run(test::testbed_script() + " mpirun --bind-to none -np 1 taskset -c 0 " + kStride + " " +
+                             small + " : -np 1 " + kStride + " " + small);
+    r.require_ok();
+    CHECK(test::count(r.output, "stride: 2 processes of 1, 2 threads (per process)") == 1);
+  }
 }
 
 TEST_CASE("cluster: Slurm runs cluster/slurm/train.sbatch as its comments say: 2 and 4 nodes, resume on 1") {
