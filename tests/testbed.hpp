@@ -27,6 +27,11 @@ inline std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 class Testbed {
  public:
   // `options`: e.g. "--rate 100mbit", "--slurm".
@@ -77,20 +82,22 @@ class Testbed {
   // A shell command in this (the root) namespace with the testbed's variables (SLURM_CONF with --slurm).
   MpiRun run(const std::string& command) const { return MpiRun::run(env() + command); }
 
-  // `mpirun MPIRUN_ARGS -np P stride ARGS` across the hosts over TCP. A launch that died before training
-  // started (no "stride: training" and a daemon failure in the output) is retried: OpenMPI's orted has crashed at
-  // start on such testbeds (DESIGN.md), which is the machine, not stride.
-  MpiRun mpirun(int processes, const std::string& mpirun_args, const std::string& stride_args) const {
+  // `mpirun MPIRUN_ARGS -np P stride ARGS` across the hosts over TCP (with `log`: its output into that file).
+  // A launch that died before training started (no "stride: training" and a daemon failure in the output) is
+  // retried: OpenMPI's orted has crashed at start on such testbeds (DESIGN.md), which is the machine, not stride.
+  MpiRun mpirun(int processes, const std::string& mpirun_args, const std::string& stride_args,
+                const std::string& log = "") const {
     MpiRun r;
     for (int attempt = 1; attempt <= 3; ++attempt) {
       r = run(testbed_script() + " mpirun " + mpirun_args + " -np " + std::to_string(processes) + " " +
-              STRIDE_BINARY + " " + stride_args);
-      const bool started = r.output.find("stride: training") != std::string::npos;
-      const bool daemon_died = r.output.find("ORTE") != std::string::npos ||
-                               r.output.find("orted") != std::string::npos ||
-                               r.output.find("daemon") != std::string::npos;
+              STRIDE_BINARY + " " + stride_args + (log.empty() ? "" : " > " + shell_quote(log)));
+      const std::string output = r.output + (log.empty() ? "" : read_file(log));
+      const bool started = output.find("stride: training") != std::string::npos;
+      const bool daemon_died = output.find("ORTE") != std::string::npos ||
+                               output.find("orted") != std::string::npos ||
+                               output.find("daemon") != std::string::npos;
       if (r.exit_code == 0 || started || !daemon_died) break;
-      MESSAGE("mpirun launch " << attempt << " died before training started; retrying:\n" << r.output);
+      MESSAGE("mpirun launch " << attempt << " died before training started; retrying:\n" << output);
     }
     return r;
   }
@@ -132,11 +139,6 @@ inline bool same_params(const Checkpoint& a, const Checkpoint& b, std::string& f
     }
   }
   return true;
-}
-
-inline std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 }  // namespace stride::test
