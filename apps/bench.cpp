@@ -169,6 +169,28 @@ json per_layer(Network& net, const Tensor& x, int64_t steps, double peak_gflops,
   return rows;
 }
 
+// `stride bench --comm`'s result: a few lines, or one JSON object (what scripts/network_model.py fits).
+void print_allreduce(const cluster::AllreduceTimes& t, const std::string& label, const std::vector<std::string>& hosts,
+                     bool as_json) {
+  const double mb = static_cast<double>(t.elements) * 8 / 1e6;
+  if (as_json) {
+    const json out = {{"kind", "allreduce"},        {"label", label},
+                      {"processes", t.processes},     {"elements", t.elements},
+                      {"bytes", 8 * t.elements},      {"exact_ms", 1e3 * t.exact},
+                      {"exact_min_ms", 1e3 * t.exact_min}, {"convert_ms", 1e3 * t.convert},
+                      {"float_ms", 1e3 * t.float_sum}, {"hosts", hosts}};
+    std::cout << out.dump() << "\n";
+    return;
+  }
+  std::printf("allreduce of %s: %lld elements, %d process%s\n", label.c_str(), static_cast<long long>(t.elements),
+              t.processes, t.processes == 1 ? "" : "es");
+  std::printf("  exact (exponent max + int64 sum, %.2f MB): %8.3f ms  (%.2f GB/s of int64 per process)\n", mb,
+              1e3 * t.exact, mb / 1e3 / std::max(t.exact, 1e-12));
+  std::printf("  fixed-point conversion there and back:    %8.3f ms\n", 1e3 * t.convert);
+  std::printf("  float MPI_SUM for comparison (%.2f MB):    %8.3f ms  (not reproducible across process counts)\n",
+              mb / 2, 1e3 * t.float_sum);
+}
+
 }  // namespace
 
 // Times training steps (forward, loss, backward over micro-batches, SGD update: TrainingStep, exactly what
@@ -178,6 +200,7 @@ int bench(int argc, char** argv) {
   int64_t batch = 64, steps = 20, warmup = 3;
   int64_t micro_batch = TrainConfig{}.micro_batch;
   int threads = 0;
+  int64_t elements = 0;
   po::options_description opts("stride bench options");
   opts.add_options()
       ("model,m", po::value(&model)->default_value(model), "zoo name or spec file")
@@ -193,7 +216,9 @@ int bench(int argc, char** argv) {
       ("per-layer", po::bool_switch(), "also time forward, backward-data and backward-weights of each layer")
       ("json", po::bool_switch(), "print one JSON object instead of text")
       ("comm", po::bool_switch(), "instead: time the allreduce of the model's gradients over the processes of "
-       "mpirun -np P (exact int64 sum and a float sum for comparison; docs/cluster.md)");
+       "mpirun -np P (exact int64 sum and a float sum for comparison; docs/cluster.md); --steps repeats")
+      ("elements", po::value(&elements)->default_value(0),
+       "with --comm: exchange this many elements instead of the model's gradient count");
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride bench [--model NAME] [--batch N] [--micro-batch M] [--steps N] [--threads N]\n"
@@ -212,7 +237,11 @@ int bench(int argc, char** argv) {
   if (!input.empty()) in = parse_input_shape(input);
   Network net = build_network(src.text, in, src.where);
   if (vm["comm"].as<bool>()) {
-    cluster::bench_allreduce(cluster::Session::current(), net.learnable_count(), static_cast<int>(steps), model);
+    cluster::Session& session = cluster::Session::current();
+    const int64_t count = elements > 0 ? elements : net.learnable_count();
+    const cluster::AllreduceTimes t = cluster::bench_allreduce(session, count, static_cast<int>(steps));
+    if (t.reports) print_allreduce(t, elements > 0 ? std::to_string(elements) + " elements" : model + "'s gradient",
+                                   session.hosts(), as_json);
     return 0;
   }
   check_plan(plan_training(net, batch, 1, 0), "bench: " + src.where + " with --batch " + std::to_string(batch));

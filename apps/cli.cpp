@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <set>
 #include <sstream>
 #include <string_view>
 #include <thread>
@@ -32,6 +33,22 @@ bool has_placeholder(std::string_view text) {
     if (j > i + 1 && j < text.size() && text[j] == '%') return true;
   }
   return false;
+}
+// Later flags override earlier ones, as on most command lines: `stride train ... --epochs 5 --epochs 30` trains
+// 30 epochs, so a wrapper (scripts/main-job.sh, cluster/slurm/train.sbatch) can pass its defaults first and
+// the user's arguments after them. Of an option that takes one value only the last occurrence is kept;
+// options that collect values (predict's images) keep them all.
+void keep_last_occurrences(po::parsed_options& parsed) {
+  std::vector<po::option> kept;
+  std::set<std::string> seen;
+  for (auto it = parsed.options.rbegin(); it != parsed.options.rend(); ++it) {
+    const po::option_description* d =
+        it->string_key.empty() ? nullptr : parsed.description->find_nothrow(it->string_key, false);
+    const bool single = d && !d->semantic()->is_composing() && d->semantic()->max_tokens() <= 1;
+    if (single && it->position_key < 0 && !seen.insert(it->string_key).second) continue;
+    kept.push_back(*it);
+  }
+  parsed.options.assign(kept.rbegin(), kept.rend());
 }
 }  // namespace
 
@@ -74,7 +91,9 @@ bool parse_options(int argc, char** argv, const po::options_description& options
   try {
     auto parser = po::command_line_parser(argc, argv).options(all);
     if (positional) parser.positional(*positional);
-    po::store(parser.run(), vm);
+    po::parsed_options parsed = parser.run();
+    keep_last_occurrences(parsed);
+    po::store(parsed, vm);
     if (vm.count("help")) {
       std::cout << usage << "\n\n" << all << "\n";
       return false;

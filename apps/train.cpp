@@ -2,6 +2,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <initializer_list>
+#include <string_view>
 #include <iostream>
 #include <sstream>
 
@@ -67,13 +70,41 @@ std::string resume_command(int argc, char** argv, const std::string& run_dir) {
   return cmd;
 }
 
+// Which of `flags` comes last on the command line ("" when none does): of two flags that contradict each
+// other, the later one wins, as a repeated flag does.
+std::string last_of(int argc, char** argv, std::initializer_list<std::string_view> flags) {
+  for (int i = argc - 1; i > 0; --i)
+    for (std::string_view f : flags) {
+      const std::string_view a = argv[i];
+      if (a == f || (a.size() > f.size() && a.substr(0, f.size()) == f && a[f.size()] == '=')) return std::string(f);
+    }
+  return "";
+}
+
+bool under_launcher() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"})
+    if (std::getenv(name)) return true;
+  return false;
+}
+
+// --progress auto is a bar only on a terminal outside a launcher: under mpirun, rank 0's stdout is a
+// pseudo-terminal even when mpirun's own output goes to a file, so a bar's carriage returns and ESC[K codes
+// would land in the log (measured: `mpirun -np 2 stride train ... > run.log`).
+ProgressDisplay progress_display(const std::string& text, bool no_progress) {
+  if (no_progress || text == "none") return ProgressDisplay::none;
+  if (text == "bar") return ProgressDisplay::bar;
+  if (text == "lines") return ProgressDisplay::lines;
+  if (text == "auto") return under_launcher() ? ProgressDisplay::lines : ProgressDisplay::automatic;
+  throw UsageError("--progress: expected auto, bar, lines or none, got \"" + echo(text) + "\"");
+}
+
 }  // namespace
 
 int train(int argc, char** argv) {
   TrainConfig c;
   int64_t threads = 0;
   double comm_timeout = 300;
-  std::string config_file, milestones, classes, max_memory, comm_progress = "thread";
+  std::string config_file, milestones, classes, max_memory, comm_progress = "thread", progress = "auto";
   po::options_description opts("stride train options");
   opts.add_options()
       ("model,m", po::value(&c.model)->default_value(c.model), "zoo name (lenet5, cifar10_quick, resnet8, resnet20, mlp) or spec file")
@@ -112,7 +143,10 @@ int train(int argc, char** argv) {
       ("log-every", po::value(&c.log_every)->default_value(c.log_every), "steps between progress lines")
       ("limit-train", po::value(&c.limit_train)->default_value(0), "use only the first N training images")
       ("limit-test", po::value(&c.limit_test)->default_value(0), "use only the first N test images")
-      ("no-progress", po::bool_switch(), "plain progress lines even on a terminal")
+      ("progress", po::value(&progress)->default_value(progress),
+       "how steps show on stdout between the epoch lines: bar (redrawn in place), lines (one every --log-every "
+       "steps), none, or auto: a bar on a terminal, lines when stdout is a file or under mpirun/srun")
+      ("no-progress", po::bool_switch(), "the same as --progress none")
       ("config", po::value(&config_file), "run config file (key = value lines with these option names)")
       ("resume", po::value(&c.resume), "continue the run in RUN_DIR (its newest good checkpoint) or from FILE.h5; give the same flags")
       ("overwrite", po::bool_switch(&c.overwrite), "replace the run already in --out (its metrics.jsonl, checkpoints/ and final.h5)")
@@ -143,7 +177,7 @@ int train(int argc, char** argv) {
                      nullptr, /*allow_config=*/true))
     return 0;
   c.optimizer.decay_all = !vm["no-decay-bias-bn"].as<bool>();
-  c.progress = !vm["no-progress"].as<bool>();
+  c.progress = progress_display(progress, vm["no-progress"].as<bool>() && last_of(argc, argv, {"--progress", "--no-progress"}) != "--progress");
   if (!milestones.empty()) {
     std::stringstream ss(milestones);
     std::string part;
@@ -158,8 +192,15 @@ int train(int argc, char** argv) {
   if (!classes.empty()) c.class_names = parse_class_names(classes);
   if (!(comm_timeout > 0)) throw UsageError("--comm-timeout: expected a positive number of seconds");
   cluster::Session& session = cluster::Session::current();
-  if (threads == 0 && session.active()) threads = session.default_threads();
+  const bool threads_per_launcher = threads == 0 && session.active();
+  if (threads_per_launcher) threads = session.default_threads();
   std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
+  // run_config records every process's threads: with --threads 0 under a launcher, what each one's binding
+  // gave it (a task bound to fewer cores than it was given shows there, not only in its speed).
+  if (threads_per_launcher)
+    for (int t : session.default_threads_of_all()) c.threads.push_back(t);
+  else
+    c.threads.assign(static_cast<size_t>(session.active() ? session.size() : 1), max_threads());
   apply_max_memory(max_memory);
   c.hosts = session.hosts();
   session.set_timeout(comm_timeout);

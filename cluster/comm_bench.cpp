@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -26,7 +25,7 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-void bench_allreduce(Session& session, int64_t elements, int repeats, const std::string& label) {
+AllreduceTimes bench_allreduce(Session& session, int64_t elements, int repeats) {
   if (elements < 1 || repeats < 1) throw ConfigError("bench --comm: needs at least one element and one repeat");
   const int rank = session.active() ? session.rank() : 0, size = session.active() ? session.size() : 1;
   MPI_Comm comm = MPI_COMM_NULL;
@@ -83,15 +82,15 @@ void bench_allreduce(Session& session, int64_t elements, int repeats, const std:
     t_float.push_back(sec(t5, t6));
   }
   if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
-  if (rank != 0) return;
-  const double mb = static_cast<double>(elements) * 8 / 1e6;
-  std::printf("allreduce of %s's gradient: %lld elements, %d process%s (median of %d)\n", label.c_str(),
-              static_cast<long long>(elements), size, size == 1 ? "" : "es", repeats);
-  std::printf("  exact (exponent max + int64 sum, %.2f MB): %8.3f ms  (%.2f GB/s of int64 per process)\n", mb,
-              1e3 * median(t_exact), mb / 1e3 / std::max(median(t_exact), 1e-12));
-  std::printf("  fixed-point conversion there and back:    %8.3f ms\n", 1e3 * median(t_convert));
-  std::printf("  float MPI_SUM for comparison (%.2f MB):    %8.3f ms  (not reproducible across process counts)\n",
-              mb / 2, 1e3 * median(t_float));
+  AllreduceTimes times;
+  times.reports = rank == 0;
+  times.processes = size;
+  times.elements = elements;
+  times.exact = median(t_exact);
+  times.exact_min = *std::min_element(t_exact.begin(), t_exact.end());
+  times.convert = median(t_convert);
+  times.float_sum = median(t_float);
+  return times;
 }
 
 }  // namespace stride::cluster

@@ -47,6 +47,7 @@ bool launched_by_mpi() {
 Session::Session(int& argc, char**& argv) {
   g_current = this;
   hosts_ = {this_host()};
+  default_threads_all_ = {default_threads()};
   if (!launched_by_mpi()) return;
   int provided = 0;
   detail::check(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
@@ -74,6 +75,14 @@ Session::Session(int& argc, char**& argv) {
   detail::wait(req);
   hosts_.clear();
   for (int r = 0; r < size_; ++r) hosts_.emplace_back(all.data() + r * kName);
+  // What --threads 0 means on each process (its launcher's binding), for run_config: a task that got fewer
+  // cores than asked for shows there, not only in its speed.
+  const int mine_threads = default_threads();
+  default_threads_all_.assign(static_cast<size_t>(size_), 0);
+  detail::enter_collective("gathering the thread counts");
+  detail::check(MPI_Iallgather(&mine_threads, 1, MPI_INT, default_threads_all_.data(), 1, MPI_INT, MPI_COMM_WORLD, &req),
+                "MPI_Iallgather");
+  detail::wait(req);
 }
 
 Session::~Session() {

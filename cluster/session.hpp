@@ -41,6 +41,8 @@ class Session {
   // Threads for `--threads 0`: the CPUs of this process's affinity mask when a launcher bound it to fewer than
   // the node has; else the node's CPUs divided by the processes on the node (at least 1).
   int default_threads() const;
+  // default_threads() of every process, in rank order, gathered at the start (this process's alone without MPI).
+  const std::vector<int>& default_threads_of_all() const { return default_threads_all_; }
 
   // Seconds a collective may wait for the other processes before the job is aborted (--comm-timeout).
   void set_timeout(double seconds);
@@ -56,6 +58,7 @@ class Session {
   bool active_ = false, thread_multiple_ = false, finalized_ = false;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::vector<std::string> hosts_;
+  std::vector<int> default_threads_all_;
   double timeout_ = 300;
 };
 
@@ -79,8 +82,19 @@ struct ReducerOptions {
 // begins. Every collective waits at most timeout() seconds.
 std::unique_ptr<GradientReducer> make_data_parallel_reducer(Session& session, const ReducerOptions& options);
 
+// What one `stride bench --comm` measured: medians over the repeats, in seconds, as rank 0 saw them.
+struct AllreduceTimes {
+  bool reports = false;   // this process is rank 0 (or alone), which prints the result
+  int processes = 1;
+  int64_t elements = 0;
+  double exact = 0;       // the exact sum's exchange: exponent MPI_MAX + int64 MPI_SUM
+  double exact_min = 0;   // the fastest repeat of it
+  double convert = 0;     // fixed-point conversion there and back
+  double float_sum = 0;   // a float MPI_SUM of as many elements, for comparison
+};
+
 // Times an allreduce of `elements` int64 (the exact sum of a model's gradients) and of as many floats over
-// every process; prints a table on rank 0 (`stride bench --comm`).
-void bench_allreduce(Session& session, int64_t elements, int repeats, const std::string& label);
+// every process (`stride bench --comm`).
+AllreduceTimes bench_allreduce(Session& session, int64_t elements, int repeats);
 
 }  // namespace stride::cluster

@@ -54,10 +54,10 @@ long long ll(int64_t v) { return static_cast<long long>(v); }
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& run_dir, std::optional<int64_t> resumed_at, bool bar, bool writes,
-                       std::ostream& log, const RunClock& clock)
+MetricsLog::MetricsLog(const std::string& run_dir, std::optional<int64_t> resumed_at, ProgressDisplay display,
+                       bool writes, std::ostream& log, const RunClock& clock)
     : path_((std::filesystem::path(run_dir) / "metrics.jsonl").string()),
-      bar_(bar),
+      display_(display),
       writes_(writes),
       log_(log),
       clock_(clock) {
@@ -125,12 +125,12 @@ void MetricsLog::add_step(const StepStats& stats, const StepPlace& place, double
     std::snprintf(text, sizeof text, "epoch %lld/%lld step %lld/%lld loss %.4f acc %.3f lr %.5f %.0f img/s ETA %s",
                   ll(place.epoch + 1), ll(place.epochs), ll(s + 1), ll(steps), window_loss, window_acc, lr, img_s,
                   format_eta(eta).c_str());
-    if (bar_) {
+    if (display_ == ProgressDisplay::bar) {
       const int width = 24;
       const int filled = static_cast<int>(static_cast<double>(s + 1) / static_cast<double>(steps) * width);
       log_ << "\r[" << std::string(static_cast<size_t>(filled), '=')
            << std::string(static_cast<size_t>(width - filled), ' ') << "] " << text << "\033[K" << std::flush;
-    } else {
+    } else if (display_ == ProgressDisplay::lines) {
       log_ << text << "\n";
     }
   }
@@ -164,7 +164,7 @@ void MetricsLog::end_epoch(const StepPlace& place, int64_t samples, int64_t sess
 }
 
 void MetricsLog::clear_bar() {
-  if (writes_ && bar_) log_ << "\r\033[K";
+  if (writes_ && bar()) log_ << "\r\033[K";
 }
 
 void MetricsLog::flush() {

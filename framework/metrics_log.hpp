@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "framework/evaluation.hpp"
+#include "framework/train_config.hpp"
 #include "framework/training_step.hpp"
 #include "io/checkpoint.hpp"
 
@@ -40,8 +41,9 @@ class MetricsLog {
   // Opens run_dir/metrics.jsonl: emptied for a new run; for a run resumed after `resumed_at` steps, cut back to
   // the lines up to that step (dropping a killed run's half-written last line) and appended to. When `writes`
   // is false (a process that writes no output) nothing is opened or printed; the sums are still kept.
-  MetricsLog(const std::string& run_dir, std::optional<int64_t> resumed_at, bool bar, bool writes, std::ostream& log,
-             const RunClock& clock);
+  // `display` (bar, lines or none) is how step lines reach `log`; metrics.jsonl gets them all the same.
+  MetricsLog(const std::string& run_dir, std::optional<int64_t> resumed_at, ProgressDisplay display, bool writes,
+             std::ostream& log, const RunClock& clock);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
@@ -49,7 +51,7 @@ class MetricsLog {
   // The sums of the epoch in progress, which a checkpoint stores and a resumed run restores.
   TrainingProgress& progress() { return progress_; }
   const std::string& path() const { return path_; }
-  bool bar() const { return bar_; }
+  bool bar() const { return display_ == ProgressDisplay::bar; }
   // What every epoch line records about how the run is spread: processes, the micro-batch size, the hosts.
   void set_run_shape(int64_t processes, int64_t micro_batch, std::vector<std::string> hosts);
 
@@ -72,7 +74,8 @@ class MetricsLog {
 
   std::string path_;
   int fd_ = -1;
-  bool bar_, writes_;
+  ProgressDisplay display_;
+  bool writes_;
   std::ostream& log_;
   const RunClock& clock_;
   TrainingProgress progress_;

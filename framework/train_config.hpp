@@ -10,6 +10,11 @@
 
 namespace stride {
 
+// How a run shows its steps on stdout between the epoch lines (`stride train --progress`): a live bar redrawn
+// in place (carriage returns and ESC[K), a plain line every --log-every steps, or nothing. `automatic` is a
+// bar when stdout is a terminal, else lines; `stride train` also makes it lines under a launcher.
+enum class ProgressDisplay { automatic, bar, lines, none };
+
 struct TrainConfig {
   std::string model = "lenet5";  // zoo name or spec file
   std::string data;              // CIFAR-10 / IDX directory or HDF5 file
@@ -25,6 +30,9 @@ struct TrainConfig {
   double bucket_mb = 1.0;
   // The hosts of the processes that train together, one per process (informational: run_config, metrics).
   std::vector<std::string> hosts;
+  // The threads each process runs, one per process (informational: the start-up log line names them when they
+  // differ, so a task that its launcher bound to fewer cores shows).
+  std::vector<int64_t> threads;
   double lr = 0.01;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;      // base_lr, total_steps and steps_per_epoch are filled in by the run setup
@@ -36,7 +44,7 @@ struct TrainConfig {
   int64_t limit_train = 0;       // use only the first N training samples (0 = all)
   int64_t limit_test = 0;
   std::vector<std::string> class_names;  // overrides the data's names (Fashion-MNIST)
-  bool progress = true;          // a live progress bar when stdout is a terminal
+  ProgressDisplay progress = ProgressDisplay::automatic;
 
   // Checkpoints (docs/checkpoint.md): RUN_DIR/checkpoints/step-<step>.h5, the newest `keep` kept.
   std::string resume;              // continue from this run directory or checkpoint file

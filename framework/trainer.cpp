@@ -61,6 +61,18 @@ void validate(const TrainConfig& c) {
 
 namespace {
 
+// "2 threads" when every process runs as many as this one (or they are not known), else each process's:
+// "2, 1 threads (per process)": a task that its launcher bound to fewer cores shows in the log.
+std::string threads_text(const std::vector<int64_t>& per_process) {
+  const int64_t mine = max_threads();
+  bool same = true;
+  for (int64_t t : per_process) same = same && t == mine;
+  if (same) return std::to_string(mine) + (mine == 1 ? " thread" : " threads");
+  std::string text;
+  for (int64_t t : per_process) text += (text.empty() ? "" : ", ") + std::to_string(t);
+  return text + " threads (per process)";
+}
+
 // A run directory chosen from the checkpoint when --resume is given without --out; one that holds another run
 // is refused here, before any data is read (check_run_dir).
 TrainConfig with_run_dir(TrainConfig config, const std::optional<ResumePoint>& resume) {
@@ -138,8 +150,10 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
 
   if (writes_ && config_.overwrite) remove_run(config_.out, log_);
   if (writes_) std::filesystem::create_directories(config_.out);
-  const bool bar = config_.progress && ::isatty(STDOUT_FILENO);
-  metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, bar,
+  ProgressDisplay display = config_.progress;
+  if (display == ProgressDisplay::automatic)
+    display = ::isatty(STDOUT_FILENO) ? ProgressDisplay::bar : ProgressDisplay::lines;
+  metrics_ = std::make_unique<MetricsLog>(config_.out, resume_ ? std::optional<int64_t>(step_) : std::nullopt, display,
                                           writes_, log_, clock_);
   metrics_->progress() = start_.progress;
   metrics_->set_run_shape(reducer_.processes(), config_.micro_batch, config_.hosts);
@@ -157,7 +171,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
        << "\n";
   if (training_step_.exact() || reducer_.processes() > 1)
     log_ << "stride: " << reducer_.processes() << (reducer_.processes() == 1 ? " process" : " processes") << " of "
-         << max_threads() << (max_threads() == 1 ? " thread" : " threads") << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
+         << threads_text(config_.threads) << ", micro-batches of " << config_.micro_batch << ", exact gradient sum in "
          << training_step_.exact_sum().buckets().size() << " bucket"
          << (training_step_.exact_sum().buckets().size() == 1 ? "" : "s") << "\n";
   if (resume_)

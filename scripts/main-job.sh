@@ -2,7 +2,8 @@
 # The main job (the README's first command): installs the dependencies, builds stride and trains.
 #   - cifar10_quick on CIFAR-10 when data/cifar-10-batches-bin/ exists (scripts/get-cifar10.sh fetches it),
 #   - otherwise lenet5 on Fashion-MNIST from Debian's dataset-fashion-mnist package (the embedded default).
-# Extra arguments go to `stride train`, e.g. `scripts/main-job.sh --epochs 30` for a longer CIFAR-10 run.
+# Extra arguments go to `stride train` after the defaults below and override them (the last of a flag wins),
+# e.g. `scripts/main-job.sh --epochs 30` for a longer CIFAR-10 run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh

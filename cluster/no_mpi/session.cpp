@@ -24,6 +24,7 @@ Session::Session(int&, char**&) {
   launched_by_mpi();
   char name[256] = {};
   hosts_ = {::gethostname(name, sizeof name - 1) == 0 ? name : "unknown"};
+  default_threads_all_ = {0};
 }
 Session::~Session() { g_current = nullptr; }
 Session& Session::current() {
@@ -45,7 +46,7 @@ CommProgress parse_comm_progress(const std::string& name) {
 std::unique_ptr<GradientReducer> make_data_parallel_reducer(Session&, const ReducerOptions&) {
   throw ConfigError("this stride was built without MPI");
 }
-void bench_allreduce(Session&, int64_t, int, const std::string&) {
+AllreduceTimes bench_allreduce(Session&, int64_t, int) {
   throw ConfigError("stride bench --comm: this stride was built without MPI");
 }
 
