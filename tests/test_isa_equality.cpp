@@ -31,7 +31,7 @@ struct IsaGuard {
 
 std::vector<Isa> vector_paths() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::avx512, Isa::avx2})
+  for (Isa isa : {Isa::avx512bf16, Isa::avx512, Isa::avx2})
     if (isa_supported(isa)) out.push_back(isa);
   return out;
 }
