@@ -43,6 +43,8 @@ class Linear final : public Layer {
   int64_t in_features_ = 0;  // known after bind
   ParamView weight_, bias_;
   Tensor wt_;  // (in, out): the weight transposed for the forward pass, rebuilt every pass
+  // bf16 passes: the packed left operand and the right operand as bf16 pairs, rebuilt every pass.
+  std::vector<uint32_t> apack_, bpairs_;
 };
 
 }  // namespace stride
