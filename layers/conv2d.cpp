@@ -580,6 +580,8 @@ void Conv2d::prepare_bf16() {
   for (Scratch& sc : scratch_) {
     sc.pairs.resize(static_cast<size_t>(std::max(fwd, bwd)));
     sc.apack.resize(static_cast<size_t>((g.crs() + 1) * PQ2));
+    sc.arows.resize(static_cast<size_t>(g.crs() + 1));
+    for (size_t i = 0; i < sc.arows.size(); ++i) sc.arows[i] = sc.apack.data() + static_cast<int64_t>(i) * PQ2;
     sc.dyt2.resize(static_cast<size_t>(PQ2 * kernels::wgrad_ldt(g.K)));
     sc.tmp2.resize(static_cast<size_t>(2 * plane));
   }
@@ -738,13 +740,15 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
       const float* src = column_source(xn, sc);
       for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
       if (opt_.bias) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
-      k.pack_a_bf16(sc.rows.data(), 1, rows, PQ, sc.apack.data());
+      // Each column row as pairs of adjacent pixels, read in place by the product (no transposing pack).
+      for (int64_t i = 0; i < rows; ++i)
+        k.row_pairs_bf16(sc.rows[static_cast<size_t>(i)], PQ, sc.apack.data() + i * PQ2);
       k.transpose_pairs(dyn, PQ, g.K, PQ, sc.dyt2.data(), ldt);
       kernels::RowsGemmBf16 wg;
       wg.M = rows;
       wg.N = g.K;
       wg.K = PQ2;
-      wg.a_packed = sc.apack.data();
+      wg.a_rows = sc.arows.data();
       wg.b = sc.dyt2.data();
       wg.ldb = ldt;
       wg.c = pw;

@@ -116,6 +116,7 @@ class Conv2d final : public Layer {
     // bf16 only: a pair source (forward columns, or dy's for the input gradient), the packed columns and
     // dy transposed as pairs over pixels for the weight gradient, and two planes of conversion scratch.
     std::vector<uint32_t> pairs, apack, dyt2;
+    std::vector<const uint32_t*> arows;  // rows of apack
     std::vector<float> tmp2;
   };
   std::vector<Scratch> scratch_;  // per worker slot

@@ -568,8 +568,9 @@ double fma_probe(int64_t iterations) {
 // The same register tiles and loops as rows_gemm, with a bf16 dot-product step (two multiply-adds per lane)
 // where rows_gemm has an FMA: pair k of row i of A broadcast, pair k of NV vectors of B loaded.
 template <int MR, int NV, bool Tail>
-void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* b, const int64_t* boff, int64_t ldb, int64_t j0,
-                    int last, float* c, int64_t ldc, Start init, const float* bias) {
+void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* const* arows, const uint32_t* b,
+                    const int64_t* boff, int64_t ldb, int64_t j0, int last, float* c, int64_t ldc, Start init,
+                    const float* bias) {
   const mask tail = V::lanes(0, last);
   vec acc[MR][NV];
 #pragma GCC unroll 16
@@ -594,7 +595,7 @@ void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* b, const int6
     const uint32_t* ak = a + k * MR;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const typename V::pvec ai = V::pbroadcast(ak + i);
+      const typename V::pvec ai = V::pbroadcast(arows ? arows[i] + k : ak + i);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = V::dp(acc[i][v], ai, bv[v]);
     }
@@ -610,8 +611,8 @@ void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* b, const int6
     }
 }
 
-using RowsTileBf16Fn = void (*)(int64_t, const uint32_t*, const uint32_t*, const int64_t*, int64_t, int64_t, int,
-                                float*, int64_t, Start, const float*);
+using RowsTileBf16Fn = void (*)(int64_t, const uint32_t*, const uint32_t* const*, const uint32_t*, const int64_t*,
+                                int64_t, int64_t, int, float*, int64_t, Start, const float*);
 
 template <size_t... I>
 constexpr std::array<RowsTileBf16Fn, sizeof...(I)> rows_tiles_bf16(std::index_sequence<I...>) {
@@ -637,6 +638,7 @@ void rows_gemm_bf16(const RowsGemmBf16& g) {
       }
     return;
   }
+  const uint32_t* arows[V::MR];
   for (int64_t j0 = 0; j0 < g.N; j0 += NR) {
     const int64_t cols = std::min(NR, g.N - j0);
     const int64_t nv = (cols + L - 1) / L;
@@ -650,8 +652,11 @@ void rows_gemm_bf16(const RowsGemmBf16& g) {
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t m0 = panel_begin(g.M, p), mr = panel_begin(g.M, p + 1) - m0;
         const float* bias = init == Start::row_bias ? g.bias + m0 : init == Start::col_bias ? g.bias + j0 : nullptr;
+        if (g.a_rows)
+          for (int64_t i = 0; i < mr; ++i) arows[i] = g.a_rows[m0 + i] + k0;
         kRowsTilesBf16[static_cast<size_t>(((mr - 1) * V::NV + (nv - 1)) * 2 + tail_flag)](
-            kc, g.a_packed + m0 * g.K + k0 * mr, b, boff, g.ldb, j0, last, g.c + m0 * g.ldc + j0, g.ldc, init, bias);
+            kc, g.a_rows ? nullptr : g.a_packed + m0 * g.K + k0 * mr, g.a_rows ? arows : nullptr, b, boff, g.ldb,
+            j0, last, g.c + m0 * g.ldc + j0, g.ldc, init, bias);
       }
     }
   }
@@ -764,7 +769,7 @@ const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &
                             &shifted_source, &im2col, &col2im_add, &transpose, &sum16,
                             &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
                             &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &max_abs_bits,
-                            &to_fixed,   &fma_probe, &pack_pairs, &pack_a_bf16, &rows_gemm_bf16,
+                            &to_fixed,   &fma_probe, &pack_pairs, &pack_a_bf16, &row_pairs, &rows_gemm_bf16,
                             &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

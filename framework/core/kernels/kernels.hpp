@@ -96,6 +96,9 @@ struct Pool {
 struct RowsGemmBf16 {
   int64_t M = 0, N = 0, K = 0;  // K: pairs
   const uint32_t* a_packed = nullptr;
+  // Instead of a_packed: row m of A as K contiguous pairs at a_rows[m] (made by row_pairs_bf16), read in
+  // place, so the weight gradient's column source needs no transposing pack.
+  const uint32_t* const* a_rows = nullptr;
   const uint32_t* b = nullptr;
   const int64_t* boff = nullptr;
   int64_t ldb = 0;
@@ -156,6 +159,8 @@ struct KernelTable {
   // Packs A (M x K fp32, element (m, k) at rows[m][k * cs]) as bf16 pairs for rows_gemm_bf16: M * ceil(K/2)
   // pairs, an odd K's last pair completed with a zero.
   void (*pack_a_bf16)(const float* const* rows, int64_t cs, int64_t M, int64_t K, uint32_t* dst);
+  // One row of n floats as ceil(n / 2) pairs of adjacent elements (an odd n's last pair completed by 0).
+  void (*row_pairs_bf16)(const float* src, int64_t n, uint32_t* out);
   void (*rows_gemm_bf16)(const RowsGemmBf16& g);
   // shifted_source's and im2col's column sources as bf16 pairs over channels (channel 2c in the low half,
   // 2c + 1 in the high half, zeros past C): out[((c2 * S + s) * rows + i) * Q + q] and
