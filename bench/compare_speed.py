@@ -55,7 +55,12 @@ def torch_child(a):
     y = torch.arange(a.batch) % 10
 
     def step():
-        out = model(x)
+        if a.precision == "bf16":  # PyTorch's mixed precision: autocast around the forward, loss in fp32
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(x)
+            out = out.float()
+        else:
+            out = model(x)
         loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,6 +134,7 @@ def stride_cmd(a, model, batch, threads, per_layer=False):
         cmd += ["--micro-batch", str(a.micro_batch)]
     if a.isa:
         cmd += ["--isa", a.isa]
+    cmd += ["--precision", a.precision]
     if per_layer:
         cmd.append("--per-layer")
     return cmd
@@ -136,7 +142,8 @@ def stride_cmd(a, model, batch, threads, per_layer=False):
 
 def torch_cmd(a, model, batch, threads, per_layer=False):
     cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--torch-child", "--models", model, "--batch", str(batch),
-           "--child-threads", str(threads), "--steps", str(a.steps), "--warmup", str(a.warmup)]
+           "--child-threads", str(threads), "--steps", str(a.steps), "--warmup", str(a.warmup),
+           "--precision", a.precision]
     if per_layer:
         cmd.append("--per-layer")
     return cmd
@@ -179,6 +186,8 @@ def main():
     ap.add_argument("--micro-batch", type=int, default=None, help="stride's --micro-batch (default: train's)")
     ap.add_argument("--isa", default="", help="stride's --isa (default: STRIDE_ISA, else the best path)")
     ap.add_argument("--markdown", default="", help="also write the table to this file")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: stride bench --precision bf16 against PyTorch under torch.autocast('cpu', bfloat16)")
     ap.add_argument("--per-layer", action="store_true", help="per-layer tables, stride beside PyTorch")
     # Internal: one PyTorch measurement.
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
