@@ -579,12 +579,12 @@ void Conv2d::prepare_bf16() {
   const int64_t plane = std::max({src_rows_ * g.Q, PQ, dx_rows_ * dx_w_});
   for (Scratch& sc : scratch_) {
     sc.pairs.resize(static_cast<size_t>(std::max(fwd, bwd)));
-    sc.apack.resize(static_cast<size_t>((g.crs() + 1) * PQ2));
+    sc.apack.resize(static_cast<size_t>(std::max((g.crs() + 1) * PQ2, (direct_ ? g.C * PQ : col_size_) / 2 + PQ2)));
     sc.arows.resize(static_cast<size_t>(g.crs() + 1));
-    for (size_t i = 0; i < sc.arows.size(); ++i) sc.arows[i] = sc.apack.data() + static_cast<int64_t>(i) * PQ2;
     sc.dyt2.resize(static_cast<size_t>(PQ2 * kernels::wgrad_ldt(g.K)));
     sc.tmp2.resize(static_cast<size_t>(2 * plane));
   }
+  wgrad_in_place_ = PQ % 2 == 0 && std::all_of(boff_.begin(), boff_.end(), [](int64_t o) { return o % 2 == 0; });
   bf16_prepared_for_ = sample;
 }
 
@@ -740,10 +740,29 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
       const float* src = column_source(xn, sc);
       for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
       if (opt_.bias) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
-      // Each column row as pairs of adjacent pixels, read in place by the product (no transposing pack).
-      for (int64_t i = 0; i < rows; ++i)
-        k.row_pairs_bf16(sc.rows[static_cast<size_t>(i)], PQ, sc.apack.data() + i * PQ2);
-      k.transpose_pairs(dyn, PQ, g.K, PQ, sc.dyt2.data(), ldt);
+      // Each column row as pairs of adjacent pixels, read in place by the product (no transposing pack): the
+      // whole column source converted once when its rows align on pairs, else row by row.
+      uint32_t* ap = sc.apack.data();
+      if (wgrad_in_place_) {
+        const int64_t src_size = direct_ ? g.C * PQ : col_size_;
+        k.row_pairs_bf16(src, src_size, ap);
+        for (int64_t i = 0; i < CRS; ++i) sc.arows[static_cast<size_t>(i)] = ap + boff_[static_cast<size_t>(i)] / 2;
+        if (opt_.bias) {
+          k.row_pairs_bf16(ones_.data(), PQ, ap + src_size / 2);
+          sc.arows[static_cast<size_t>(CRS)] = ap + src_size / 2;
+        }
+      } else {
+        for (int64_t i = 0; i < rows; ++i) {
+          k.row_pairs_bf16(sc.rows[static_cast<size_t>(i)], PQ, ap + i * PQ2);
+          sc.arows[static_cast<size_t>(i)] = ap + i * PQ2;
+        }
+      }
+      // dy_n^T as pairs of adjacent pixels: the vector transpose, then adjacent rows paired (both vectorized;
+      // transpose_pairs would store pair by pair). An odd PQ's last row pairs with zeros.
+      k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
+      for (int64_t jp = 0; jp < PQ2; ++jp)
+        k.pack_pairs(sc.dyt.data() + 2 * jp * ldt, 2 * jp + 1 < PQ ? sc.dyt.data() + (2 * jp + 1) * ldt : nullptr, ldt,
+                     sc.dyt2.data() + jp * ldt);
       kernels::RowsGemmBf16 wg;
       wg.M = rows;
       wg.N = g.K;

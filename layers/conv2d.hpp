@@ -129,6 +129,9 @@ class Conv2d final : public Layer {
   // ((K+1)/2 * R * S), and the weights packed as pairs for the forward and input-gradient products.
   Shape bf16_prepared_for_{};
   std::vector<int64_t> boff2_, dx_boff2_;
+  // Every column row starts at an even offset and has an even length: the weight gradient converts the
+  // column source once (a shifted source shares each value among R rows) and reads its rows in place.
+  bool wgrad_in_place_ = false;
   std::vector<uint32_t> wpack2_, wdxpack2_;
   std::vector<float> wre_;  // the weight reordered so pairs are adjacent before packing
 };
