@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <tuple>
 
 #include "framework/core/bf16.hpp"
@@ -553,6 +554,11 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
 // the odd channel's product first in each step (vdpbf16ps), fixed by the plan alone.
 void Conv2d::prepare_bf16() {
   const ConvGeom& g = geom_;
+  if (kernels::kernels().isa != packed_for_isa_) {
+    packed_for_isa_ = kernels::kernels().isa;
+    wpack2_of_.clear();
+    wdxpack2_of_.clear();
+  }
   const Shape sample{1, g.C, g.H, g.W};
   if (sample == bf16_prepared_for_ && scratch_.front().tmp2.size() > 0 &&
       scratch_.back().tmp2.size() == scratch_.front().tmp2.size())
@@ -584,6 +590,8 @@ void Conv2d::prepare_bf16() {
     sc.dyt2.resize(static_cast<size_t>(PQ2 * kernels::wgrad_ldt(g.K)));
     sc.tmp2.resize(static_cast<size_t>(2 * plane));
   }
+  wpack2_of_.clear();
+  wdxpack2_of_.clear();
   wgrad_in_place_ = PQ % 2 == 0 && std::all_of(boff_.begin(), boff_.end(), [](int64_t o) { return o % 2 == 0; });
   bf16_prepared_for_ = sample;
 }
@@ -643,6 +651,13 @@ const uint32_t* Conv2d::pair_source(const float* xn, Scratch& sc) const {
 }
 
 namespace {
+// Whether `from` holds exactly the n values at w (the weight a pack was made from); if not, it takes them.
+bool packed_from(std::vector<float>& from, const float* w, size_t n) {
+  if (from.size() == n && std::memcmp(from.data(), w, n * sizeof(float)) == 0) return true;
+  from.assign(w, w + n);
+  return false;
+}
+
 // A (M, ...) fp32 matrix whose reduction index is (pair p, half h) for p < pairs, h < 2, element at
 // src(m, p, h) (0 where `valid` says the half is padding), packed as bf16 pairs for rows_gemm_bf16.
 template <typename At>
@@ -667,10 +682,12 @@ void Conv2d::forward_bf16(const Tensor& x, Tensor& y) {
   const int64_t C2 = (g.C + 1) / 2, RS = g.R * g.S, PQ = g.pq(), chw = g.C * g.H * g.W, CRS = g.crs();
   const float* w = weight_.value.data();
   // Weight (k; c2, r, s; h) = W[k][2 c2 + h][r][s].
-  pack_pairs_of(g.K, C2 * RS, wre_, wpack2_, [&](int64_t m, int64_t p, int64_t h) {
-    const int64_t c = 2 * (p / RS) + h;
-    return c < g.C ? w[m * CRS + c * RS + p % RS] : 0.0f;
-  });
+  if (!packed_from(wpack2_of_, w, weight_.value.size())) {
+    pack_pairs_of(g.K, C2 * RS, wre_, wpack2_, [&](int64_t m, int64_t p, int64_t h) {
+      const int64_t c = 2 * (p / RS) + h;
+      return c < g.C ? w[m * CRS + c * RS + p % RS] : 0.0f;
+    });
+  }
   const float* b = opt_.bias ? bias_.value.data() : nullptr;
   const float* xd = x.data();
   float* yd = y.data();
@@ -712,13 +729,14 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   const int64_t chunks = chunk_count(g.N, kBatchChunk);
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
-  if (dx && dx_implicit_) {
+  const bool dx_packed = !dx || packed_from(wdxpack2_of_, w, weight_.value.size());
+  if (!dx_packed && dx_implicit_) {
     // Flipped weight over output-channel pairs: (c; k2, r', s'; h) = W[2 k2 + h][c][R-1-r'][S-1-s'].
     pack_pairs_of(g.C, K2 * RS, wre_, wdxpack2_, [&](int64_t c, int64_t p, int64_t h) {
       const int64_t kk = 2 * (p / RS) + h, r = (p % RS) / g.S, s = p % g.S;
       return kk < g.K ? w[((kk * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)] : 0.0f;
     });
-  } else if (dx) {
+  } else if (!dx_packed) {
     // W^T (CRS, K) over output-channel pairs: (crs; k2; h) = W[2 k2 + h][crs].
     pack_pairs_of(CRS, K2, wre_, wdxpack2_, [&](int64_t crs, int64_t p, int64_t h) {
       const int64_t kk = 2 * p + h;

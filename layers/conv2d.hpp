@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/cpu.hpp"
 #include "framework/core/layer.hpp"
 #include "framework/core/tensor.hpp"
 
@@ -134,6 +135,10 @@ class Conv2d final : public Layer {
   bool wgrad_in_place_ = false;
   std::vector<uint32_t> wpack2_, wdxpack2_;
   std::vector<float> wre_;  // the weight reordered so pairs are adjacent before packing
+  // The weight values wpack2_ and wdxpack2_ were packed from: the micro-batches of a step share one weight,
+  // so they are packed once per step (an exact comparison decides; nothing else changes them).
+  std::vector<float> wpack2_of_, wdxpack2_of_;
+  Isa packed_for_isa_ = Isa::generic;  // panel heights depend on the path
 };
 
 }  // namespace stride

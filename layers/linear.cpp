@@ -1,6 +1,7 @@
 #include "layers/linear.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "framework/core/bf16.hpp"
@@ -110,6 +111,14 @@ void tiled_gemm_bf16(const std::vector<uint32_t>& a, const uint32_t* b, int64_t 
   });
 }
 
+// Whether `from` holds exactly the n values at w; if not, it takes them (and the caller rebuilds what it made
+// from them).
+bool same_values(std::vector<float>& from, const float* w, size_t n) {
+  if (from.size() == n && std::memcmp(from.data(), w, n * sizeof(float)) == 0) return true;
+  from.assign(w, w + n);
+  return false;
+}
+
 // B (K x N) as pair rows over K: out[kp * N + j] = bf16_pair(src[2kp][j], src[2kp + 1][j]) (rows of stride ld).
 void pair_rows(const float* src, int64_t ld, int64_t K, int64_t N, std::vector<uint32_t>& out) {
   const int64_t KP = (K + 1) / 2;
@@ -188,13 +197,16 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   if (ctx.precision == Precision::bf16) {
     // y = x W^T + b: x packed in row blocks, W^T as pairs over the input features (W's rows read in pairs).
     pack_row_blocks(x.data(), g.in, false, g.N, g.in, apack_);
-    bpairs_.resize(static_cast<size_t>((g.in + 1) / 2 * g.out));
     const float* w = weight_.value.data();
-    uint32_t* bp = bpairs_.data();
-    parallel_for((g.in + 1) / 2, kTransposeBlock, [&](int64_t p0, int64_t p1) {
-      kernels::kernels().transpose_pairs(w + 2 * p0, g.in, g.out, std::min(2 * p1, g.in) - 2 * p0, bp + p0 * g.out, g.out);
-    });
-    tiled_gemm_bf16(apack_, bpairs_.data(), g.out, g.N, g.out, (g.in + 1) / 2, y.data(), g.out,
+    if (!same_values(wt_pairs_of_, w, weight_.value.size())) {
+      wt_pairs_.resize(static_cast<size_t>((g.in + 1) / 2 * g.out));
+      uint32_t* bp = wt_pairs_.data();
+      parallel_for((g.in + 1) / 2, kTransposeBlock, [&](int64_t p0, int64_t p1) {
+        kernels::kernels().transpose_pairs(w + 2 * p0, g.in, g.out, std::min(2 * p1, g.in) - 2 * p0, bp + p0 * g.out,
+                                           g.out);
+      });
+    }
+    tiled_gemm_bf16(apack_, wt_pairs_.data(), g.out, g.N, g.out, (g.in + 1) / 2, y.data(), g.out,
                     options_.bias ? Start::col_bias : Start::zero, options_.bias ? bias_.value.data() : nullptr);
     return;
   }
@@ -237,8 +249,9 @@ void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* 
       // dx (N, in) = dy (N, out) W (out, in), pairs over the output features.
       dx->resize(x.shape());
       pack_row_blocks(dy.data(), g.out, false, g.N, g.out, apack_);
-      pair_rows(weight_.value.data(), g.in, g.out, g.in, bpairs_);
-      tiled_gemm_bf16(apack_, bpairs_.data(), g.in, g.N, g.in, (g.out + 1) / 2, dx->data(), g.in, Start::zero, nullptr);
+      if (!same_values(w_pairs_of_, weight_.value.data(), weight_.value.size()))
+        pair_rows(weight_.value.data(), g.in, g.out, g.in, w_pairs_);
+      tiled_gemm_bf16(apack_, w_pairs_.data(), g.in, g.N, g.in, (g.out + 1) / 2, dx->data(), g.in, Start::zero, nullptr);
     }
     return;
   }
