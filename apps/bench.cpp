@@ -209,7 +209,13 @@ int bench(int argc, char** argv) {
     throw UsageError("bench: --batch and --steps must be >= 1, --warmup and --micro-batch >= 0");
   if (!isa.empty()) set_isa(parse_isa(isa, "--isa"));
   const Isa path = active_isa();
-  const Precision precision = parse_precision(precision_text, "--precision");
+  const Precision precision = [&] {
+    try {
+      return parse_precision(precision_text, "--precision");
+    } catch (const ConfigError& e) {
+      throw UsageError(e.what());
+    }
+  }();
   std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
   const bool as_json = vm["json"].as<bool>(), layers = vm["per-layer"].as<bool>();
 

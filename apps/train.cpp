@@ -147,7 +147,11 @@ int train(int argc, char** argv) {
     return 0;
   c.optimizer.decay_all = !vm["no-decay-bias-bn"].as<bool>();
   c.progress = !vm["no-progress"].as<bool>();
-  c.precision = parse_precision(precision, "--precision");
+  try {
+    c.precision = parse_precision(precision, "--precision");
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
   if (!milestones.empty()) {
     std::stringstream ss(milestones);
     std::string part;

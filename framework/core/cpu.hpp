@@ -1,6 +1,6 @@
 #pragma once
 // Which vector instructions the kernels use. Chosen once from the cpuid feature bits (never from a CPU model
-// table), or forced with STRIDE_ISA=avx512|avx2|generic. Every path computes every floating-point sum in the
+// table), or forced with STRIDE_ISA=avx512bf16|avx512|avx2|generic. Every path computes every floating-point sum in the
 // same order with the same fused multiply-adds, so results are bitwise identical whichever path runs
 // (docs/design.md, "Kernels").
 #include <string>
