@@ -176,7 +176,8 @@ TEST_CASE("bf16 kernels: rows_gemm_bf16 is the reference's dot-product chain, bi
   const Case cases[] = {{1, 1, 1, Start::zero, false},      {5, 7, 3, Start::row_bias, false},
                         {13, 17, 300, Start::zero, true},    {12, 32, 2, Start::col_bias, false},
                         {25, 33, 257, Start::accumulate, false}, {32, 100, 40, Start::row_bias, true},
-                        {3, 5, 0, Start::col_bias, false},   {800, 32, 128, Start::accumulate, false}};
+                        {3, 5, 0, Start::col_bias, false},   {800, 32, 128, Start::accumulate, false},
+                        {145, 16, 300, Start::accumulate, false}, {27, 5, 9, Start::row_bias, true}};
   for (bool awkward : {false, true}) {
     for (const Case& cs : cases) {
       CAPTURE(awkward);

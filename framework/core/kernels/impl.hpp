@@ -592,10 +592,10 @@ void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* const* arows,
     typename V::pvec bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = (Tail && v == NV - 1) ? V::pmaskz_load(tail, bk + v * L) : V::pload(bk + v * L);
-    const uint32_t* ak = a + k * MR;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const typename V::pvec ai = V::pbroadcast(arows ? arows[i] + k : ak + i);
+      // (a is null when the rows are read in place: no offset is applied to it then.)
+      const typename V::pvec ai = V::pbroadcast(arows ? arows[i] + k : a + k * MR + i);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = V::dp(acc[i][v], ai, bv[v]);
     }
@@ -619,6 +619,7 @@ constexpr std::array<RowsTileBf16Fn, sizeof...(I)> rows_tiles_bf16(std::index_se
   return {&rows_tile_bf16<static_cast<int>(I / 2 / V::NV) + 1, static_cast<int>(I / 2 % V::NV) + 1, (I % 2) == 1>...};
 }
 constexpr auto kRowsTilesBf16 = rows_tiles_bf16(std::make_index_sequence<V::MR * V::NV * 2>{});
+
 
 // Pairs of the reduction per cache block: the same bytes of B per block as rows_gemm's kKc floats.
 constexpr int64_t kKcPairs = kKc;
