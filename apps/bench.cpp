@@ -74,8 +74,10 @@ LayerFlops layer_flops(Network& net, size_t i, const Shape& in) {
 // Each layer alone, on the inputs it saw in a training forward of the whole network: forward, backward
 // without the input gradient (weights only), backward with it. `steps` runs each, the fastest kept: on a
 // shared machine other load only ever makes a run slower.
-json per_layer(Network& net, const Tensor& x, int64_t steps, double peak_gflops, bool print) {
-  net.forward(x, RunContext{Mode::train, 1, 0, 0});
+json per_layer(Network& net, const Tensor& x, int64_t steps, double peak_gflops, bool print, Precision precision) {
+  RunContext base{Mode::train, 1, 0, 0};
+  base.precision = precision;
+  net.forward(x, base);
   json rows = json::array();
   if (print)
     std::printf("%-16s %-12s %9s %9s %9s %8s %8s %8s %6s %6s %6s\n", "layer", "type", "fwd ms", "bwd-d ms",
@@ -89,7 +91,7 @@ json per_layer(Network& net, const Tensor& x, int64_t steps, double peak_gflops,
     Tensor y, dx, db;
     const Tensor dy(y0.shape(), 0.01f);
     std::vector<double> fwd, bwd_w, bwd_all;
-    const RunContext ctx{Mode::train, 1, 0, 0};
+    const RunContext ctx = base;
     auto* binary = dynamic_cast<BinaryLayer*>(&layer);
     for (int64_t s = 0; s < steps + 1; ++s) {  // the first round warms up
       auto t = Clock::now();
@@ -196,7 +198,7 @@ void print_allreduce(const cluster::AllreduceTimes& t, const std::string& label,
 // Times training steps (forward, loss, backward over micro-batches, SGD update: TrainingStep, exactly what
 // `stride train` runs) on random data, so a layer or kernel change can be measured without a dataset.
 int bench(int argc, char** argv) {
-  std::string model = "cifar10_quick", input, isa;
+  std::string model = "cifar10_quick", input, isa, precision_text = "fp32";
   int64_t batch = 64, steps = 20, warmup = 3;
   int64_t micro_batch = TrainConfig{}.micro_batch;
   int threads = 0;
@@ -212,7 +214,9 @@ int bench(int argc, char** argv) {
       ("steps", po::value(&steps)->default_value(steps), "timed training steps")
       ("warmup", po::value(&warmup)->default_value(warmup), "untimed steps first")
       ("threads", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
-      ("isa", po::value(&isa), "kernel path: avx512, avx2 or generic (default: STRIDE_ISA, else the best)")
+      ("isa", po::value(&isa), "kernel path: avx512bf16, avx512, avx2 or generic (default: STRIDE_ISA, else the best)")
+      ("precision", po::value(&precision_text)->default_value(precision_text),
+       "fp32, or bf16: convolutions and linear layers on bf16 inputs and weights with fp32 sums")
       ("per-layer", po::bool_switch(), "also time forward, backward-data and backward-weights of each layer")
       ("json", po::bool_switch(), "print one JSON object instead of text")
       ("comm", po::bool_switch(), "instead: time the allreduce of the model's gradients over the processes of "
@@ -222,13 +226,21 @@ int bench(int argc, char** argv) {
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride bench [--model NAME] [--batch N] [--micro-batch M] [--steps N] [--threads N]\n"
-                     "                    [--isa avx512|avx2|generic] [--per-layer] [--json]\n"
+                     "                    [--isa avx512bf16|avx512|avx2|generic] [--precision fp32|bf16]\n"
+                     "                    [--per-layer] [--json]\n"
                      "Training throughput on random data (images/s), and the FMA peak it is measured against."))
     return 0;
   if (batch < 1 || steps < 1 || warmup < 0 || micro_batch < 0)
     throw UsageError("bench: --batch and --steps must be >= 1, --warmup and --micro-batch >= 0");
   if (!isa.empty()) set_isa(parse_isa(isa, "--isa"));
   const Isa path = active_isa();
+  const Precision precision = [&] {
+    try {
+      return parse_precision(precision_text, "--precision");
+    } catch (const ConfigError& e) {
+      throw UsageError(e.what());
+    }
+  }();
   std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
   const bool as_json = vm["json"].as<bool>(), layers = vm["per-layer"].as<bool>();
 
@@ -265,7 +277,11 @@ int bench(int argc, char** argv) {
   LocalGradientReducer reducer;
   micro_batch = resolve_micro_batch(batch, micro_batch, 1);
   TrainingStep training_step(net, *opt, reducer, batch, micro_batch);
-  auto step = [&](int64_t s) { training_step.run(x, labels, batch, RunContext{Mode::train, 1, 0, s * batch}, 0.01); };
+  auto step = [&](int64_t s) {
+    RunContext ctx{Mode::train, 1, 0, s * batch};
+    ctx.precision = precision;
+    training_step.run(x, labels, batch, ctx, 0.01);
+  };
 
   for (int64_t s = 0; s < warmup; ++s) step(s);
   std::vector<double> times;
@@ -289,7 +305,9 @@ int bench(int argc, char** argv) {
     flops_per_image += (f.forward + f.data + f.weights) / static_cast<double>(batch);
   }
   const int used_threads = max_threads();
-  const double core_peak = fma_peak_gflops(path);
+  // The peak of the arithmetic the products run on: fp32 FMAs, or bf16 dot-product steps (twice the FLOPs per
+  // instruction where vdpbf16ps exists, half where it is emulated with two FMAs).
+  const double core_peak = precision == Precision::bf16 ? bf16_peak_gflops(path) : fma_peak_gflops(path);
   const double peak = core_peak * used_threads;
   const double gflops = flops_per_image * img_per_s * 1e-9;
 
@@ -298,6 +316,7 @@ int bench(int argc, char** argv) {
               {"micro_batch", micro_batch},
               {"threads", used_threads},
               {"isa", isa_name(path)},
+              {"precision", precision_name(precision)},
               {"cpu", cpu_model()},
               {"steps", steps},
               {"ms_per_step", ms_per_step},
@@ -305,17 +324,20 @@ int bench(int argc, char** argv) {
               {"img_per_s", img_per_s},
               {"train_gflop_per_image", flops_per_image * 1e-9},
               {"gflops", gflops},
-              {"fma_peak_gflops", peak},
-              {"fma_peak_gflops_per_core", core_peak},
+              {"fma_peak_gflops", precision == Precision::bf16 ? fma_peak_gflops(path) * used_threads : peak},
+              {"fma_peak_gflops_per_core", precision == Precision::bf16 ? fma_peak_gflops(path) : core_peak},
+              {"peak_kind", precision == Precision::bf16 ? "bf16" : "fp32"},
+              {"peak_gflops", peak},
               {"peak_pct", 100 * gflops / peak}};
   if (!as_json)
-    std::printf("model %s, batch %lld (micro-batch %lld), %d thread%s, %s path on %s:\n"
-                "  %.1f ms/step, %.0f images/s (training), %.1f GFLOP/s = %.0f%% of the FMA peak %.0f GFLOP/s "
+    std::printf("model %s, batch %lld (micro-batch %lld), %d thread%s, %s path, %s, on %s:\n"
+                "  %.1f ms/step, %.0f images/s (training), %.1f GFLOP/s = %.0f%% of the %s peak %.0f GFLOP/s "
                 "(%.0f per core)\n",
                 model.c_str(), static_cast<long long>(batch), static_cast<long long>(micro_batch), used_threads,
-                used_threads == 1 ? "" : "s", isa_name(path), cpu_model().c_str(), ms_per_step, img_per_s, gflops, 100 * gflops / peak, peak,
-                core_peak);
-  if (layers) out["layers"] = per_layer(net, x, steps, peak, !as_json);
+                used_threads == 1 ? "" : "s", isa_name(path), precision_name(precision), cpu_model().c_str(),
+                ms_per_step, img_per_s, gflops, 100 * gflops / peak,
+                precision == Precision::bf16 ? "bf16 dot-product" : "FMA", peak, core_peak);
+  if (layers) out["layers"] = per_layer(net, x, steps, peak, !as_json, precision);
   out["peak_rss_mb"] = peak_rss_mb();
   if (as_json)
     std::cout << out.dump() << "\n";

@@ -104,7 +104,8 @@ int train(int argc, char** argv) {
   TrainConfig c;
   int64_t threads = 0;
   double comm_timeout = 300;
-  std::string config_file, milestones, classes, max_memory, comm_progress = "thread", progress = "auto";
+  std::string config_file, milestones, classes, max_memory, comm_progress = "thread", progress = "auto",
+              precision = "fp32";
   po::options_description opts("stride train options");
   opts.add_options()
       ("model,m", po::value(&c.model)->default_value(c.model), "zoo name (lenet5, cifar10_quick, resnet8, resnet20, mlp) or spec file")
@@ -134,6 +135,10 @@ int train(int argc, char** argv) {
       ("gamma", value_with_default(&c.schedule.gamma), "decay factor (step, multistep)")
       ("warmup-steps", po::value(&c.schedule.warmup_steps)->default_value(0), "linear warm-up iterations")
       ("seed", po::value(&c.seed)->default_value(c.seed), "seed of every random choice (init, shuffle, augmentation, dropout)")
+      ("precision", po::value(&precision)->default_value(precision),
+       "fp32 | bf16: convolutions and linear layers on bf16 inputs and weights with fp32 sums; weights, "
+       "optimizer, batch norm and loss stay fp32 (as torch.autocast). Bitwise the same on every CPU path, thread "
+       "and process count. A resume may change it: the run continues from the fp32 weights and says so")
       ("threads", po::value(&threads)->default_value(0),
        "worker threads (0 = this process's cores: its CPU affinity mask, or under mpirun/srun the node's cores "
        "divided by the processes on the node)")
@@ -178,6 +183,11 @@ int train(int argc, char** argv) {
     return 0;
   c.optimizer.decay_all = !vm["no-decay-bias-bn"].as<bool>();
   c.progress = progress_display(progress, vm["no-progress"].as<bool>() && last_of(argc, argv, {"--progress", "--no-progress"}) != "--progress");
+  try {
+    c.precision = parse_precision(precision, "--precision");
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
   if (!milestones.empty()) {
     std::stringstream ss(milestones);
     std::string part;

@@ -55,7 +55,12 @@ def torch_child(a):
     y = torch.arange(a.batch) % 10
 
     def step():
-        out = model(x)
+        if a.precision == "bf16":  # PyTorch's mixed precision: autocast around the forward, loss in fp32
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(x)
+            out = out.float()
+        else:
+            out = model(x)
         loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,6 +134,7 @@ def stride_cmd(a, model, batch, threads, per_layer=False):
         cmd += ["--micro-batch", str(a.micro_batch)]
     if a.isa:
         cmd += ["--isa", a.isa]
+    cmd += ["--precision", a.precision]
     if per_layer:
         cmd.append("--per-layer")
     return cmd
@@ -136,7 +142,8 @@ def stride_cmd(a, model, batch, threads, per_layer=False):
 
 def torch_cmd(a, model, batch, threads, per_layer=False):
     cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--torch-child", "--models", model, "--batch", str(batch),
-           "--child-threads", str(threads), "--steps", str(a.steps), "--warmup", str(a.warmup)]
+           "--child-threads", str(threads), "--steps", str(a.steps), "--warmup", str(a.warmup),
+           "--precision", a.precision]
     if per_layer:
         cmd.append("--per-layer")
     return cmd
@@ -179,6 +186,9 @@ def main():
     ap.add_argument("--micro-batch", type=int, default=None, help="stride's --micro-batch (default: train's)")
     ap.add_argument("--isa", default="", help="stride's --isa (default: STRIDE_ISA, else the best path)")
     ap.add_argument("--markdown", default="", help="also write the table to this file")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "both"],
+                    help="bf16: stride bench --precision bf16 against PyTorch under torch.autocast('cpu', bfloat16); "
+                         "both: the four engines interleaved, with stride's bf16/fp32 ratio")
     ap.add_argument("--per-layer", action="store_true", help="per-layer tables, stride beside PyTorch")
     # Internal: one PyTorch measurement.
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
@@ -195,6 +205,9 @@ def main():
              for t in map(int, a.threads.split(","))]
     if a.per_layer:
         per_layer_tables(a, cells)
+        return
+    if a.precision == "both":
+        both_precisions(a, cells)
         return
 
     stride_rates = {c: [] for c in cells}
@@ -240,6 +253,52 @@ def main():
                 sx = statistics.median(stride_rates[many]) / statistics.median(stride_rates[one])
                 tx = statistics.median(torch_rates[many]) / statistics.median(torch_rates[one])
                 lines.append(f"| {model} | {batch} | {sx:.2f} | {tx:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(text + "\n")
+
+
+def both_precisions(a, cells):
+    """stride fp32, PyTorch fp32, stride bf16, PyTorch autocast bf16, interleaved cell by cell and repeat by
+    repeat; medians and the ratios the bf16 work is judged by."""
+    engines = [("stride", "fp32"), ("torch", "fp32"), ("stride", "bf16"), ("torch", "bf16")]
+    rates = {(c, e): [] for c in cells for e in engines}
+    peak = {c: [] for c in cells}
+    isa, torch_version = "?", "?"
+    for rep in range(a.repeats):
+        for cell in cells:
+            model, batch, threads = cell
+            for engine, precision in engines:
+                b = argparse.Namespace(**vars(a))
+                b.precision = precision
+                if engine == "stride":
+                    r = run_json(stride_cmd(b, model, batch, threads))
+                    isa = r["isa"]
+                    if precision == "bf16":
+                        peak[cell].append(r["peak_pct"])
+                else:
+                    r = run_json(torch_cmd(b, model, batch, threads), env=torch_env())
+                    torch_version = r["torch"]
+                rates[(cell, (engine, precision))].append(r["img_per_s"])
+                print(f"repeat {rep + 1}/{a.repeats} {model:14s} batch {batch:4d} threads {threads}: {engine} "
+                      f"{precision} {r['img_per_s']:8.1f}", file=sys.stderr, flush=True)
+    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "?"
+    lines = [f"Training images/s on {cpu_model()} ({os.cpu_count()} cores), stride {commit} ({isa} path) vs PyTorch "
+             f"{torch_version} (bf16: torch.autocast('cpu', torch.bfloat16)); median of {a.repeats} interleaved runs "
+             f"of {a.steps} steps after {a.warmup} warm-up, {time.strftime('%Y-%m-%d %H:%M')}.",
+             "",
+             "| model | batch | threads | stride fp32 | stride bf16 | PyTorch fp32 | PyTorch bf16 | stride bf16 / fp32 | "
+             "stride bf16 / PyTorch bf16 | stride bf16 / PyTorch fp32 | stride bf16, % of bf16 peak |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for cell in cells:
+        model, batch, threads = cell
+        m = {e: statistics.median(rates[(cell, e)]) for e in engines}
+        sf, sb, tf, tb = m[("stride", "fp32")], m[("stride", "bf16")], m[("torch", "fp32")], m[("torch", "bf16")]
+        lines.append(f"| {model} | {batch} | {threads} | {sf:.0f} | {sb:.0f} | {tf:.0f} | {tb:.0f} | **{sb / sf:.2f}** | "
+                     f"**{sb / tb:.2f}** | {sb / tf:.2f} | {statistics.median(peak[cell]):.0f}% |")
     text = "\n".join(lines)
     print(text)
     if a.markdown:

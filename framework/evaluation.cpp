@@ -13,7 +13,7 @@ EvalResult evaluate(Network& net, const BatchAssembler& data, int64_t batch, int
 }
 
 EvalResult evaluate(Network& net, const BatchAssembler& data, int64_t batch, int64_t num_classes,
-                    GradientReducer& reducer) {
+                    GradientReducer& reducer, Precision precision) {
   EvalResult r;
   const int64_t n = data.source().info().count;
   const int64_t batches = (n + batch - 1) / batch;
@@ -29,7 +29,8 @@ EvalResult evaluate(Network& net, const BatchAssembler& data, int64_t batch, int
   const std::vector<int64_t> order = epoch_order(n, 0, 0, false);
   Tensor x;
   std::vector<int32_t> labels;
-  const RunContext ctx{Mode::eval, 0, 0, 0};
+  RunContext ctx{Mode::eval, 0, 0, 0};
+  ctx.precision = precision;
   for (int64_t b = 0; b < mine.count; ++b) {
     const int64_t first = (mine.first + b) * batch;
     const int64_t count = std::min(batch, n - first);

@@ -23,7 +23,8 @@ EvalResult evaluate(Network& net, const BatchAssembler& data, int64_t batch, int
 // sums are gathered and added in batch order, so every process gets the one-process result, bit for bit.
 // The confusion matrix is gathered only for up to kGatheredConfusionClasses classes (empty above).
 inline constexpr int64_t kGatheredConfusionClasses = 64;
+// `precision`: that of the training run (bf16 evaluates as autocast does).
 EvalResult evaluate(Network& net, const BatchAssembler& data, int64_t batch, int64_t num_classes,
-                    GradientReducer& reducer);
+                    GradientReducer& reducer, Precision precision = Precision::fp32);
 
 }  // namespace stride

@@ -54,6 +54,10 @@ const std::vector<RunSetting>& settings() {
        [](const RunFacts& f) -> json { return f.config.hosts.empty() ? size_t{1} : f.config.hosts.size(); }},
       {"/hosts", "hosts", Compared::no, [](const RunFacts& f) -> json { return f.config.hosts; }},
       {"/seed", "--seed", Compared::yes, [](const RunFacts& f) -> json { return f.config.seed; }},
+      // Not compared: a resume may switch precision; it continues from the fp32 master weights and says so
+      // (precision_change).
+      {"/precision", "--precision", Compared::no,
+       [](const RunFacts& f) -> json { return precision_name(f.config.precision); }, "\"fp32\""},
       {"/augment", "--augment", Compared::yes, [](const RunFacts& f) -> json { return f.augment; }},
       {"/limit_train", "--limit-train", Compared::no, [](const RunFacts& f) -> json { return f.config.limit_train; }},
       {"/limit_test", "--limit-test", Compared::no, [](const RunFacts& f) -> json { return f.config.limit_test; }},
@@ -139,6 +143,17 @@ std::vector<std::string> run_config_differences(const std::string& stored_text, 
       out.push_back(std::string(s.flag) + ": this run has " + echo(now.dump()) + ", the checkpoint " + echo(was.dump()));
   }
   return out;
+}
+
+std::string precision_change(const std::string& stored_text, const std::string& current_text) {
+  const json stored = json::parse(stored_text, nullptr, false), current = json::parse(current_text, nullptr, false);
+  if (!stored.is_object() || !current.is_object()) return {};
+  const json was = stored.contains("precision") ? stored["precision"] : json("fp32");
+  const json now = current.contains("precision") ? current["precision"] : json("fp32");
+  if (was == now || !was.is_string() || !now.is_string()) return {};
+  return "the checkpoint was trained in " + echo(was.get<std::string>()) + "; this run continues in " +
+         now.get<std::string>() + " from its fp32 master weights and optimizer state (the results differ from an "
+         "uninterrupted " + echo(was.get<std::string>()) + " run)";
 }
 
 }  // namespace stride

@@ -22,4 +22,8 @@ std::string run_config_json(const TrainConfig& config, const ScheduleOptions& sc
 // `stored` is not a usable run config (a damaged or hostile checkpoint).
 std::vector<std::string> run_config_differences(const std::string& stored, const std::string& current);
 
+// When `current` trains in another precision (--precision) than `stored` (fp32 when absent): a sentence
+// saying the run continues from the fp32 master weights in the new precision; else empty.
+std::string precision_change(const std::string& stored, const std::string& current);
+
 }  // namespace stride

@@ -169,7 +169,8 @@ ResumeState resume_run(const ResumePoint& resume, const TrainConfig& config, con
                       std::to_string(ck.epoch) + " epochs already (--epochs is the total)");
   restore_parameters(net, ck, where);
   restore_optimizer(optimizer, net, ck, where);
-  return ResumeState{RunPosition{ck.epoch, ck.samples_seen, ck.step}, ck.wall_time, ck.progress};
+  return ResumeState{RunPosition{ck.epoch, ck.samples_seen, ck.step}, ck.wall_time, ck.progress,
+                     precision_change(ck.run_config, identity.run_config)};
 }
 
 }  // namespace stride

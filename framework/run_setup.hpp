@@ -65,6 +65,7 @@ struct ResumeState {
   RunPosition position;
   double wall_time = 0;
   TrainingProgress progress;
+  std::string precision_note;  // precision_change()'s sentence when the precision changes at the resume
 };
 // Checks that the checkpoint is of this run (model, seed, optimizer, settings, data normalization) and loads
 // its parameters and optimizer state. Throws ConfigError or IoError naming the checkpoint and what differs.

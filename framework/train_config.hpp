@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/bf16.hpp"
 #include "framework/lr_schedule.hpp"
 #include "framework/optimizer.hpp"
 
@@ -37,6 +38,9 @@ struct TrainConfig {
   OptimizerOptions optimizer;
   ScheduleOptions schedule;      // base_lr, total_steps and steps_per_epoch are filled in by the run setup
   uint64_t seed = 1;
+  // bf16: convolutions and linear layers on bf16 inputs and weights with fp32 sums (fp32 master weights,
+  // optimizer, batch norm, loss), as torch.autocast("cpu", torch.bfloat16). Checkpoints record it.
+  Precision precision = Precision::fp32;
   std::string augment = "auto";  // auto = crop-flip for 3x32x32 data, none otherwise
   std::string init_weights;      // start from these parameters (a checkpoint, final.h5 or weights-only file)
   int64_t log_every = 50;        // steps between metrics lines

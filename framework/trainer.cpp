@@ -168,6 +168,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
        << info.channels << "x" << info.height << "x" << info.width << ", " << config_.epochs << " epochs of "
        << steps_per_epoch_ << " steps (batch " << config_.batch << "), " << optimizer_->kind() << ", "
        << describe(identity_.schedule) << ", augment " << augment_name(data_.augment) << ", seed " << config_.seed
+       << (config_.precision == Precision::bf16 ? ", bf16 convolutions and linear layers (fp32 sums and master weights)" : "")
        << "\n";
   if (training_step_.exact() || reducer_.processes() > 1)
     log_ << "stride: " << reducer_.processes() << (reducer_.processes() == 1 ? " process" : " processes") << " of "
@@ -177,6 +178,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   if (resume_)
     log_ << "stride: resuming from " << resume_->path << " at epoch " << start_.position.epoch + 1 << " step " << step_
          << "\n";
+  if (resume_ && !start_.precision_note.empty()) log_ << "stride: " << start_.precision_note << "\n";
 }
 
 void Trainer::start_together() {
@@ -284,7 +286,8 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
       next = std::async(std::launch::async,
                         [&, s] { train_batches_->assemble(local_indices(s + 1), e32, xs[1 - cur], ys[1 - cur]); });
     const double lr = lr_at(identity_.schedule, step_);
-    const RunContext ctx{Mode::train, config_.seed, e32, s * batch};
+    RunContext ctx{Mode::train, config_.seed, e32, s * batch};
+    ctx.precision = config_.precision;
     reducer_.begin_step(step_ + 1);
     const StepStats stats = training_step_.run(xs[cur], ys[cur], step_count(s), ctx, lr);
     if (next.valid()) next.get();
@@ -308,7 +311,8 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
 
 bool Trainer::finish_epoch(int64_t epoch, int64_t first) {
   const EvalResult test =
-      evaluate(model_.net, *test_batches_, config_.eval_batch, model_.net.output_shape().numel(), reducer_);
+      evaluate(model_.net, *test_batches_, config_.eval_batch, model_.net.output_shape().numel(), reducer_,
+               config_.precision);
   metrics_->end_epoch(place(epoch, steps_per_epoch_ - 1), train_count_, train_count_ - first * config_.batch, test,
                       lr_at(identity_.schedule, step_ - 1));
   result_.test_accuracy = test.accuracy();

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <tuple>
 
+#include "framework/core/bf16.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/kernels/kernels.hpp"
 #include "framework/core/init.hpp"
@@ -355,7 +357,8 @@ const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
 }
 
 // x: (N, C, H, W) -> y: (N, K, P, Q)
-void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
+void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
+  if (ctx.precision == Precision::bf16) return forward_bf16(x, y);
   const ConvGeom& g = prepare(x.shape());
   y.resize(Shape{g.N, g.K, g.P, g.Q});
   const kernels::KernelTable& k = kernels::kernels();
@@ -390,7 +393,8 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& /*ctx*/) {
 }
 
 // dy: (N, K, P, Q) -> dx: (N, C, H, W) overwritten; dW (K, C, R, S) and db (K) accumulated.
-void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx, const RunContext& /*ctx*/) {
+void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx, const RunContext& ctx) {
+  if (ctx.precision == Precision::bf16) return backward_bf16(x, dy, dx);
   const ConvGeom& g = prepare(x.shape());
   check_shape(name(), "output gradient", Shape{g.N, g.K, g.P, g.Q}, dy.shape());
   if (dx) dx->resize(x.shape());
@@ -532,6 +536,336 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at CRS*K + k.
+      const int64_t src = i < wsize ? (i % CRS) * g.K + i / CRS : i;
+      float acc = part[src];
+      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];
+      if (i < wsize)
+        gw[i] += acc;
+      else
+        gb[i - wsize] += acc;
+    }
+  });
+}
+
+// ---- bf16 -------------------------------------------------------------------------------------------------
+// The fp32 plan (prepare) decides the path (direct, shifted, im2col; implicit, direct or strided input
+// gradient); the bf16 passes run the same paths with pairs over channels in the reduction, so the column
+// sources keep their shape with half the rows. The reduction order of an output is (channel pair, r, s) with
+// the odd channel's product first in each step (vdpbf16ps), fixed by the plan alone.
+void Conv2d::prepare_bf16() {
+  const ConvGeom& g = geom_;
+  if (kernels::kernels().isa != packed_for_isa_) {
+    packed_for_isa_ = kernels::kernels().isa;
+    wpack2_of_.clear();
+    wdxpack2_of_.clear();
+  }
+  const Shape sample{1, g.C, g.H, g.W};
+  if (sample == bf16_prepared_for_ && scratch_.front().tmp2.size() > 0 &&
+      scratch_.back().tmp2.size() == scratch_.front().tmp2.size())
+    return;
+  const int64_t C2 = (g.C + 1) / 2, K2 = (g.K + 1) / 2, RS = g.R * g.S, PQ = g.pq(), PQ2 = (PQ + 1) / 2;
+  boff2_.resize(static_cast<size_t>(C2 * RS));
+  for (int64_t c2 = 0; c2 < C2; ++c2)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s)
+        boff2_[static_cast<size_t>((c2 * g.R + r) * g.S + s)] =
+            direct_    ? c2 * PQ
+            : shifted_ ? ((c2 * g.S + s) * src_rows_ + r * g.dilation_h) * g.Q
+                       : ((c2 * g.R + r) * g.S + s) * PQ;
+  dx_boff2_.clear();
+  if (dx_implicit_) {
+    dx_boff2_.resize(static_cast<size_t>(K2 * RS));
+    for (int64_t k2 = 0; k2 < K2; ++k2)
+      for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s)
+          dx_boff2_[static_cast<size_t>((k2 * g.R + r) * g.S + s)] = ((k2 * g.S + s) * dx_rows_ + r * g.dilation_h) * dx_w_;
+  }
+  const int64_t fwd = direct_ ? C2 * PQ : shifted_ ? C2 * g.S * src_rows_ * g.Q : C2 * RS * PQ;
+  const int64_t bwd = dx_implicit_ ? K2 * g.S * dx_rows_ * dx_w_ : K2 * PQ;
+  const int64_t plane = std::max({src_rows_ * g.Q, PQ, dx_rows_ * dx_w_});
+  for (Scratch& sc : scratch_) {
+    sc.pairs.resize(static_cast<size_t>(std::max(fwd, bwd)));
+    sc.apack.resize(static_cast<size_t>(std::max((g.crs() + 1) * PQ2, (direct_ ? g.C * PQ : col_size_) / 2 + PQ2)));
+    sc.arows.resize(static_cast<size_t>(g.crs() + 1));
+    sc.dyt2.resize(static_cast<size_t>(PQ2 * kernels::wgrad_ldt(g.K)));
+    sc.tmp2.resize(static_cast<size_t>(2 * plane));
+  }
+  wpack2_of_.clear();
+  wdxpack2_of_.clear();
+  wgrad_in_place_ = PQ % 2 == 0 && std::all_of(boff_.begin(), boff_.end(), [](int64_t o) { return o % 2 == 0; });
+  bf16_prepared_for_ = sample;
+}
+
+const uint32_t* Conv2d::pair_source(const float* xn, Scratch& sc) const {
+  const ConvGeom& g = geom_;
+  const kernels::KernelTable& k = kernels::kernels();
+  uint32_t* out = sc.pairs.data();
+  if (direct_) {
+    for (int64_t c2 = 0; c2 < (g.C + 1) / 2; ++c2)
+      k.pack_pairs(xn + 2 * c2 * g.pq(), 2 * c2 + 1 < g.C ? xn + (2 * c2 + 1) * g.pq() : nullptr, g.pq(),
+                   out + c2 * g.pq());
+    return out;
+  }
+  const float* img = xn;
+  int64_t Hs = g.H, Ws = g.W, top = g.pad_h, left = g.pad_w;
+  if (prepad_) {
+    pad_sample(xn, sc.padded.data(), g, PadTables{row_src_.data(), col_src_.data()});
+    img = sc.padded.data();
+    Hs = g.H + 2 * g.pad_h;
+    Ws = g.W + 2 * g.pad_w;
+    top = left = 0;
+  }
+  if (shifted_) {
+    kernels::ShiftedSource s;
+    s.src = img;
+    s.C = g.C;
+    s.Hs = Hs;
+    s.Ws = Ws;
+    s.S = g.S;
+    s.dw = g.dilation_w;
+    s.sw = g.stride_w;
+    s.top = top;
+    s.left = left;
+    s.rows = src_rows_;
+    s.Q = g.Q;
+    k.shifted_source_bf16(s, out, sc.tmp2.data());
+  } else {
+    kernels::Im2col s;
+    s.src = img;
+    s.C = g.C;
+    s.Hs = Hs;
+    s.Ws = Ws;
+    s.R = g.R;
+    s.S = g.S;
+    s.dh = g.dilation_h;
+    s.dw = g.dilation_w;
+    s.sh = g.stride_h;
+    s.sw = g.stride_w;
+    s.top = top;
+    s.left = left;
+    s.P = g.P;
+    s.Q = g.Q;
+    k.im2col_bf16(s, out, sc.tmp2.data());
+  }
+  return out;
+}
+
+namespace {
+// Whether `from` holds exactly the n values at w (the weight a pack was made from); if not, it takes them.
+bool packed_from(std::vector<float>& from, const float* w, size_t n) {
+  if (from.size() == n && std::memcmp(from.data(), w, n * sizeof(float)) == 0) return true;
+  from.assign(w, w + n);
+  return false;
+}
+
+// A (M, ...) fp32 matrix whose reduction index is (pair p, half h) for p < pairs, h < 2, element at
+// src(m, p, h) (0 where `valid` says the half is padding), packed as bf16 pairs for rows_gemm_bf16.
+template <typename At>
+void pack_pairs_of(int64_t M, int64_t pairs, std::vector<float>& scratch, std::vector<uint32_t>& out, At at) {
+  scratch.resize(static_cast<size_t>(M * 2 * pairs));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t p = 0; p < pairs; ++p)
+      for (int64_t h = 0; h < 2; ++h) scratch[static_cast<size_t>((m * pairs + p) * 2 + h)] = at(m, p, h);
+  std::vector<const float*> rows(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) rows[static_cast<size_t>(m)] = scratch.data() + m * 2 * pairs;
+  out.resize(static_cast<size_t>(M * pairs));
+  kernels::kernels().pack_a_bf16(rows.data(), 1, M, 2 * pairs, out.data());
+}
+}  // namespace
+
+// x: (N, C, H, W) -> y: (N, K, P, Q), bf16 inputs and weights, fp32 sums started from the fp32 bias.
+void Conv2d::forward_bf16(const Tensor& x, Tensor& y) {
+  const ConvGeom& g = prepare(x.shape());
+  prepare_bf16();
+  y.resize(Shape{g.N, g.K, g.P, g.Q});
+  const kernels::KernelTable& k = kernels::kernels();
+  const int64_t C2 = (g.C + 1) / 2, RS = g.R * g.S, PQ = g.pq(), chw = g.C * g.H * g.W, CRS = g.crs();
+  const float* w = weight_.value.data();
+  // Weight (k; c2, r, s; h) = W[k][2 c2 + h][r][s].
+  if (!packed_from(wpack2_of_, w, weight_.value.size())) {
+    pack_pairs_of(g.K, C2 * RS, wre_, wpack2_, [&](int64_t m, int64_t p, int64_t h) {
+      const int64_t c = 2 * (p / RS) + h;
+      return c < g.C ? w[m * CRS + c * RS + p % RS] : 0.0f;
+    });
+  }
+  const float* b = opt_.bias ? bias_.value.data() : nullptr;
+  const float* xd = x.data();
+  float* yd = y.data();
+  parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
+    Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
+    for (int64_t n = begin; n < end; ++n) {
+      kernels::RowsGemmBf16 gm;
+      gm.M = g.K;
+      gm.N = PQ;
+      gm.K = C2 * RS;
+      gm.a_packed = wpack2_.data();
+      gm.b = pair_source(xd + n * chw, sc);
+      gm.boff = boff2_.data();
+      gm.c = yd + n * g.K * PQ;
+      gm.ldc = PQ;
+      gm.init = b ? kernels::Start::row_bias : kernels::Start::zero;
+      gm.bias = b;
+      k.rows_gemm_bf16(gm);
+    }
+  });
+}
+
+// As backward, with the three products on bf16 pairs: dW^T (CRS, K) over pixel pairs, the input gradient
+// over output-channel pairs. The chunking, partial buffers and their fixed-order sum are the fp32 pass's.
+void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
+  const ConvGeom& g = prepare(x.shape());
+  check_shape(name(), "output gradient", Shape{g.N, g.K, g.P, g.Q}, dy.shape());
+  prepare_bf16();
+  if (dx) dx->resize(x.shape());
+  const kernels::KernelTable& k = kernels::kernels();
+  const PadTables t{row_src_.data(), col_src_.data()};
+  const bool padded = g.pad_h > 0 || g.pad_w > 0;
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
+  const int64_t CRS = g.crs(), PQ = g.pq(), PQ2 = (PQ + 1) / 2, chw = g.C * g.H * g.W, RS = g.R * g.S;
+  const int64_t K2 = (g.K + 1) / 2;
+  const int64_t rows = CRS + (opt_.bias ? 1 : 0);
+  const int64_t psize = rows * g.K;
+  const int64_t ldt = kernels::wgrad_ldt(g.K);
+  const int64_t chunks = chunk_count(g.N, kBatchChunk);
+  partials_.resize(Shape{chunks, psize});
+  const float* w = weight_.value.data();
+  const bool dx_packed = !dx || packed_from(wdxpack2_of_, w, weight_.value.size());
+  if (!dx_packed && dx_implicit_) {
+    // Flipped weight over output-channel pairs: (c; k2, r', s'; h) = W[2 k2 + h][c][R-1-r'][S-1-s'].
+    pack_pairs_of(g.C, K2 * RS, wre_, wdxpack2_, [&](int64_t c, int64_t p, int64_t h) {
+      const int64_t kk = 2 * (p / RS) + h, r = (p % RS) / g.S, s = p % g.S;
+      return kk < g.K ? w[((kk * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)] : 0.0f;
+    });
+  } else if (!dx_packed) {
+    // W^T (CRS, K) over output-channel pairs: (crs; k2; h) = W[2 k2 + h][crs].
+    pack_pairs_of(CRS, K2, wre_, wdxpack2_, [&](int64_t crs, int64_t p, int64_t h) {
+      const int64_t kk = 2 * p + h;
+      return kk < g.K ? w[kk * CRS + crs] : 0.0f;
+    });
+  }
+  const float* xd = x.data();
+  const float* dyd = dy.data();
+  float* dxd = dx ? dx->data() : nullptr;
+  float* part = partials_.data();
+
+  parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
+    Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
+    float* pw = part + chunk * psize;
+    for (int64_t n = begin; n < end; ++n) {
+      const float* xn = xd + n * chw;
+      const float* dyn = dyd + n * g.K * PQ;
+      // dW^T (CRS, K) and db (+)= columns (CRS, PQ) * dy_n^T (PQ, K), pairs over pixels.
+      const float* src = column_source(xn, sc);
+      for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
+      if (opt_.bias) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
+      // Each column row as pairs of adjacent pixels, read in place by the product (no transposing pack): the
+      // whole column source converted once when its rows align on pairs, else row by row.
+      uint32_t* ap = sc.apack.data();
+      if (wgrad_in_place_) {
+        const int64_t src_size = direct_ ? g.C * PQ : col_size_;
+        k.row_pairs_bf16(src, src_size, ap);
+        for (int64_t i = 0; i < CRS; ++i) sc.arows[static_cast<size_t>(i)] = ap + boff_[static_cast<size_t>(i)] / 2;
+        if (opt_.bias) {
+          k.row_pairs_bf16(ones_.data(), PQ, ap + src_size / 2);
+          sc.arows[static_cast<size_t>(CRS)] = ap + src_size / 2;
+        }
+      } else {
+        for (int64_t i = 0; i < rows; ++i) {
+          k.row_pairs_bf16(sc.rows[static_cast<size_t>(i)], PQ, ap + i * PQ2);
+          sc.arows[static_cast<size_t>(i)] = ap + i * PQ2;
+        }
+      }
+      // dy_n^T as pairs of adjacent pixels: the vector transpose, then adjacent rows paired (both vectorized;
+      // transpose_pairs would store pair by pair). An odd PQ's last row pairs with zeros.
+      k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
+      for (int64_t jp = 0; jp < PQ2; ++jp)
+        k.pack_pairs(sc.dyt.data() + 2 * jp * ldt, 2 * jp + 1 < PQ ? sc.dyt.data() + (2 * jp + 1) * ldt : nullptr, ldt,
+                     sc.dyt2.data() + jp * ldt);
+      kernels::RowsGemmBf16 wg;
+      wg.M = rows;
+      wg.N = g.K;
+      wg.K = PQ2;
+      wg.a_rows = sc.arows.data();
+      wg.b = sc.dyt2.data();
+      wg.ldb = ldt;
+      wg.c = pw;
+      wg.ldc = g.K;
+      wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
+      k.rows_gemm_bf16(wg);
+      if (!dxd) continue;
+      float* dxn = dxd + n * chw;
+      kernels::RowsGemmBf16 gm;
+      gm.init = kernels::Start::zero;
+      gm.a_packed = wdxpack2_.data();
+      if (dx_implicit_) {
+        kernels::ShiftedSource s;
+        s.src = dyn;
+        s.C = g.K;
+        s.Hs = g.P;
+        s.Ws = g.Q;
+        s.S = g.S;
+        s.dw = g.dilation_w;
+        s.sw = 1;
+        s.top = (g.R - 1) * g.dilation_h - (prepad_ ? 0 : g.pad_h);
+        s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
+        s.rows = dx_rows_;
+        s.Q = dx_w_;
+        k.shifted_source_bf16(s, sc.pairs.data(), sc.tmp2.data());
+        float* out = prepad_ ? sc.dpadded.data() : dxn;
+        gm.M = g.C;
+        gm.N = dx_h_ * dx_w_;
+        gm.K = K2 * RS;
+        gm.b = sc.pairs.data();
+        gm.boff = dx_boff2_.data();
+        gm.c = out;
+        gm.ldc = dx_h_ * dx_w_;
+        k.rows_gemm_bf16(gm);
+        if (prepad_) fold_sample(out, dxn, g, t);
+        continue;
+      }
+      // dy_n as pairs over output channels: (K2, PQ).
+      for (int64_t k2 = 0; k2 < K2; ++k2)
+        k.pack_pairs(dyn + 2 * k2 * PQ, 2 * k2 + 1 < g.K ? dyn + (2 * k2 + 1) * PQ : nullptr, PQ,
+                     sc.pairs.data() + k2 * PQ);
+      gm.N = PQ;
+      gm.K = K2;
+      gm.b = sc.pairs.data();
+      gm.ldb = PQ;
+      if (dx_direct_) {
+        gm.M = g.C;
+        gm.c = dxn;
+        gm.ldc = PQ;
+        k.rows_gemm_bf16(gm);
+      } else {
+        gm.M = CRS;
+        gm.c = sc.col.data();
+        gm.ldc = PQ;
+        k.rows_gemm_bf16(gm);
+        float* dxp = padded ? sc.dpadded.data() : dxn;
+        std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
+        kernels::Im2col geo;
+        geo.C = g.C;
+        geo.Hs = Hp;
+        geo.Ws = Wp;
+        geo.R = g.R;
+        geo.S = g.S;
+        geo.dh = g.dilation_h;
+        geo.dw = g.dilation_w;
+        geo.sh = g.stride_h;
+        geo.sw = g.stride_w;
+        geo.P = g.P;
+        geo.Q = g.Q;
+        k.col2im_add(geo, sc.col.data(), dxp);
+        if (padded) fold_sample(dxp, dxn, g, t);
+      }
+    }
+  });
+
+  float* gw = weight_.grad.data();
+  float* gb = opt_.bias ? bias_.grad.data() : nullptr;
+  const int64_t wsize = g.K * CRS;
+  parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
       const int64_t src = i < wsize ? (i % CRS) * g.K + i / CRS : i;
       float acc = part[src];
       for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];

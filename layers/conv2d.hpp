@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/cpu.hpp"
 #include "framework/core/layer.hpp"
 #include "framework/core/tensor.hpp"
 
@@ -77,6 +78,12 @@ class Conv2d final : public Layer {
   // source + boff_[crs] (docs/design.md, "Kernels"). Returns the source (x_n itself on the 1x1 path).
   struct Scratch;
   const float* column_source(const float* xn, Scratch& sc) const;
+  // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
+  // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
+  void prepare_bf16();
+  const uint32_t* pair_source(const float* xn, Scratch& sc) const;
+  void forward_bf16(const Tensor& x, Tensor& y);
+  void backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx);
 
   Conv2dOptions opt_;
   int64_t in_channels_ = 0;  // 0 until bound
@@ -107,6 +114,11 @@ class Conv2d final : public Layer {
                      // or dcol (explicit)
     Tensor dyt;      // (P*Q, round_up(K, 16)): dy of one image transposed for the weight gradient
     std::vector<const float*> rows;  // (C*R*S + 1) row pointers into col (and ones_) for the weight gradient
+    // bf16 only: a pair source (forward columns, or dy's for the input gradient), the packed columns and
+    // dy transposed as pairs over pixels for the weight gradient, and two planes of conversion scratch.
+    std::vector<uint32_t> pairs, apack, dyt2;
+    std::vector<const uint32_t*> arows;  // rows of apack
+    std::vector<float> tmp2;
   };
   std::vector<Scratch> scratch_;  // per worker slot
   Tensor wpack_;      // the weight packed for the forward product
@@ -114,6 +126,19 @@ class Conv2d final : public Layer {
   Tensor wdxpack_;    // the weight packed for the input-gradient product
   Tensor ones_;       // (P*Q) ones: the bias gradient is the weight gradient of a constant row
   Tensor partials_;   // (chunks, (C*R*S + bias) * K): dW^T and db partial sums per batch chunk
+  // bf16 plan: row offsets of the paired forward source ((C+1)/2 * R * S) and of the paired dy source
+  // ((K+1)/2 * R * S), and the weights packed as pairs for the forward and input-gradient products.
+  Shape bf16_prepared_for_{};
+  std::vector<int64_t> boff2_, dx_boff2_;
+  // Every column row starts at an even offset and has an even length: the weight gradient converts the
+  // column source once (a shifted source shares each value among R rows) and reads its rows in place.
+  bool wgrad_in_place_ = false;
+  std::vector<uint32_t> wpack2_, wdxpack2_;
+  std::vector<float> wre_;  // the weight reordered so pairs are adjacent before packing
+  // The weight values wpack2_ and wdxpack2_ were packed from: the micro-batches of a step share one weight,
+  // so they are packed once per step (an exact comparison decides; nothing else changes them).
+  std::vector<float> wpack2_of_, wdxpack2_of_;
+  Isa packed_for_isa_ = Isa::generic;  // panel heights depend on the path
 };
 
 }  // namespace stride

@@ -1,8 +1,10 @@
 #include "layers/linear.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
+#include "framework/core/bf16.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/gemm.hpp"
 #include "framework/core/init.hpp"
@@ -74,6 +76,60 @@ void linear_backward_params(const float* dy, const float* x, float* dw, float* d
   });
 }
 
+// ---- bf16: the same tiles, with bf16 pairs over the reduction index and fp32 sums --------------------------
+// rows (M, K) fp32 with row stride ld (or, transposed, element (m, k) at src[k * ld + m]) packed as bf16 pairs
+// for rows_gemm_bf16, one pack per fixed block of kBatchBlock rows (block b at out + b * kBatchBlock * KP).
+void pack_row_blocks(const float* src, int64_t ld, bool transposed, int64_t M, int64_t K, std::vector<uint32_t>& out) {
+  const int64_t KP = (K + 1) / 2;
+  out.resize(static_cast<size_t>(M * KP));
+  parallel_for(chunk_count(M, kBatchBlock), 1, [&](int64_t b0, int64_t b1) {
+    std::vector<const float*> rows(static_cast<size_t>(kBatchBlock));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t m0 = b * kBatchBlock, m1 = std::min(M, m0 + kBatchBlock);
+      for (int64_t m = m0; m < m1; ++m) rows[static_cast<size_t>(m - m0)] = transposed ? src + m : src + m * ld;
+      kernels::kernels().pack_a_bf16(rows.data(), transposed ? ld : 1, m1 - m0, K, out.data() + m0 * KP);
+    }
+  });
+}
+
+// C (M x N) = init + A B on (kBatchBlock, kColBlock) tiles: A packed by pack_row_blocks, B as pair rows.
+void tiled_gemm_bf16(const std::vector<uint32_t>& a, const uint32_t* b, int64_t ldb, int64_t M, int64_t N, int64_t KP,
+                     float* c, int64_t ldc, Start init, const float* bias) {
+  for_each_tile(M, N, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    kernels::RowsGemmBf16 g;
+    g.M = m1 - m0;
+    g.N = n1 - n0;
+    g.K = KP;
+    g.a_packed = a.data() + m0 * KP;
+    g.b = b + n0;
+    g.ldb = ldb;
+    g.c = c + m0 * ldc + n0;
+    g.ldc = ldc;
+    g.init = init;
+    g.bias = bias ? bias + n0 : nullptr;
+    kernels::kernels().rows_gemm_bf16(g);
+  });
+}
+
+// Whether `from` holds exactly the n values at w; if not, it takes them (and the caller rebuilds what it made
+// from them).
+bool same_values(std::vector<float>& from, const float* w, size_t n) {
+  if (from.size() == n && std::memcmp(from.data(), w, n * sizeof(float)) == 0) return true;
+  from.assign(w, w + n);
+  return false;
+}
+
+// B (K x N) as pair rows over K: out[kp * N + j] = bf16_pair(src[2kp][j], src[2kp + 1][j]) (rows of stride ld).
+void pair_rows(const float* src, int64_t ld, int64_t K, int64_t N, std::vector<uint32_t>& out) {
+  const int64_t KP = (K + 1) / 2;
+  out.resize(static_cast<size_t>(KP * N));
+  parallel_for(KP, 8, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      kernels::kernels().pack_pairs(src + 2 * p * ld, 2 * p + 1 < K ? src + (2 * p + 1) * ld : nullptr, N,
+                                    out.data() + p * N);
+  });
+}
+
 }  // namespace
 
 Linear::Linear(std::string name, LinearOptions options) : Layer(std::move(name)), options_(options) {
@@ -134,10 +190,26 @@ void Linear::check_input(const Shape& in) const {
                      in.str());
 }
 
-void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
+void Linear::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   check_input(x.shape());
   const LinearGeom g{x.shape()[0], in_features_, options_.out_features};
   y.resize(Shape{g.N, g.out});
+  if (ctx.precision == Precision::bf16) {
+    // y = x W^T + b: x packed in row blocks, W^T as pairs over the input features (W's rows read in pairs).
+    pack_row_blocks(x.data(), g.in, false, g.N, g.in, apack_);
+    const float* w = weight_.value.data();
+    if (!same_values(wt_pairs_of_, w, weight_.value.size())) {
+      wt_pairs_.resize(static_cast<size_t>((g.in + 1) / 2 * g.out));
+      uint32_t* bp = wt_pairs_.data();
+      parallel_for((g.in + 1) / 2, kTransposeBlock, [&](int64_t p0, int64_t p1) {
+        kernels::kernels().transpose_pairs(w + 2 * p0, g.in, g.out, std::min(2 * p1, g.in) - 2 * p0, bp + p0 * g.out,
+                                           g.out);
+      });
+    }
+    tiled_gemm_bf16(apack_, wt_pairs_.data(), g.out, g.N, g.out, (g.in + 1) / 2, y.data(), g.out,
+                    options_.bias ? Start::col_bias : Start::zero, options_.bias ? bias_.value.data() : nullptr);
+    return;
+  }
   // W transposed once per pass, so every block of the batch reads contiguous rows of W^T; in blocks of its
   // rows, spread over the threads.
   wt_.resize(Shape{g.in, g.out});
@@ -149,10 +221,40 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext&) {
   linear_forward(x.data(), wt_.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g);
 }
 
-void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, const RunContext&) {
+void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, const RunContext& ctx) {
   check_input(x.shape());
   const LinearGeom g{x.shape()[0], in_features_, options_.out_features};
   check_shape(name(), "output gradient", Shape{g.N, g.out}, dy.shape());
+  if (ctx.precision == Precision::bf16) {
+    if (!weight_.grad.empty()) {
+      // dW (out, in) += dy^T (out, N) x (N, in), pairs over the batch; the chain starts from the gradient
+      // already there, as in fp32. db stays an fp32 sum of dy.
+      pack_row_blocks(dy.data(), g.out, true, g.out, g.N, apack_);
+      pair_rows(x.data(), g.in, g.N, g.in, bpairs_);
+      tiled_gemm_bf16(apack_, bpairs_.data(), g.in, g.out, g.in, (g.N + 1) / 2, weight_.grad.data(), g.in,
+                      Start::accumulate, nullptr);
+      if (options_.bias && !bias_.grad.empty()) {
+        float* db = bias_.grad.data();
+        const float* dyd = dy.data();
+        parallel_for(g.out, 64, [&](int64_t o0, int64_t o1) {
+          for (int64_t o = o0; o < o1; ++o) {
+            float s = 0.0f;
+            for (int64_t n = 0; n < g.N; ++n) s += dyd[n * g.out + o];
+            db[o] += s;
+          }
+        });
+      }
+    }
+    if (dx) {
+      // dx (N, in) = dy (N, out) W (out, in), pairs over the output features.
+      dx->resize(x.shape());
+      pack_row_blocks(dy.data(), g.out, false, g.N, g.out, apack_);
+      if (!same_values(w_pairs_of_, weight_.value.data(), weight_.value.size()))
+        pair_rows(weight_.value.data(), g.in, g.out, g.in, w_pairs_);
+      tiled_gemm_bf16(apack_, w_pairs_.data(), g.in, g.N, g.in, (g.out + 1) / 2, dx->data(), g.in, Start::zero, nullptr);
+    }
+    return;
+  }
   if (!weight_.grad.empty())
     linear_backward_params(dy.data(), x.data(), weight_.grad.data(),
                            options_.bias && !bias_.grad.empty() ? bias_.grad.data() : nullptr, g);

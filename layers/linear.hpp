@@ -43,6 +43,13 @@ class Linear final : public Layer {
   int64_t in_features_ = 0;  // known after bind
   ParamView weight_, bias_;
   Tensor wt_;  // (in, out): the weight transposed for the forward pass, rebuilt every pass
+  // bf16 passes: the packed left operand and the right operand as bf16 pairs, rebuilt every pass.
+  std::vector<uint32_t> apack_, bpairs_;
+  // W^T as pairs over the input features (forward) and W as pairs over the output features (input gradient),
+  // with the weight values each was made from: the micro-batches of a step share one weight, so each is made
+  // once per step (an exact comparison decides).
+  std::vector<uint32_t> wt_pairs_, w_pairs_;
+  std::vector<float> wt_pairs_of_, w_pairs_of_;
 };
 
 }  // namespace stride

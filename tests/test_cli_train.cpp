@@ -173,6 +173,7 @@ TEST_CASE("bad training inputs exit non-zero with a one-line error naming the pr
   fails_with("train --model cifar10_quick" + data + " --optimizer rmsprop" + out, "rmsprop");
   fails_with("train --model cifar10_quick" + data + " --batch abc" + out, "batch");
   fails_with("train --model cifar10_quick" + data + " --frobnicate 1" + out, "frobnicate");
+  fails_with("train --model cifar10_quick" + data + " --precision fp16" + out, "--precision: expected fp32 or bf16, got 'fp16'");
   // Wrong image size for the model: CIFAR's 3x32x32 into lenet5's 1x28x28.
   fails_with("train --model lenet5" + data + out, "takes input (C=1, H=28, W=28) but the data has (C=3, H=32, W=32)");
 

@@ -11,6 +11,7 @@
 #include "framework/core/errors.hpp"
 #include "framework/core/layer_config.hpp"
 #include "framework/core/parallel.hpp"
+#include "framework/core/bf16.hpp"
 #include "layers/conv2d.hpp"
 #include "tests/gradcheck.hpp"
 
@@ -329,6 +330,62 @@ TEST_CASE("conv2d: larger layers match a direct seven-loop reference, forward an
           for (int64_t i = 0; i < pq; ++i) db[static_cast<size_t>(k)] += dy[(n * 3 + k) * pq + i];
       CHECK(max_error(params.grad("bias").data(), db) < 1e-4);
     }
+  }
+}
+
+TEST_CASE("conv2d in bf16: the seven-loop reference on bf16-rounded inputs, weights and output gradient") {
+  // bf16 rounds x, W (forward), W and dy (input gradient), x and dy (weight gradient) and sums in fp32: so the
+  // double reference of the ROUNDED tensors is matched to fp32 rounding, and the unrounded one is not.
+  // Odd channel counts (5 in, 3 out) leave half-empty pairs; 1x1 takes the direct path.
+  struct Case {
+    Padding mode;
+    int64_t kernel, stride, pad, dilation;
+  };
+  const Case cases[] = {{Padding::valid, 3, 1, 0, 2},     {Padding::zeros, 3, 1, 1, 1}, {Padding::zeros, 3, 2, 1, 1},
+                        {Padding::reflect, 3, 1, 2, 2},   {Padding::circular, 3, 2, 1, 1},
+                        {Padding::valid, 1, 1, 0, 1},     {Padding::zeros, 5, 1, 2, 1}};
+  const Shape in{9, 5, 13, 12};
+  const Tensor x = random_tensor(in, 51);
+  auto rounded = [](const Tensor& t) {
+    Tensor r(t.shape());
+    for (int64_t i = 0; i < t.numel(); ++i) r[i] = round_bf16(t[i]);
+    return r;
+  };
+  auto max_error = [](const float* actual, const std::vector<double>& expected) {
+    double worst = 0;
+    for (size_t i = 0; i < expected.size(); ++i)
+      worst = std::max(worst, std::abs(actual[i] - expected[i]) / (1.0 + std::abs(expected[i])));
+    return worst;
+  };
+  RunContext ctx{Mode::train};
+  ctx.precision = Precision::bf16;
+  for (const Case& c : cases) {
+    INFO("mode " << static_cast<int>(c.mode) << ", kernel " << c.kernel << ", stride " << c.stride);
+    Conv2dOptions o = conv_opts(3, c.kernel, c.kernel, c.mode, c.pad, c.pad, true);
+    o.stride_h = o.stride_w = c.stride;
+    o.dilation_h = o.dilation_w = c.dilation;
+    Conv2d conv("conv_bf16", o);
+    LayerParams params(conv, in);
+    Tensor y, dx;
+    conv.forward(x, y, ctx);
+    const Tensor dy = random_tensor(y.shape(), 52);
+    conv.backward(x, y, dy, &dx, ctx);
+    std::vector<float> w = params.value("weight"), wr(w.size());
+    for (size_t i = 0; i < w.size(); ++i) wr[i] = round_bf16(w[i]);
+    const Reference ref = reference_conv(rounded(x), wr, params.value("bias"), o, rounded(dy));
+    const Reference exact = reference_conv(x, w, params.value("bias"), o, dy);
+    REQUIRE(static_cast<size_t>(y.numel()) == ref.y.size());
+    CHECK(max_error(y.data(), ref.y) < 1e-5);
+    CHECK(max_error(dx.data(), ref.dx) < 1e-5);
+    CHECK(max_error(params.grad("weight").data(), ref.dw) < 1e-5);
+    CHECK(max_error(y.data(), exact.y) > 1e-4);  // the rounding did happen
+    CHECK(max_error(params.grad("weight").data(), exact.dw) > 1e-4);
+    std::vector<double> db(3, 0.0);
+    const int64_t pq = y.shape().h() * y.shape().w();
+    for (int64_t n = 0; n < in.n(); ++n)
+      for (int64_t k = 0; k < 3; ++k)
+        for (int64_t i = 0; i < pq; ++i) db[static_cast<size_t>(k)] += round_bf16(dy[(n * 3 + k) * pq + i]);
+    CHECK(max_error(params.grad("bias").data(), db) < 1e-5);
   }
 }
 

@@ -31,7 +31,7 @@ struct IsaGuard {
 
 std::vector<Isa> vector_paths() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::avx512, Isa::avx2})
+  for (Isa isa : {Isa::avx512bf16, Isa::avx512, Isa::avx2})
     if (isa_supported(isa)) out.push_back(isa);
   return out;
 }
@@ -92,7 +92,7 @@ TEST_CASE("training cifar10_quick and resnet8 gives the same weights on the AVX-
   }
 }
 
-TEST_CASE("every convolution variant and linear layer gives the same bits on every path") {
+TEST_CASE("every convolution variant and linear layer gives the same bits on every path, in fp32 and bf16") {
   IsaGuard guard;
   std::vector<Isa> paths = vector_paths();
   paths.push_back(Isa::generic);
@@ -122,52 +122,62 @@ TEST_CASE("every convolution variant and linear layer gives the same bits on eve
       {"reflect, dilation 2", make(Padding::reflect, 6, 3, 3, 2, 1, 2, true), Shape{2, 4, 9, 8}},
       {"circular stride 2", make(Padding::circular, 6, 3, 3, 1, 2, 1, true), Shape{2, 4, 9, 8}},
   };
-  for (const Variant& v : variants) {
-    CAPTURE(v.what);
-    std::vector<float> y0, dx0, grads0;
-    for (Isa isa : paths) {
-      CAPTURE(isa_name(isa));
-      set_isa(isa);
-      Conv2d conv("conv", v.o);
-      test::LayerParams params(conv, v.in);
-      const Tensor x = test::random_tensor(v.in, 3);
-      Tensor y, dx;
-      conv.forward(x, y, RunContext{Mode::train});
-      const Tensor dy = test::random_tensor(y.shape(), 4);
-      conv.backward(x, y, dy, &dx, RunContext{Mode::train});
-      std::vector<float> grads;
-      for (const auto& g : params.grads) grads.insert(grads.end(), g.begin(), g.end());
-      if (isa == paths.front()) {
-        y0.assign(y.span().begin(), y.span().end());
-        dx0.assign(dx.span().begin(), dx.span().end());
-        grads0 = grads;
-        continue;
+  for (Precision precision : {Precision::fp32, Precision::bf16}) {
+    for (const Variant& v : variants) {
+      CAPTURE(v.what);
+      CAPTURE(precision_name(precision));
+      RunContext ctx{Mode::train};
+      ctx.precision = precision;
+      std::vector<float> y0, dx0, grads0;
+      for (Isa isa : paths) {
+        CAPTURE(isa_name(isa));
+        set_isa(isa);
+        Conv2d conv("conv", v.o);
+        test::LayerParams params(conv, v.in);
+        const Tensor x = test::random_tensor(v.in, 3);
+        Tensor y, dx;
+        conv.forward(x, y, ctx);
+        const Tensor dy = test::random_tensor(y.shape(), 4);
+        conv.backward(x, y, dy, &dx, ctx);
+        std::vector<float> grads;
+        for (const auto& g : params.grads) grads.insert(grads.end(), g.begin(), g.end());
+        if (isa == paths.front()) {
+          y0.assign(y.span().begin(), y.span().end());
+          dx0.assign(dx.span().begin(), dx.span().end());
+          grads0 = grads;
+          continue;
+        }
+        CHECK(same_bits(y.span(), y0));
+        CHECK(same_bits(dx.span(), dx0));
+        CHECK(same_bits(grads, grads0));
       }
-      CHECK(same_bits(y.span(), y0));
-      CHECK(same_bits(dx.span(), dx0));
-      CHECK(same_bits(grads, grads0));
     }
   }
-  std::vector<float> ref;
-  for (Isa isa : paths) {
-    CAPTURE(isa_name(isa));
-    set_isa(isa);
-    LinearOptions o;
-    o.out_features = 37;
-    Linear fc("fc", o);
-    const Shape in{45, 3, 5, 7};
-    test::LayerParams params(fc, in);
-    const Tensor x = test::random_tensor(in, 5);
-    Tensor y, dx;
-    fc.forward(x, y, RunContext{Mode::train});
-    const Tensor dy = test::random_tensor(y.shape(), 6);
-    fc.backward(x, y, dy, &dx, RunContext{Mode::train});
-    std::vector<float> all(y.span().begin(), y.span().end());
-    all.insert(all.end(), dx.span().begin(), dx.span().end());
-    for (const auto& g : params.grads) all.insert(all.end(), g.begin(), g.end());
-    if (ref.empty())
-      ref = all;
-    else
-      CHECK(same_bits(all, ref));
+  for (Precision precision : {Precision::fp32, Precision::bf16}) {
+    std::vector<float> ref;
+    RunContext ctx{Mode::train};
+    ctx.precision = precision;
+    for (Isa isa : paths) {
+      CAPTURE(isa_name(isa));
+      CAPTURE(precision_name(precision));
+      set_isa(isa);
+      LinearOptions o;
+      o.out_features = 37;
+      Linear fc("fc", o);
+      const Shape in{45, 3, 5, 7};
+      test::LayerParams params(fc, in);
+      const Tensor x = test::random_tensor(in, 5);
+      Tensor y, dx;
+      fc.forward(x, y, ctx);
+      const Tensor dy = test::random_tensor(y.shape(), 6);
+      fc.backward(x, y, dy, &dx, ctx);
+      std::vector<float> all(y.span().begin(), y.span().end());
+      all.insert(all.end(), dx.span().begin(), dx.span().end());
+      for (const auto& g : params.grads) all.insert(all.end(), g.begin(), g.end());
+      if (ref.empty())
+        ref = all;
+      else
+        CHECK(same_bits(all, ref));
+    }
   }
 }

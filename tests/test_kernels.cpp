@@ -30,7 +30,7 @@ std::vector<float> random_vector(size_t n, uint64_t seed) {
 
 std::vector<const KernelTable*> tables() {
   std::vector<const KernelTable*> out;
-  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::generic})
+  for (Isa isa : {Isa::avx512bf16, Isa::avx512, Isa::avx2, Isa::generic})
     if (const KernelTable* t = kernels::kernel_table(isa)) out.push_back(t);
   return out;
 }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/bf16.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/layer_config.hpp"
 #include "framework/core/parallel.hpp"
@@ -139,6 +140,64 @@ TEST_CASE("linear: outputs and gradients are bit-identical for 1, 2 and 4 thread
       for (int64_t n = 0; n < 50; ++n) s += static_cast<double>(dy[n * 70 + k]) * x[n * 300 + f];
       CHECK(dws[0][static_cast<size_t>(k * 300 + f)] == doctest::Approx(s).epsilon(1e-5));
     }
+}
+
+TEST_CASE("linear in bf16: a double reference on bf16-rounded operands, the same bits for 1, 2 and 4 threads") {
+  // Odd sizes everywhere (N = 51, in = 301, out = 71): every pair dimension ends in a half-empty pair.
+  const int64_t N = 51, IN = 301, OUT = 71;
+  const Tensor x = random_tensor(Shape{N, IN}, 31);
+  const Tensor dy = random_tensor(Shape{N, OUT}, 32);
+  RunContext ctx{Mode::train};
+  ctx.precision = Precision::bf16;
+  std::vector<std::vector<float>> runs;
+  std::vector<float> w, b;
+  for (int threads : {1, 2, 4}) {
+    ThreadLimit limit(threads);
+    Linear fc("ip1", LinearOptions{OUT});
+    LayerParams params(fc, Shape{N, IN});
+    Tensor y, dx;
+    fc.forward(x, y, ctx);
+    fc.backward(x, y, dy, &dx, ctx);
+    std::vector<float> all(y.span().begin(), y.span().end());
+    all.insert(all.end(), dx.span().begin(), dx.span().end());
+    for (const auto& g : params.grads) all.insert(all.end(), g.begin(), g.end());
+    runs.push_back(all);
+    w = params.value("weight");
+    b = params.value("bias");
+  }
+  CHECK(runs[0] == runs[1]);
+  CHECK(runs[0] == runs[2]);
+  auto r = [](float v) { return static_cast<double>(round_bf16(v)); };
+  double worst = 0, worst_unrounded = 0;
+  auto check = [&](float got, double want, double unrounded) {
+    worst = std::max(worst, std::abs(got - want) / (1.0 + std::abs(want)));
+    worst_unrounded = std::max(worst_unrounded, std::abs(got - unrounded) / (1.0 + std::abs(unrounded)));
+  };
+  const std::vector<float>& all = runs[0];
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < OUT; ++o) {
+      double s = b[static_cast<size_t>(o)], u = s;
+      for (int64_t i = 0; i < IN; ++i) {
+        s += r(x[n * IN + i]) * r(w[static_cast<size_t>(o * IN + i)]);
+        u += static_cast<double>(x[n * IN + i]) * w[static_cast<size_t>(o * IN + i)];
+      }
+      check(all[static_cast<size_t>(n * OUT + o)], s, u);
+    }
+  CHECK(worst_unrounded > 1e-4);  // the rounding did happen
+  const size_t dx0 = static_cast<size_t>(N * OUT), dw0 = dx0 + static_cast<size_t>(N * IN);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < IN; ++i) {
+      double s = 0;
+      for (int64_t o = 0; o < OUT; ++o) s += r(dy[n * OUT + o]) * r(w[static_cast<size_t>(o * IN + i)]);
+      check(all[dx0 + static_cast<size_t>(n * IN + i)], s, s);
+    }
+  for (int64_t o = 0; o < OUT; ++o)
+    for (int64_t i = 0; i < IN; ++i) {
+      double s = 0;
+      for (int64_t n = 0; n < N; ++n) s += r(dy[n * OUT + o]) * r(x[n * IN + i]);
+      check(all[dw0 + static_cast<size_t>(o * IN + i)], s, s);
+    }
+  CHECK(worst < 1e-5);
 }
 
 TEST_CASE("linear: shape and config errors name the layer") {

@@ -199,6 +199,34 @@ TEST_CASE("mpi: the acceptance run: cifar10_quick, one epoch of the CIFAR sample
   }
 }
 
+TEST_CASE("mpi: bf16 training: P = 2 bitwise one process; a bf16 checkpoint resumes bitwise, or in fp32 saying so") {
+  Setup tmp;
+  // 700 samples: 6 steps of 128; the stop after step 3 is mid-epoch.
+  const std::string args = "train --model " + (tmp / "bn_dropout.json") + " --data " + test::cifar_sample() +
+                           " --epochs 1 --batch 128 --optimizer sgd --momentum 0.9 --lr 0.05 --seed 7 "
+                           "--limit-train 700 --limit-test 300 --log-every 2 --no-progress";
+  MpiRun::single(args + " --precision bf16 --threads 2 --out " + (tmp / "bf16")).require_ok();
+  const Outcome want = outcome_of(tmp.path / "bf16");
+  MpiRun::single(args + " --threads 2 --out " + (tmp / "fp32")).require_ok();
+  std::string diff;
+  CHECK_FALSE(same_arrays(want.final_ck.params, outcome_of(tmp.path / "fp32").final_ck.params, diff));  // bf16 ran
+  CHECK(json::parse(want.final_ck.run_config)["precision"] == "bf16");
+  MpiRun::mpi(2, args + " --precision bf16 --threads 1 --out " + (tmp / "p2")).require_ok();
+  check_same(want, outcome_of(tmp.path / "p2"), "bf16 P=2");
+  const MpiRun stopped = MpiRun::mpi(2, args + " --precision bf16 --threads 1 --stop-after-step 3 --out " + (tmp / "half"));
+  stopped.require_ok();
+  fs::copy(tmp.path / "half", tmp.path / "switch", fs::copy_options::recursive);
+  const MpiRun same = MpiRun::single(args + " --precision bf16 --threads 2 --resume " + (tmp / "half"));
+  same.require_ok();
+  CHECK_FALSE(test::contains(same.output, "continues in"));
+  check_same(want, outcome_of(tmp.path / "half"), "bf16 resumed with 1 process");
+  const MpiRun other = MpiRun::single(args + " --threads 2 --resume " + (tmp / "switch"));
+  other.require_ok();
+  CHECK(test::contains(other.output, "the checkpoint was trained in bf16; this run continues in fp32 from its fp32 "
+                                     "master weights"));
+  CHECK(json::parse(read_checkpoint(tmp / "switch/final.h5").run_config)["precision"] == "fp32");
+}
+
 TEST_CASE("mpi: stride bench --comm times the model's gradient allreduce") {
   const MpiRun r = MpiRun::mpi(2, "bench --comm --model cifar10_quick --steps 5");
   r.require_ok();

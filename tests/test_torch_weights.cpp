@@ -42,3 +42,21 @@ TEST_CASE("PyTorch-initialised lenet5, cifar10_quick and a batch-norm spec model
   CHECK_MESSAGE((r.exit_code == 0 && r.output.find("OK: 3 models") != std::string::npos),
                 "tests/torch_one_step.py exited with " << r.exit_code << ":\n" << r.output);
 }
+
+TEST_CASE("bf16: one stride step with --precision bf16 is within bf16 noise of PyTorch's autocast step") {
+  // tests/torch_one_step.py --precision bf16: per parameter, stride's update is at most 3x (+1e-2) as far from
+  // torch.autocast("cpu", torch.bfloat16)'s as PyTorch's fp32 update is, and on average closer than it.
+  const auto probe = run_command(std::string(kPython) + " -c 'import torch, h5py, numpy'");
+  if (probe.exit_code != 0) {
+    if (in_ci()) FAIL(kPython << " cannot import torch, h5py and numpy:\n" << probe.output);
+    MESSAGE("not run: " << kPython << " cannot import torch, h5py and numpy; under CI=true this is a failure");
+    return;
+  }
+  stride::test::TempDir dir("torch-bf16");
+  const auto r = run_command(std::string(kPython) + " " + quoted(STRIDE_REPO_DIR "/tests/torch_one_step.py") +
+                             " --precision bf16 --stride " + quoted(STRIDE_BINARY) + " --work " +
+                             quoted(dir.path.string()));
+  CHECK_MESSAGE((r.exit_code == 0 && r.output.find("OK: 3 models") != std::string::npos &&
+                 r.output.find("(bf16, autocast)") != std::string::npos),
+                "tests/torch_one_step.py --precision bf16 exited with " << r.exit_code << ":\n" << r.output);
+}

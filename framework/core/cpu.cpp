@@ -14,6 +14,7 @@
 
 namespace stride {
 namespace kernels {
+const KernelTable& avx512bf16_table();
 const KernelTable& avx512_table();
 const KernelTable& avx2_table();
 const KernelTable& generic_table();
@@ -24,6 +25,7 @@ namespace {
 struct Features {
   bool avx2_fma = false;
   bool avx512 = false;
+  bool avx512bf16 = false;
 };
 
 // XCR0: which register states the OS saves on a context switch (bits 1-2: SSE/AVX, 5-7: AVX-512).
@@ -45,6 +47,7 @@ Features detect() {
   const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16);
   f.avx2_fma = ymm_state && avx2 && fma;
   f.avx512 = f.avx2_fma && zmm_state && avx512f;
+  if (f.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = a & (1u << 5);
   return f;
 }
 
@@ -69,6 +72,7 @@ Isa from_environment() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::avx512bf16: return "avx512bf16";
     case Isa::avx512: return "avx512";
     case Isa::avx2: return "avx2";
     case Isa::generic: return "generic";
@@ -77,6 +81,7 @@ const char* isa_name(Isa isa) {
 }
 
 Isa best_supported_isa() {
+  if (features().avx512bf16) return Isa::avx512bf16;
   if (features().avx512) return Isa::avx512;
   if (features().avx2_fma) return Isa::avx2;
   return Isa::generic;
@@ -84,6 +89,7 @@ Isa best_supported_isa() {
 
 bool isa_supported(Isa isa) {
   switch (isa) {
+    case Isa::avx512bf16: return features().avx512bf16;
     case Isa::avx512: return features().avx512;
     case Isa::avx2: return features().avx2_fma;
     case Isa::generic: return true;
@@ -92,10 +98,11 @@ bool isa_supported(Isa isa) {
 }
 
 Isa parse_isa(const std::string& name, const std::string& what) {
+  if (name == "avx512bf16") return Isa::avx512bf16;
   if (name == "avx512") return Isa::avx512;
   if (name == "avx2") return Isa::avx2;
   if (name == "generic") return Isa::generic;
-  throw ConfigError(what + ": expected avx512, avx2 or generic, got '" + name + "'");
+  throw ConfigError(what + ": expected avx512bf16, avx512, avx2 or generic, got '" + name + "'");
 }
 
 Isa active_isa() {
@@ -111,23 +118,44 @@ void set_isa(Isa isa) {
   g_forced.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
+namespace {
+// The best rate of many short runs of a register-only probe: on a shared machine other load only ever makes a
+// run slower.
+double measure_peak(double (*probe)(int64_t), Isa isa) {
+  const int64_t iterations = isa == Isa::generic ? 100000 : 500000;
+  probe(iterations);  // wake the core up (frequency, vector unit power-up)
+  double peak = 0.0;
+  for (int run = 0; run < 40; ++run) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double flops = probe(iterations);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    peak = std::max(peak, flops / s * 1e-9);
+  }
+  return peak;
+}
+}  // namespace
+
 double fma_peak_gflops(Isa isa) {
   static std::mutex mutex;
-  static double cache[3] = {0, 0, 0};
+  static double cache[4] = {0, 0, 0, 0};
   std::lock_guard<std::mutex> lock(mutex);
   double& peak = cache[static_cast<int>(isa)];
   if (peak > 0) return peak;
   const kernels::KernelTable* t = kernels::kernel_table(isa);
   if (!t) throw ConfigError(std::string("this CPU cannot run the ") + isa_name(isa) + " path");
-  const int64_t iterations = isa == Isa::generic ? 100000 : 500000;
-  t->fma_probe(iterations);  // wake the core up (frequency, vector unit power-up)
-  // Many short runs, the fastest kept: on a shared machine other load only ever makes a run slower.
-  for (int run = 0; run < 40; ++run) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const double flops = t->fma_probe(iterations);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    peak = std::max(peak, flops / s * 1e-9);
-  }
+  peak = measure_peak(t->fma_probe, isa);
+  return peak;
+}
+
+double bf16_peak_gflops(Isa isa) {
+  static std::mutex mutex;
+  static double cache[4] = {0, 0, 0, 0};
+  std::lock_guard<std::mutex> lock(mutex);
+  double& peak = cache[static_cast<int>(isa)];
+  if (peak > 0) return peak;
+  const kernels::KernelTable* t = kernels::kernel_table(isa);
+  if (!t) throw ConfigError(std::string("this CPU cannot run the ") + isa_name(isa) + " path");
+  peak = measure_peak(t->dpbf16_probe, isa);
   return peak;
 }
 
@@ -136,6 +164,7 @@ namespace kernels {
 const KernelTable* kernel_table(Isa isa) {
   if (!isa_supported(isa)) return nullptr;
   switch (isa) {
+    case Isa::avx512bf16: return &avx512bf16_table();
     case Isa::avx512: return &avx512_table();
     case Isa::avx2: return &avx2_table();
     case Isa::generic: return &generic_table();

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "framework/core/bf16.hpp"
 #include "framework/core/shape.hpp"
 #include "framework/core/tensor.hpp"
 
@@ -21,6 +22,9 @@ struct RunContext {
   uint64_t seed = 0;
   uint32_t epoch = 0;
   int64_t first_sample = 0;  // global index of sample 0 of this batch within the epoch
+  // bf16: convolutions and linear layers round their inputs and weights to bf16 and sum in fp32
+  // (framework/core/bf16.hpp); every other layer, the loss and the optimizer stay fp32.
+  Precision precision = Precision::fp32;
 };
 
 enum class ParamRole {

@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 
+#include "framework/core/bf16.hpp"
 #include "framework/core/kernels/kernels.hpp"
 
 // GCC compiles what follows for the path's instructions; clang (the sanitizer builds) ignores GCC's target
@@ -70,6 +71,41 @@ struct V {
     return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(b), idx),
                             _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(a - 1)));
   }
+  // ---- bf16 pairs (kernels.hpp, "bf16"), emulated: see avx512_traits.hpp ----
+  using pvec = __m256i;
+  static pvec pload(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static pvec pmaskz_load(mask m, const uint32_t* p) { return _mm256_maskload_epi32(reinterpret_cast<const int*>(p), m); }
+  static pvec pbroadcast(const uint32_t* p) { return _mm256_set1_epi32(static_cast<int32_t>(*p)); }
+  static void pstore(uint32_t* p, pvec v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static void pmask_store(uint32_t* p, mask m, pvec v) { _mm256_maskstore_epi32(reinterpret_cast<int*>(p), m, v); }
+  static __m256i bf16_high(vec x) {
+    const __m256i u = _mm256_castps_si256(x), hi_mask = _mm256_set1_epi32(static_cast<int32_t>(0xffff0000u));
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb)), hi_mask);
+    const __m256i denormal = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7f800000)), _mm256_setzero_si256());
+    r = _mm256_blendv_epi8(r, _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int32_t>(0x80000000u))), denormal);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+    return _mm256_blendv_epi8(r, _mm256_and_si256(_mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), hi_mask), nan);
+  }
+  static pvec pair(vec lo, vec hi) { return _mm256_or_si256(_mm256_srli_epi32(bf16_high(lo), 16), bf16_high(hi)); }
+  static pvec pair_adjacent(vec v0, vec v1) {
+    // packus works per 128-bit half: (v0 lo4, v1 lo4 | v0 hi4, v1 hi4) as 16-bit words; reorder the quarters.
+    const __m256i w = _mm256_packus_epi32(_mm256_srli_epi32(bf16_high(v0), 16), _mm256_srli_epi32(bf16_high(v1), 16));
+    return _mm256_permute4x64_epi64(w, 0xd8);
+  }
+  static vec dp(vec acc, pvec a, pvec b) {
+    const __m256i hi = _mm256_set1_epi32(static_cast<int32_t>(0xffff0000u));
+    const vec a1 = _mm256_castsi256_ps(_mm256_and_si256(a, hi)), b1 = _mm256_castsi256_ps(_mm256_and_si256(b, hi));
+    const vec a0 = _mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), b0 = _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));
+    return _mm256_fmadd_ps(a0, b0, _mm256_fmadd_ps(a1, b1, acc));
+  }
+  struct FlushScope {
+    unsigned saved = _mm_getcsr();
+    FlushScope() { _mm_setcsr(saved | 0x8040u); }
+    ~FlushScope() { _mm_setcsr(saved); }
+    FlushScope(const FlushScope&) = delete;
+    FlushScope& operator=(const FlushScope&) = delete;
+  };
 };
 }  // namespace stride::kernels::avx2
 

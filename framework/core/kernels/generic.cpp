@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "framework/core/bf16.hpp"
 #include "framework/core/kernels/kernels.hpp"
 
 namespace stride::kernels::generic {
@@ -52,6 +53,19 @@ struct V {
   static mask take(vec v, vec best, mask m) { return m && (v > best || v != v); }
   static vec select(mask m, vec a, vec b) { return m ? a : b; }
   static ivec iselect(mask m, ivec a, ivec b) { return m ? a : b; }
+  // ---- bf16 pairs: bf16.hpp's scalar definitions (explicit flushes, so no MXCSR state is needed) ----
+  using pvec = uint32_t;
+  static pvec pload(const uint32_t* p) { return *p; }
+  static pvec pmaskz_load(mask m, const uint32_t* p) { return m ? *p : 0u; }
+  static pvec pbroadcast(const uint32_t* p) { return *p; }
+  static void pstore(uint32_t* p, pvec v) { *p = v; }
+  static void pmask_store(uint32_t* p, mask m, pvec v) {
+    if (m) *p = v;
+  }
+  static pvec pair(vec lo, vec hi) { return bf16_pair(lo, hi); }
+  static pvec pair_adjacent(vec v0, vec v1) { return bf16_pair(v0, v1); }
+  static vec dp(vec acc, pvec a, pvec b) { return dpbf16_step(acc, a, b); }
+  struct FlushScope {};
 };
 }  // namespace stride::kernels::generic
 

@@ -564,10 +564,213 @@ double fma_probe(int64_t iterations) {
   return static_cast<double>(iterations) * N * L * 2.0;
 }
 
+// ---- bf16 (kernels.hpp, "bf16") -------------------------------------------------------------------------------
+// The same register tiles and loops as rows_gemm, with a bf16 dot-product step (two multiply-adds per lane)
+// where rows_gemm has an FMA: pair k of row i of A broadcast, pair k of NV vectors of B loaded.
+template <int MR, int NV, bool Tail>
+void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* const* arows, const uint32_t* b,
+                    const int64_t* boff, int64_t ldb, int64_t j0, int last, float* c, int64_t ldc, Start init,
+                    const float* bias) {
+  const mask tail = V::lanes(0, last);
+  vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const bool t = Tail && v == NV - 1;
+      if (init == Start::row_bias)
+        acc[i][v] = V::broadcast(bias + i);
+      else if (init == Start::col_bias)
+        acc[i][v] = t ? V::maskz_loadu(tail, bias + v * L) : V::loadu(bias + v * L);
+      else if (init == Start::accumulate)
+        acc[i][v] = t ? V::maskz_loadu(tail, c + i * ldc + v * L) : V::loadu(c + i * ldc + v * L);
+      else
+        acc[i][v] = V::zero();
+    }
+  for (int64_t k = 0; k < kc; ++k) {
+    const uint32_t* bk = (boff ? b + boff[k] : b + k * ldb) + j0;
+    typename V::pvec bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = (Tail && v == NV - 1) ? V::pmaskz_load(tail, bk + v * L) : V::pload(bk + v * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      // (a is null when the rows are read in place: no offset is applied to it then.)
+      const typename V::pvec ai = V::pbroadcast(arows ? arows[i] + k : a + k * MR + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::dp(acc[i][v], ai, bv[v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      if (Tail && v == NV - 1)
+        V::mask_storeu(c + i * ldc + v * L, tail, acc[i][v]);
+      else
+        V::storeu(c + i * ldc + v * L, acc[i][v]);
+    }
+}
+
+using RowsTileBf16Fn = void (*)(int64_t, const uint32_t*, const uint32_t* const*, const uint32_t*, const int64_t*,
+                                int64_t, int64_t, int, float*, int64_t, Start, const float*);
+
+template <size_t... I>
+constexpr std::array<RowsTileBf16Fn, sizeof...(I)> rows_tiles_bf16(std::index_sequence<I...>) {
+  return {&rows_tile_bf16<static_cast<int>(I / 2 / V::NV) + 1, static_cast<int>(I / 2 % V::NV) + 1, (I % 2) == 1>...};
+}
+constexpr auto kRowsTilesBf16 = rows_tiles_bf16(std::make_index_sequence<V::MR * V::NV * 2>{});
+
+
+// Pairs of the reduction per cache block: the same bytes of B per block as rows_gemm's kKc floats.
+constexpr int64_t kKcPairs = kKc;
+
+void rows_gemm_bf16(const RowsGemmBf16& g) {
+  if (g.M <= 0 || g.N <= 0) return;
+  [[maybe_unused]] const typename V::FlushScope flush;
+  constexpr int64_t NR = V::NV * L;
+  const int64_t panels = panel_count(g.M);
+  if (g.K == 0) {
+    for (int64_t m = 0; m < g.M; ++m)
+      for (int64_t j = 0; j < g.N; ++j) {
+        float& cv = g.c[m * g.ldc + j];
+        if (g.init == Start::zero) cv = 0.0f;
+        if (g.init == Start::row_bias) cv = g.bias[m];
+        if (g.init == Start::col_bias) cv = g.bias[j];
+      }
+    return;
+  }
+  const uint32_t* arows[V::MR];
+  for (int64_t j0 = 0; j0 < g.N; j0 += NR) {
+    const int64_t cols = std::min(NR, g.N - j0);
+    const int64_t nv = (cols + L - 1) / L;
+    const int last = static_cast<int>(cols - (nv - 1) * L);
+    const int64_t tail_flag = last < L ? 1 : 0;
+    for (int64_t k0 = 0; k0 < g.K; k0 += kKcPairs) {
+      const int64_t kc = std::min(kKcPairs, g.K - k0);
+      const Start init = k0 == 0 ? g.init : Start::accumulate;
+      const uint32_t* b = g.boff ? g.b : g.b + k0 * g.ldb;
+      const int64_t* boff = g.boff ? g.boff + k0 : nullptr;
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t m0 = panel_begin(g.M, p), mr = panel_begin(g.M, p + 1) - m0;
+        const float* bias = init == Start::row_bias ? g.bias + m0 : init == Start::col_bias ? g.bias + j0 : nullptr;
+        if (g.a_rows)
+          for (int64_t i = 0; i < mr; ++i) arows[i] = g.a_rows[m0 + i] + k0;
+        kRowsTilesBf16[static_cast<size_t>(((mr - 1) * V::NV + (nv - 1)) * 2 + tail_flag)](
+            kc, g.a_rows ? nullptr : g.a_packed + m0 * g.K + k0 * mr, g.a_rows ? arows : nullptr, b, boff, g.ldb,
+            j0, last, g.c + m0 * g.ldc + j0, g.ldc, init, bias);
+      }
+    }
+  }
+}
+
+void pack_pairs(const float* lo, const float* hi, int64_t n, uint32_t* out) {
+  int64_t i = 0;
+  for (; i + L <= n; i += L) V::pstore(out + i, V::pair(V::loadu(lo + i), hi ? V::loadu(hi + i) : V::zero()));
+  if (i < n) {
+    const mask m = V::lanes(0, static_cast<int>(n - i));
+    V::pmask_store(out + i, m, V::pair(V::maskz_loadu(m, lo + i), hi ? V::maskz_loadu(m, hi + i) : V::zero()));
+  }
+}
+
+// One row of n floats as ceil(n / 2) bf16 pairs of adjacent elements (an odd n's last pair completed by 0).
+inline void row_pairs(const float* src, int64_t n, uint32_t* out) {
+  int64_t i = 0;
+  for (; i + 2 * L <= n; i += 2 * L) V::pstore(out + i / 2, V::pair_adjacent(V::loadu(src + i), V::loadu(src + i + L)));
+  for (; i < n; i += 2) out[i / 2] = bf16_pair(src[i], i + 1 < n ? src[i + 1] : 0.0f);
+}
+
+void pack_a_bf16(const float* const* rows, int64_t cs, int64_t M, int64_t K, uint32_t* dst) {
+  const int64_t KP = (K + 1) / 2;
+  const int64_t panels = panel_count(M);
+  constexpr int64_t kChunk = 256;  // pairs converted at a time (contiguous rows)
+  uint32_t row[kChunk];
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t m0 = panel_begin(M, p), mr = panel_begin(M, p + 1) - m0;
+    uint32_t* out = dst + m0 * KP;
+    for (int64_t i = 0; i < mr; ++i) {
+      const float* src = rows[m0 + i];
+      if (cs == 1) {
+        for (int64_t k0 = 0; k0 < KP; k0 += kChunk) {
+          const int64_t kn = std::min(kChunk, KP - k0);
+          row_pairs(src + 2 * k0, std::min(2 * kn, K - 2 * k0), row);
+          for (int64_t k = 0; k < kn; ++k) out[(k0 + k) * mr + i] = row[k];
+        }
+      } else {
+        for (int64_t k = 0; k < KP; ++k)
+          out[k * mr + i] = bf16_pair(src[2 * k * cs], 2 * k + 1 < K ? src[(2 * k + 1) * cs] : 0.0f);
+      }
+    }
+  }
+}
+
+void shifted_source_bf16(const ShiftedSource& s, uint32_t* out, float* tmp) {
+  const int64_t plane = s.rows * s.Q;
+  for (int64_t c2 = 0; c2 < (s.C + 1) / 2; ++c2)
+    for (int64_t si = 0; si < s.S; ++si) {
+      const int64_t c = 2 * c2;
+      copy_plane(tmp, s.src + c * s.Hs * s.Ws, s.rows, 1, -s.top, s.Hs, s.Ws, s.Q, s.sw, si * s.dw - s.left);
+      const bool odd = c + 1 < s.C;
+      if (odd)
+        copy_plane(tmp + plane, s.src + (c + 1) * s.Hs * s.Ws, s.rows, 1, -s.top, s.Hs, s.Ws, s.Q, s.sw,
+                   si * s.dw - s.left);
+      pack_pairs(tmp, odd ? tmp + plane : nullptr, plane, out + (c2 * s.S + si) * plane);
+    }
+}
+
+void im2col_bf16(const Im2col& s, uint32_t* out, float* tmp) {
+  const int64_t plane = s.P * s.Q;
+  for (int64_t c2 = 0; c2 < (s.C + 1) / 2; ++c2)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t si = 0; si < s.S; ++si) {
+        const int64_t c = 2 * c2;
+        copy_plane(tmp, s.src + c * s.Hs * s.Ws, s.P, s.sh, r * s.dh - s.top, s.Hs, s.Ws, s.Q, s.sw, si * s.dw - s.left);
+        const bool odd = c + 1 < s.C;
+        if (odd)
+          copy_plane(tmp + plane, s.src + (c + 1) * s.Hs * s.Ws, s.P, s.sh, r * s.dh - s.top, s.Hs, s.Ws, s.Q, s.sw,
+                     si * s.dw - s.left);
+        pack_pairs(tmp, odd ? tmp + plane : nullptr, plane, out + ((c2 * s.R + r) * s.S + si) * plane);
+      }
+}
+
+void transpose_pairs(const float* src, int64_t lds, int64_t K, int64_t J, uint32_t* dst, int64_t ldt) {
+  const int64_t JP = (J + 1) / 2;
+  constexpr int64_t kChunk = 256;
+  uint32_t row[kChunk];
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j0 = 0; j0 < JP; j0 += kChunk) {
+      const int64_t jn = std::min(kChunk, JP - j0);
+      row_pairs(src + k * lds + 2 * j0, std::min(2 * jn, J - 2 * j0), row);
+      for (int64_t j = 0; j < jn; ++j) dst[(j0 + j) * ldt + k] = row[j];
+    }
+  for (int64_t j = 0; j < JP; ++j)
+    for (int64_t k = K; k < ldt; ++k) dst[j * ldt + k] = 0u;
+}
+
+double dpbf16_probe(int64_t iterations) {
+  constexpr int N = V::NACC;
+  [[maybe_unused]] const typename V::FlushScope flush;
+  vec acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = V::set1(1.0f + 0.001f * static_cast<float>(i));
+  const uint32_t a_bits = bf16_pair(0.5f, 0.25f), b_bits = bf16_pair(1e-6f, -1e-6f);
+  const typename V::pvec a = V::pbroadcast(&a_bits), b = V::pbroadcast(&b_bits);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 32
+    for (int i = 0; i < N; ++i) acc[i] = V::dp(acc[i], a, b);
+  }
+  alignas(64) float sink[L];
+  vec s = acc[0];
+  for (int i = 1; i < N; ++i) s = V::add(s, acc[i]);
+  V::storeu(sink, s);
+  volatile float keep = sink[0];
+  (void)keep;
+  return static_cast<double>(iterations) * N * L * 4.0;
+}
+
 const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &wgrad_gemm,
                             &shifted_source, &im2col, &col2im_add, &transpose, &sum16,
                             &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
                             &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &max_abs_bits,
-                            &to_fixed,   &fma_probe};
+                            &to_fixed,   &fma_probe, &pack_pairs, &pack_a_bf16, &row_pairs, &rows_gemm_bf16,
+                            &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

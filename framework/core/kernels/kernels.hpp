@@ -85,6 +85,29 @@ struct Pool {
   const int32_t* first_col = nullptr;
 };
 
+// ---- bf16 (framework/core/bf16.hpp) ----------------------------------------------------------------------
+// Operands of the bf16 products are bf16 PAIRS packed in 32 bits (low half first): pair k of a row holds the
+// row's elements 2k and 2k + 1 of the reduction, as vdpbf16ps consumes them.
+//
+// C (M x N, row stride ldc) = start + A (M x 2K) B (2K x N), each output element a chain of K dpbf16 steps
+// (bf16.hpp: pair k's odd product, then its even one, each one fp32 FMA, DAZ/FTZ) over k in ascending order.
+// A is packed by pack_a_bf16; row k of B (N pairs, contiguous) starts at b + boff[k] when boff is set, else at
+// b + k * ldb. Every path computes exactly these steps, so every path gives the same bits.
+struct RowsGemmBf16 {
+  int64_t M = 0, N = 0, K = 0;  // K: pairs
+  const uint32_t* a_packed = nullptr;
+  // Instead of a_packed: row m of A as K contiguous pairs at a_rows[m] (made by row_pairs_bf16), read in
+  // place, so the weight gradient's column source needs no transposing pack.
+  const uint32_t* const* a_rows = nullptr;
+  const uint32_t* b = nullptr;
+  const int64_t* boff = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  Start init = Start::zero;
+  const float* bias = nullptr;  // row_bias: M values; col_bias: N values
+};
+
 struct KernelTable {
   Isa isa;
   int lanes;  // floats per vector register
@@ -129,6 +152,28 @@ struct KernelTable {
   void (*to_fixed)(const float* x, int64_t n, double factor, int64_t* out, bool add);
   // Runs `iterations` rounds of independent register-only FMAs; returns the FLOPs done.
   double (*fma_probe)(int64_t iterations);
+
+  // ---- bf16 ----
+  // out[j] = bf16_pair(lo[j], hi[j]) for j < n; hi == nullptr reads zeros.
+  void (*pack_pairs)(const float* lo, const float* hi, int64_t n, uint32_t* out);
+  // Packs A (M x K fp32, element (m, k) at rows[m][k * cs]) as bf16 pairs for rows_gemm_bf16: M * ceil(K/2)
+  // pairs, an odd K's last pair completed with a zero.
+  void (*pack_a_bf16)(const float* const* rows, int64_t cs, int64_t M, int64_t K, uint32_t* dst);
+  // One row of n floats as ceil(n / 2) pairs of adjacent elements (an odd n's last pair completed by 0).
+  void (*row_pairs_bf16)(const float* src, int64_t n, uint32_t* out);
+  void (*rows_gemm_bf16)(const RowsGemmBf16& g);
+  // shifted_source's and im2col's column sources as bf16 pairs over channels (channel 2c in the low half,
+  // 2c + 1 in the high half, zeros past C): out[((c2 * S + s) * rows + i) * Q + q] and
+  // out[((c2 * R + r) * S + s) * P * Q + p * Q + q] for c2 < ceil(C / 2). s.out is not used; tmp holds
+  // 2 * rows * Q (shifted) or 2 * P * Q (im2col) floats.
+  void (*shifted_source_bf16)(const ShiftedSource& s, uint32_t* out, float* tmp);
+  void (*im2col_bf16)(const Im2col& s, uint32_t* out, float* tmp);
+  // dst[j * ldt + k] = bf16_pair(src[k * lds + 2j], src[k * lds + 2j + 1]) for k < K, j < ceil(J / 2) (a
+  // column past J reads 0); dst[j * ldt + k] = 0 for K <= k < ldt.
+  void (*transpose_pairs)(const float* src, int64_t lds, int64_t K, int64_t J, uint32_t* dst, int64_t ldt);
+  // Runs `iterations` rounds of independent register-only bf16 dot-product steps; returns the FLOPs done
+  // (4 per lane per step, as vdpbf16ps counts).
+  double (*dpbf16_probe)(int64_t iterations);
 };
 
 // The table of the active path (active_isa()).
