@@ -143,7 +143,9 @@ TEST_CASE("cluster: Slurm runs cluster/slurm/train.sbatch as its comments say: 2
   };
 
   {  // sbatch cluster/slurm/train.sbatch: the defaults, 2 nodes
-    const auto [job, out] = submit(usage[0], "");
+    const auto submitted_job = submit(usage[0], "");
+    const std::string& job = submitted_job.first;
+    const std::string& out = submitted_job.second;
     INFO(out);
     CHECK(test::count(out, "epoch 30/30: loss") == 1);
     CHECK(test::count(out, "epoch 1/30 step 1/1 loss") == 1);
@@ -156,18 +158,22 @@ TEST_CASE("cluster: Slurm runs cluster/slurm/train.sbatch as its comments say: 2
     CHECK(hosts_of(work / "runs" / ("slurm-" + job)) == std::vector<std::string>{"h1", "h2"});
   }
   {  // sbatch --nodes=4 cluster/slurm/train.sbatch --epochs 30
-    const auto [job, out] = submit(usage[1], "");
+    const auto submitted_job = submit(usage[1], "");
+    const std::string& job = submitted_job.first;
+    const std::string& out = submitted_job.second;
     INFO(out);
     CHECK(test::count(out, "stride: 4 processes of 2 threads") == 1);
     check_same_params(tmp.path / "one", work / "runs" / ("slurm-" + job), usage[1]);
   }
   {  // RUN_DIR=... sbatch cluster/slurm/train.sbatch, stopped after step 12 as a time limit would, then
      // RUN_DIR=... sbatch --nodes=1 cluster/slurm/train.sbatch --resume ...: continues on 1 node
-    const auto [job1, out1] = submit(usage[2], " --stop-after-step 12");
+    const auto submitted_job1 = submit(usage[2], " --stop-after-step 12");
+    const std::string& out1 = submitted_job1.second;
     INFO(out1);
     CHECK(test::count(out1, "stride: stopped at epoch ") == 1);
     CHECK(test::count(out1, " step 12; checkpoint ") == 1);
-    const auto [job2, out2] = submit(usage[3], "");
+    const auto submitted_job2 = submit(usage[3], "");
+    const std::string& out2 = submitted_job2.second;
     INFO(out2);
     CHECK(test::count(out2, "stride: 1 process of 2 threads") == 1);
     CHECK(test::count(out2, "epoch 30/30: loss") == 1);
