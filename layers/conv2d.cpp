@@ -107,6 +107,43 @@ void fold_sample(const float* dxp, float* dx, const ConvGeom& g, const PadTables
   }
 }
 
+// The column-to-image geometry of one sample's (padded, Hp x Wp) input, for the strided input gradient.
+kernels::Im2col padded_input_geometry(const ConvGeom& g, int64_t Hp, int64_t Wp) {
+  kernels::Im2col geo;
+  geo.C = g.C;
+  geo.Hs = Hp;
+  geo.Ws = Wp;
+  geo.R = g.R;
+  geo.S = g.S;
+  geo.dh = g.dilation_h;
+  geo.dw = g.dilation_w;
+  geo.sh = g.stride_h;
+  geo.sw = g.stride_w;
+  geo.P = g.P;
+  geo.Q = g.Q;
+  return geo;
+}
+
+// Adds the batch chunks' weight and bias gradient partials (each chunk psize floats: the transposed
+// (CRS, K) weight partial, then K bias partials) into the gradients. Chunks are added in index order, per
+// element, so the sum is the same for any thread count.
+void add_chunk_partials(const float* part, int64_t chunks, int64_t psize, int64_t K, int64_t CRS, float* gw,
+                        float* gb) {
+  const int64_t wsize = K * CRS;
+  parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at CRS*K + k.
+      const int64_t src = i < wsize ? (i % CRS) * K + i / CRS : i;
+      float acc = part[src];
+      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];
+      if (i < wsize)
+        gw[i] += acc;
+      else
+        gb[i - wsize] += acc;
+    }
+  });
+}
+
 }  // namespace
 
 Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name)), opt_(options) {
@@ -511,40 +548,13 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         k.rows_gemm(gm);
         float* dxp = padded ? sc.dpadded.data() : dxn;
         std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
-        kernels::Im2col geo;
-        geo.C = g.C;
-        geo.Hs = Hp;
-        geo.Ws = Wp;
-        geo.R = g.R;
-        geo.S = g.S;
-        geo.dh = g.dilation_h;
-        geo.dw = g.dilation_w;
-        geo.sh = g.stride_h;
-        geo.sw = g.stride_w;
-        geo.P = g.P;
-        geo.Q = g.Q;
-        k.col2im_add(geo, sc.col.data(), dxp);
+        k.col2im_add(padded_input_geometry(g, Hp, Wp), sc.col.data(), dxp);
         if (padded) fold_sample(dxp, dxn, g, t);
       }
     }
   });
 
-  // Chunks are added in index order, per element, so the sum is the same for any thread count.
-  float* gw = weight_.grad.data();
-  float* gb = opt_.bias ? bias_.grad.data() : nullptr;
-  const int64_t wsize = g.K * CRS;
-  parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at CRS*K + k.
-      const int64_t src = i < wsize ? (i % CRS) * g.K + i / CRS : i;
-      float acc = part[src];
-      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];
-      if (i < wsize)
-        gw[i] += acc;
-      else
-        gb[i - wsize] += acc;
-    }
-  });
+  add_chunk_partials(part, chunks, psize, g.K, CRS, weight_.grad.data(), opt_.bias ? bias_.grad.data() : nullptr);
 }
 
 // ---- bf16 -------------------------------------------------------------------------------------------------
@@ -843,38 +853,13 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
         k.rows_gemm_bf16(gm);
         float* dxp = padded ? sc.dpadded.data() : dxn;
         std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
-        kernels::Im2col geo;
-        geo.C = g.C;
-        geo.Hs = Hp;
-        geo.Ws = Wp;
-        geo.R = g.R;
-        geo.S = g.S;
-        geo.dh = g.dilation_h;
-        geo.dw = g.dilation_w;
-        geo.sh = g.stride_h;
-        geo.sw = g.stride_w;
-        geo.P = g.P;
-        geo.Q = g.Q;
-        k.col2im_add(geo, sc.col.data(), dxp);
+        k.col2im_add(padded_input_geometry(g, Hp, Wp), sc.col.data(), dxp);
         if (padded) fold_sample(dxp, dxn, g, t);
       }
     }
   });
 
-  float* gw = weight_.grad.data();
-  float* gb = opt_.bias ? bias_.grad.data() : nullptr;
-  const int64_t wsize = g.K * CRS;
-  parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t src = i < wsize ? (i % CRS) * g.K + i / CRS : i;
-      float acc = part[src];
-      for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];
-      if (i < wsize)
-        gw[i] += acc;
-      else
-        gb[i - wsize] += acc;
-    }
-  });
+  add_chunk_partials(part, chunks, psize, g.K, CRS, weight_.grad.data(), opt_.bias ? bias_.grad.data() : nullptr);
 }
 
 }  // namespace stride
