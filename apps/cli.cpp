@@ -58,6 +58,20 @@ int exit_code(const std::exception& e) { return dynamic_cast<const UsageError*>(
 
 std::string one_line(const std::string& message) { return echo(message, 2000); }
 
+std::string message_lines(const std::string& message) {
+  std::string out;
+  size_t start = 0, lines = 0;
+  while (start <= message.size() && out.size() < 2000 && lines < 50) {
+    size_t end = message.find('\n', start);
+    if (end == std::string::npos) end = message.size();
+    if (lines++ > 0) out.push_back('\n');
+    out.append(echo(std::string_view(message).substr(start, end - start), 2000 - out.size()));
+    start = end + 1;
+  }
+  if (start < message.size()) out += "\n... (" + std::to_string(message.size()) + " bytes in all)";
+  return out;
+}
+
 std::unique_ptr<ThreadLimit> limit_threads(int64_t requested) {
   if (requested < 0) throw UsageError("--threads: expected >= 0, got " + std::to_string(requested));
   if (requested == 0) return nullptr;

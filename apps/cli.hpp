@@ -25,6 +25,9 @@ bool parse_options(int argc, char** argv, const po::options_description& options
 int exit_code(const std::exception& e);
 // An error message as one line on stderr: control and non-ASCII bytes escaped, at most 2000 characters.
 std::string one_line(const std::string& message);
+// The same for a message whose lines were meant (a list of differences): each line escaped, the line breaks
+// kept; at most 50 lines and 2000 characters in all.
+std::string message_lines(const std::string& message);
 
 // --threads N: nullptr for 0 (all cores); above the hardware's thread count it is capped there with a
 // warning on stderr (more threads only add scratch buffers); negative is a UsageError.

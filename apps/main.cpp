@@ -67,13 +67,14 @@ int main(int argc, char** argv) {
     usage(std::cerr);
     return 2;
   }
-  // Every error ends here, once: one line on stderr, exit 2 for a usage error, 1 for anything else.
+  // Every error ends here, once, on stderr (a message of several lines, such as the settings a resume
+  // contradicts, as lines): exit 2 for a usage error, 1 for anything else.
   try {
     return it->second.run(argc - 1, argv + 1);
   } catch (const std::bad_alloc&) {
     return session->fail("out of memory (an allocation failed that the memory plan did not foresee)", 1);
   } catch (const std::exception& e) {
-    return session->fail(stride::app::one_line(e.what()), stride::app::exit_code(e));
+    return session->fail(stride::app::message_lines(e.what()), stride::app::exit_code(e));
   } catch (...) {
     return session->fail("unknown exception", 1);
   }

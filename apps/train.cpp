@@ -153,12 +153,22 @@ int train(int argc, char** argv) {
        "steps), none, or auto: a bar on a terminal, lines when stdout is a file or under mpirun/srun")
       ("no-progress", po::bool_switch(), "the same as --progress none")
       ("config", po::value(&config_file), "run config file (key = value lines with these option names)")
-      ("resume", po::value(&c.resume), "continue the run in RUN_DIR (its newest good checkpoint) or from FILE.h5; give the same flags")
+      ("resume", po::value(&c.resume),
+       "continue the run in RUN_DIR (its newest good checkpoint) or from FILE.h5 with the checkpoint's settings "
+       "(model, data, batch, epochs, optimizer, schedule, precision, seed, augmentation, checkpoint cadence...); "
+       "flags given must agree with them where they change the numbers (--data may name another copy of the "
+       "data; a larger --epochs extends a finished run unless the schedule is cosine); --threads, --progress and "
+       "--comm-* are this process's own")
       ("overwrite", po::bool_switch(&c.overwrite), "replace the run already in --out (its metrics.jsonl, checkpoints/ and final.h5)")
       ("on-nan", po::value(&c.on_nan)->default_value(c.on_nan), "a NaN/Inf loss or gradient: stop (with the step and layer) | skip-batch (no update for that step)")
       ("max-memory", po::value(&max_memory), kMaxMemoryHelp)
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0), "steps between checkpoints in RUN_DIR/checkpoints (0 = off)")
       ("checkpoint-epochs", po::value(&c.checkpoint_epochs)->default_value(1), "epochs between checkpoints (0 = off)")
+      ("checkpoint-minutes", value_with_default(&c.checkpoint_minutes),
+       "minutes of wall-clock time between checkpoints (0 = off), decided by rank 0's clock at a step boundary "
+       "for every process, so a failure loses at most that much work. The triggers add up: a checkpoint is written "
+       "when any of --checkpoint-every, --checkpoint-epochs or --checkpoint-minutes says so, and each one restarts "
+       "the minutes. Results never depend on it")
       ("keep", po::value(&c.keep)->default_value(3), "checkpoints to keep in RUN_DIR/checkpoints")
       ("stop-after-step", po::value(&c.stop_after_step)->default_value(0), "act as if SIGTERM arrived after this global step (tests)")
       ("comm-timeout", value_with_default(&comm_timeout),
@@ -170,7 +180,7 @@ int train(int argc, char** argv) {
   po::variables_map vm;
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride train --model NAME|SPEC --data DIR|FILE.h5 [options]\n"
-                     "       stride train --resume RUN_DIR|FILE.h5 [the same options]\n"
+                     "       stride train --resume RUN_DIR|FILE.h5 [--data DIR|FILE.h5] [options]\n"
                      "       mpirun -np P stride train ...   (or srun --mpi=pmix stride train ...)\n"
                      "Trains on all cores; writes RUN_DIR/metrics.jsonl, checkpoints in RUN_DIR/checkpoints and\n"
                      "RUN_DIR/final.h5. SIGTERM or Ctrl-C finishes the step, writes a checkpoint and prints the resume\n"
@@ -182,6 +192,14 @@ int train(int argc, char** argv) {
                      nullptr, /*allow_config=*/true))
     return 0;
   c.optimizer.decay_all = !vm["no-decay-bias-bn"].as<bool>();
+  // A resume takes every setting not given here from its checkpoint.
+  if (!c.resume.empty()) {
+    c.given.emplace();
+    for (const auto& [name, value] : vm)
+      if (!value.defaulted()) c.given->insert(name);
+  }
+  // Tests of --checkpoint-minutes: a clock that counts seconds per step instead of reading the wall clock.
+  if (const char* s = std::getenv("STRIDE_TEST_STEP_SECONDS")) c.test_step_seconds = std::strtod(s, nullptr);
   c.progress = progress_display(progress, vm["no-progress"].as<bool>() && last_of(argc, argv, {"--progress", "--no-progress"}) != "--progress");
   try {
     c.precision = parse_precision(precision, "--precision");

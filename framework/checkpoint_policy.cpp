@@ -22,7 +22,17 @@ CheckpointPolicy::CheckpointPolicy(const TrainConfig& config, RunIdentity identi
       dir_(config.out),
       every_steps_(config.checkpoint_every),
       every_epochs_(config.checkpoint_epochs),
-      keep_(config.keep) {}
+      keep_(config.keep),
+      every_seconds_(config.checkpoint_minutes * 60),
+      test_step_seconds_(config.test_step_seconds) {}
+
+bool CheckpointPolicy::due_by_clock(int64_t step) const {
+  if (!(every_seconds_ > 0)) return false;
+  if (test_step_seconds_ > 0) {
+    return static_cast<double>(step - last_step_) * test_step_seconds_ >= every_seconds_;
+  }
+  return RunClock::since(last_time_) >= every_seconds_;
+}
 
 Checkpoint CheckpointPolicy::make(const RunPosition& next) const {
   // A checkpoint is only ever of finite weights, so the newest one is always a good one to go back to.
@@ -52,6 +62,9 @@ Checkpoint CheckpointPolicy::make(const RunPosition& next) const {
 }
 
 void CheckpointPolicy::save(const RunPosition& next, bool required) {
+  // Every attempt restarts the minutes, a failed one too: a full disk is not retried at every step.
+  last_time_ = RunClock::Clock::now();
+  last_step_ = next.step;
   metrics_.flush();
   const auto t0 = RunClock::Clock::now();
   try {

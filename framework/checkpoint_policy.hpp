@@ -44,6 +44,15 @@ class CheckpointPolicy {
   bool due_after_epoch(int64_t epoch, int64_t step) const {
     return due_after_step(step) || (every_epochs_ && (epoch + 1) % every_epochs_ == 0);
   }
+  // Whether --checkpoint-minutes have passed since the last checkpoint (or the start of this process) on this
+  // process's clock, `step` being the global steps done (the test clock, TrainConfig::test_step_seconds,
+  // counts steps). Only process 0's answer counts: the trainer shares it with every process.
+  bool due_by_clock(int64_t step) const;
+  // The minutes count from now, at global step `step` (the start of training in this process).
+  void start_clock(int64_t step) {
+    last_time_ = RunClock::Clock::now();
+    last_step_ = step;
+  }
   // Saves RUN_DIR/checkpoints/step-<step>.h5 (keeping the newest --keep) after flushing metrics.jsonl, which
   // must hold every line the checkpoint has seen before the checkpoint exists.
   void save(const RunPosition& next, bool required);
@@ -64,6 +73,9 @@ class CheckpointPolicy {
   std::ostream& log_;
   CheckpointDir dir_;
   int64_t every_steps_, every_epochs_, keep_;
+  double every_seconds_, test_step_seconds_;
+  RunClock::Clock::time_point last_time_ = RunClock::Clock::now();  // of the last checkpoint (or the start)
+  int64_t last_step_ = 0;
   std::string last_path_;
   double seconds_ = 0;
 };

@@ -32,7 +32,8 @@ RunData open_run_data(const TrainConfig& config) {
 
 RunModel build_run_model(const TrainConfig& config, const RunData& data) {
   const DatasetInfo& train = data.train->info();
-  ModelSource source = resolve_model(config.model);
+  ModelSource source = config.model_spec.empty() ? resolve_model(config.model)
+                                                 : ModelSource{config.model_spec, "model '" + echo(config.model) + "' (the checkpoint's spec)"};
   Network net = build_network(source.text, Shape{train.channels, train.height, train.width}, source.where);
   std::string spec = spec_with_input(source.text, net.input_shape());
   // The whole run's memory, from shapes, before the first allocation: layer buffers grow to the larger of a
@@ -113,10 +114,12 @@ std::optional<ResumePoint> find_resume(const TrainConfig& config) {
 
 namespace {
 
-// The model first: a different model is the likeliest mistake, and the settings would differ too.
+// Every difference at once, one line each, so a resume that contradicts its checkpoint is fixed in one go.
+// The model first: a different model is the likeliest mistake.
 void check_same_run(const Checkpoint& ck, const std::string& where, const TrainConfig& config,
                     const RunIdentity& identity, const Optimizer& optimizer) {
   check_json_depth(ck.model_spec, where + ": attribute model_spec");
+  std::vector<std::string> diffs;
   const json stored_spec = json::parse(ck.model_spec, nullptr, false);
   const json spec = json::parse(identity.model_spec, nullptr, false);
   if (stored_spec != spec) {
@@ -124,26 +127,33 @@ void check_same_run(const Checkpoint& ck, const std::string& where, const TrainC
     const json patch = json::diff(stored_spec, spec);
     for (size_t i = 0; i < patch.size() && i < 3; ++i)
       what += std::string(i ? ", " : "") + patch[i]["op"].get<std::string>() + " " + echo(patch[i]["path"].get<std::string>());
-    throw UsageError(where + ": the checkpoint's model differs from --model " + echo(config.model) + " (" + what +
-                      "); resume with the checkpoint's model, or use --init to start a new run from its weights");
+    const json stored_config = json::parse(ck.run_config, nullptr, false);
+    const std::string stored_model = stored_config.is_object() && stored_config.contains("model")
+                                         ? echo(stored_config["model"].dump()) : std::string("another model");
+    diffs.push_back("--model: given \"" + echo(config.model) + "\", the checkpoint has " + stored_model +
+                    " (the specs differ: " + what + ")");
   }
-  if (ck.seed != config.seed)
-    throw UsageError(where + ": --seed: this run has " + std::to_string(config.seed) + ", the checkpoint " +
-                      std::to_string(ck.seed));
-  if (ck.optimizer_kind != optimizer.kind())
-    throw UsageError(where + ": --optimizer: this run has \"" + optimizer.kind() + "\", the checkpoint \"" +
-                      echo(ck.optimizer_kind) + "\" (use --init to start from its weights with a fresh optimizer)");
-  std::vector<std::string> diffs;
   try {
-    diffs = run_config_differences(ck.run_config, identity.run_config);
+    for (std::string& d : run_config_differences(ck.run_config, identity.run_config)) diffs.push_back(std::move(d));
   } catch (const IoError& e) {
     throw IoError(where + ": " + e.what());
   }
+  // The root attributes say it too (and are all an old run_config may lack).
+  auto reported = [&](const std::string& flag) {
+    for (const auto& d : diffs)
+      if (d.rfind(flag + ":", 0) == 0) return true;
+    return false;
+  };
+  if (ck.seed != config.seed && !reported("--seed"))
+    diffs.push_back("--seed: given " + std::to_string(config.seed) + ", the checkpoint has " + std::to_string(ck.seed));
+  if (ck.optimizer_kind != optimizer.kind() && !reported("--optimizer"))
+    diffs.push_back("--optimizer: given \"" + optimizer.kind() + "\", the checkpoint has \"" + echo(ck.optimizer_kind) + "\"");
   if (!diffs.empty()) {
     std::string text;
     for (const auto& d : diffs) text += "\n  " + d;
-    throw UsageError(where + ": cannot resume with different settings (pass the checkpoint's, or use --init to "
-                      "start a new run from its weights):" + text);
+    throw UsageError(where + ": cannot resume with settings that differ from the checkpoint's (leave these flags out "
+                     "to continue with the checkpoint's, or start a new run from its weights with --init " + where +
+                     "):" + text);
   }
   if (ck.norm_mean != identity.normalization.mean || ck.norm_std != identity.normalization.stddev)
     throw ConfigError(where + ": the training data differs from the checkpoint's (its per-channel mean/std do not "

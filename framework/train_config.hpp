@@ -2,6 +2,8 @@
 // The settings of one `stride train` run, as the command line and config files give them.
 #include <csignal>
 #include <cstdint>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,9 @@ enum class ProgressDisplay { automatic, bar, lines, none };
 
 struct TrainConfig {
   std::string model = "lenet5";  // zoo name or spec file
+  // The spec JSON itself, used instead of resolving `model` when set: a resume without --model takes the
+  // checkpoint's spec, so a spec file that has moved or changed since does not matter.
+  std::string model_spec;
   std::string data;              // CIFAR-10 / IDX directory or HDF5 file
   std::string out = "runs/latest";  // empty with `resume`: the run directory of the checkpoint
   int64_t epochs = 5;            // total, counting epochs done before a resume
@@ -52,6 +57,11 @@ struct TrainConfig {
 
   // Checkpoints (docs/checkpoint.md): RUN_DIR/checkpoints/step-<step>.h5, the newest `keep` kept.
   std::string resume;              // continue from this run directory or checkpoint file
+  // With `resume`: the options the command line (or --config) gave, by name without "--" ("lr", "batch").
+  // Every other setting comes from the checkpoint (with_stored_settings, framework/run_config.hpp); the
+  // given ones must agree with it where they change the numbers. Unset (a library caller that repeats the
+  // whole recipe): every setting is as given here.
+  std::optional<std::set<std::string>> given;
   // `out` holding another run (checkpoints or a final.h5) is an error unless `resume` continues it or
   // `overwrite` is set, which deletes that run's metrics.jsonl, checkpoints/ and final.h5 first.
   bool overwrite = false;
@@ -60,11 +70,18 @@ struct TrainConfig {
   std::string on_nan = "stop";
   int64_t checkpoint_every = 0;    // steps between checkpoints (0 = none by steps)
   int64_t checkpoint_epochs = 1;   // epochs between checkpoints (0 = none by epochs)
+  // Minutes of wall-clock time between checkpoints (0 = none by time), decided by process 0's clock at a
+  // step boundary and shared with every process, so a failure loses at most that much work. Every checkpoint,
+  // whatever triggered it, restarts the count. 5: see docs/checkpoint.md ("When checkpoints are written").
+  double checkpoint_minutes = 5;
   int64_t keep = 3;
   // Polled between steps; when it becomes non-zero the run finishes the step, writes a checkpoint and
   // returns with TrainResult::stopped (set by the SIGTERM/SIGINT handler of `stride train`).
   const volatile std::sig_atomic_t* stop_flag = nullptr;
   int64_t stop_after_step = 0;     // tests: behave as if stopped by a signal right after this global step
+  // Tests (STRIDE_TEST_STEP_SECONDS): when > 0, the --checkpoint-minutes clock counts this many seconds per
+  // step instead of reading the wall clock, so a test of the cadence cannot be broken by a busy machine.
+  double test_step_seconds = 0;
 };
 
 // Throws ConfigError naming the flag and the value for settings that cannot start a run.

@@ -43,6 +43,8 @@ void validate(const TrainConfig& c) {
   if (c.data.empty()) throw UsageError("--data: required (a CIFAR-10 or IDX directory, or an HDF5 file)");
   if (c.checkpoint_every < 0 || c.checkpoint_epochs < 0)
     throw UsageError("--checkpoint-every/--checkpoint-epochs: expected >= 0");
+  if (!(c.checkpoint_minutes >= 0) || !std::isfinite(c.checkpoint_minutes))
+    throw UsageError("--checkpoint-minutes: expected a number of minutes >= 0, got " + std::to_string(c.checkpoint_minutes));
   if (c.keep < 1) throw UsageError("--keep: expected a value >= 1, got " + std::to_string(c.keep));
   if (!c.resume.empty() && !c.init_weights.empty())
     throw UsageError("--resume and --init: give one (--resume continues a run, --init starts a new one from weights)");
@@ -84,7 +86,7 @@ TrainConfig with_run_dir(TrainConfig config, const std::optional<ResumePoint>& r
 
 class Trainer {
  public:
-  Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& reducer);
+  Trainer(const TrainConfig& config, std::optional<ResumePoint> resume, std::ostream& log, GradientReducer& reducer);
   TrainResult run();
 
  private:
@@ -93,6 +95,9 @@ class Trainer {
   // Tests, logs and checkpoints the end of epoch `epoch`; false when a stop request ends the run there.
   bool finish_epoch(int64_t epoch, int64_t first);
   bool stop_requested();
+  // Whether --checkpoint-minutes make this step boundary a checkpoint: process 0's clock decides, and every
+  // process gets its answer through the reducer, so they all agree whatever their clocks say.
+  bool minutes_due();
   // Several processes: every one starts from process 0's parameters and optimizer state, and from the same
   // run (settings, data normalization, position), checked by checksum.
   void start_together();
@@ -122,8 +127,9 @@ class Trainer {
   TrainResult result_;
 };
 
-Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& reducer)
-    : resume_(find_resume(config)),
+Trainer::Trainer(const TrainConfig& config, std::optional<ResumePoint> resume, std::ostream& log,
+                 GradientReducer& reducer)
+    : resume_(std::move(resume)),
       config_(with_run_dir(config, resume_)),
       log_(log),
       reducer_(reducer),
@@ -158,6 +164,7 @@ Trainer::Trainer(const TrainConfig& config, std::ostream& log, GradientReducer& 
   metrics_->progress() = start_.progress;
   metrics_->set_run_shape(reducer_.processes(), config_.micro_batch, config_.hosts);
   checkpoints_ = std::make_unique<CheckpointPolicy>(config_, identity_, model_.net, *optimizer_, *metrics_, clock_, log_);
+  checkpoints_->start_clock(step_);
   result_.run_dir = config_.out;
   result_.metrics_path = metrics_->path();
   result_.test_accuracy = start_.progress.test_accuracy;
@@ -209,6 +216,11 @@ bool Trainer::stop_requested() {
   // A signal may reach the processes of a data-parallel run between different steps: they stop together.
   const bool signalled = reducer_.any(config_.stop_flag && *config_.stop_flag != 0);
   return signalled || (config_.stop_after_step > 0 && step_ == config_.stop_after_step);
+}
+
+bool Trainer::minutes_due() {
+  if (!(config_.checkpoint_minutes > 0)) return false;
+  return reducer_.any(writes_ && checkpoints_->due_by_clock(step_));
 }
 
 // A step whose loss or gradients were not finite made no update. --on-nan stop (and weights that are already
@@ -302,7 +314,8 @@ bool Trainer::run_epoch(int64_t epoch, int64_t first) {
     // A checkpoint due at the epoch's last step waits for the test evaluation, so it is taken at the boundary.
     if (s + 1 == steps_per_epoch_) break;
     const bool stop = stop_requested();
-    if (writes_ && (stop || checkpoints_->due_after_step(step_)))
+    const bool timed = minutes_due();
+    if (writes_ && (stop || timed || checkpoints_->due_after_step(step_)))
       checkpoints_->save(RunPosition{epoch, (s + 1) * batch, step_}, stop);
     if (stop) return false;
   }
@@ -318,7 +331,8 @@ bool Trainer::finish_epoch(int64_t epoch, int64_t first) {
   result_.test_accuracy = test.accuracy();
   const bool last = epoch + 1 == config_.epochs;
   const bool stop = stop_requested();
-  if (writes_ && (stop || last || checkpoints_->due_after_epoch(epoch, step_)))
+  const bool timed = minutes_due();
+  if (writes_ && (stop || last || timed || checkpoints_->due_after_epoch(epoch, step_)))
     checkpoints_->save(RunPosition{epoch + 1, 0, step_}, stop || last);
   return !stop || last;
 }
@@ -326,10 +340,13 @@ bool Trainer::finish_epoch(int64_t epoch, int64_t first) {
 }  // namespace
 
 TrainResult train(const TrainConfig& config, std::ostream& log, GradientReducer& reducer) {
-  validate(config);
-  TrainConfig resolved = config;
-  resolved.micro_batch = resolve_micro_batch(config.batch, config.micro_batch, reducer.processes());
-  return Trainer(resolved, log, reducer).run();
+  // The checkpoint first: a resume takes the settings it was not given from there, and a missing or corrupt
+  // checkpoint fails before any data is read.
+  std::optional<ResumePoint> resume = find_resume(config);
+  TrainConfig resolved = resume ? with_stored_settings(config, resume->checkpoint, resume->path) : config;
+  validate(resolved);
+  resolved.micro_batch = resolve_micro_batch(resolved.batch, resolved.micro_batch, reducer.processes());
+  return Trainer(resolved, std::move(resume), log, reducer).run();
 }
 
 TrainResult train(const TrainConfig& config, std::ostream& log) {

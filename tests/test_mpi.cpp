@@ -220,7 +220,8 @@ TEST_CASE("mpi: bf16 training: P = 2 bitwise one process; a bf16 checkpoint resu
   same.require_ok();
   CHECK_FALSE(test::contains(same.output, "continues in"));
   check_same(want, outcome_of(tmp.path / "half"), "bf16 resumed with 1 process");
-  const MpiRun other = MpiRun::single(args + " --threads 2 --resume " + (tmp / "switch"));
+  // Without --precision a resume keeps the checkpoint's; --precision fp32 switches, and says so.
+  const MpiRun other = MpiRun::single(args + " --precision fp32 --threads 2 --resume " + (tmp / "switch"));
   other.require_ok();
   CHECK(test::contains(other.output, "the checkpoint was trained in bf16; this run continues in fp32 from its fp32 "
                                      "master weights"));

@@ -333,22 +333,25 @@ TEST_CASE("resume: a different model, optimizer or setting is refused with what 
   auto with = [&](const std::string& changes) { return train_args(tmp, "sgd", 2, 160, "--checkpoint-every 4 " + changes); };
   auto r = run(with("--optimizer adam") + "--resume " + out);
   CHECK(r.exit_code == 2);  // the flags contradict the checkpoint: a usage error
-  CHECK(r.output.find("--optimizer: this run has \"adam\", the checkpoint \"sgd\" (use --init") != std::string::npos);
+  CHECK(r.output.find("\n  --optimizer: given \"adam\", the checkpoint has \"sgd\"") != std::string::npos);
+  CHECK(r.output.find("start a new run from its weights with --init") != std::string::npos);
+  // Every difference at once, one per line (printed as lines, not as "\n" escapes).
   r = run(with("--lr 0.1 --batch 32") + "--resume " + out);
   CHECK(r.exit_code == 2);  // the flags contradict the checkpoint: a usage error
-  CHECK(r.output.find("cannot resume with different settings") != std::string::npos);
-  CHECK(r.output.find("--batch: this run has 32, the checkpoint 16") != std::string::npos);
-  CHECK(r.output.find("--lr: this run has 0.1, the checkpoint 0.05") != std::string::npos);
+  CHECK(r.output.find("cannot resume with settings that differ from the checkpoint's") != std::string::npos);
+  CHECK(r.output.find("\n  --batch: given 32, the checkpoint has 16\n") != std::string::npos);
+  CHECK(r.output.find("\n  --lr: given 0.1, the checkpoint has 0.05") != std::string::npos);
+  CHECK(r.output.find("\\n") == std::string::npos);
   r = run(with("--epochs 3") + "--resume " + out);
   CHECK(r.exit_code == 2);  // the flags contradict the checkpoint: a usage error
-  CHECK(r.output.find("--epochs (the cosine schedule anneals over all epochs): this run has 3, the checkpoint 2") !=
+  CHECK(r.output.find("--epochs: given 3, the checkpoint has 2 (the cosine schedule anneals over all epochs") !=
         std::string::npos);
   r = run(with("--model lenet5") + "--resume " + out);
   CHECK(r.exit_code == 2);  // the flags contradict the checkpoint: a usage error
-  CHECK(r.output.find("the checkpoint's model differs from --model lenet5") != std::string::npos);
+  CHECK(r.output.find("--model: given \"lenet5\", the checkpoint has ") != std::string::npos);
   r = run(args + "--resume " + out + " --seed 2");
   CHECK(r.exit_code == 2);  // the flags contradict the checkpoint: a usage error
-  CHECK(r.output.find("--seed: this run has 2, the checkpoint 1") != std::string::npos);
+  CHECK(r.output.find("--seed: given 2, the checkpoint has 1") != std::string::npos);
   r = run(args + "--resume " + out + " --init " + files[0]);
   CHECK(r.exit_code == 2);  // flags that contradict each other: a usage error
   CHECK(r.output.find("--resume and --init") != std::string::npos);

@@ -202,7 +202,7 @@ TEST_CASE("the run-config table: --micro-batch must match on resume, and a check
   c.micro_batch = 16;
   const std::string micro = run_config_json(c, s, "none", 100);
   CHECK(run_config_differences(whole, micro) ==
-        std::vector<std::string>{"--micro-batch: this run has 16, the checkpoint 64"});
+        std::vector<std::string>{"--micro-batch: given 16, the checkpoint has 64"});
   nlohmann::json old = nlohmann::json::parse(whole);
   old.erase("micro_batch");  // written before the setting existed: one micro-batch per step
   CHECK(run_config_differences(old.dump(), whole).empty());
@@ -216,7 +216,7 @@ TEST_CASE("the run-config table: --micro-batch must match on resume, and a check
   c.seed = 4;
   c.hosts = {"a", "b"};
   CHECK(run_config_differences(whole, run_config_json(c, s, "none", 100)) ==
-        std::vector<std::string>{"--seed: this run has 4, the checkpoint 1"});
+        std::vector<std::string>{"--seed: given 4, the checkpoint has 1"});
   const auto stored = nlohmann::json::parse(run_config_json(c, s, "none", 100));
   CHECK(stored["processes"] == 2);
   CHECK(stored["hosts"] == nlohmann::json::array({"a", "b"}));
@@ -261,7 +261,7 @@ TEST_CASE("stride train --micro-batch 16 trains like one micro-batch of 64 on a 
                                   " --epochs 2 --limit-train 640 --limit-test 100 --batch 64 --no-progress "
                                   "--micro-batch 32 --resume " + (dir / "64"));
   CHECK(r.exit_code != 0);
-  CHECK(test::contains(r.output, "--micro-batch: this run has 32, the checkpoint 64"));
+  CHECK(test::contains(r.output, "--micro-batch: given 32, the checkpoint has 64"));
 }
 
 TEST_CASE("ghost batch norm: each micro-batch normalized alone, running statistics updated once per step") {
