@@ -71,7 +71,10 @@ std::string train_args(const ResumeTempDir& tmp, const std::string& optimizer, i
 }
 
 // Every dataset of two checkpoints bitwise, and the position and progress they record.
-void check_same_state(const std::string& a_path, const std::string& b_path, bool tiny_model = true) {
+// `cadence_may_differ`: the runs wrote checkpoints at different times (run_config records when), which changes
+// none of the numbers.
+void check_same_state(const std::string& a_path, const std::string& b_path, bool tiny_model = true,
+                      bool cadence_may_differ = false) {
   const Checkpoint a = read_checkpoint(a_path), b = read_checkpoint(b_path);
   CHECK(a.step == b.step);
   CHECK(a.epoch == b.epoch);
@@ -80,7 +83,16 @@ void check_same_state(const std::string& a_path, const std::string& b_path, bool
   CHECK(a.optimizer_steps == b.optimizer_steps);
   CHECK(a.progress.test_accuracy == b.progress.test_accuracy);
   CHECK(a.progress.test_loss == b.progress.test_loss);
-  CHECK(a.run_config == b.run_config);
+  if (cadence_may_differ) {
+    json ja = json::parse(a.run_config), jb = json::parse(b.run_config);
+    for (const char* k : {"checkpoint_every", "checkpoint_epochs", "checkpoint_minutes", "keep"}) {
+      ja.erase(k);
+      jb.erase(k);
+    }
+    CHECK(ja == jb);
+  } else {
+    CHECK(a.run_config == b.run_config);
+  }
   REQUIRE(a.params.size() == b.params.size());
   if (tiny_model) CHECK(a.params.count("bn1/running_mean") == 1);
   for (const auto& [key, arr] : a.params) {
@@ -437,4 +449,74 @@ TEST_CASE("resume: checkpoints that hit a full disk (RLIMIT_FSIZE) warn, the fin
   CHECK(read_checkpoint(out + "/final.h5").params.at("ip1/weight").values == before.params.at("ip1/weight").values);
   for (const auto& dir : {fs::path(out), fs::path(out) / "checkpoints"})
     for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
+}
+
+// Issue 18: restart scripts know only the run directory. PyTorch users keep a recipe in a script; stride keeps it
+// in the checkpoint, as Caffe's snapshot keeps the solver state and `caffe train --snapshot` needs nothing else.
+TEST_CASE("resume: --resume RUN_DIR alone continues with the checkpoint's settings, bitwise; process flags may differ") {
+  if (!have_data()) return;
+  ResumeTempDir tmp;
+  // Non-default settings throughout, so a default taken in place of a stored one would show.
+  const std::string args = train_args(tmp, "sgd", 2, 160, "--seed 7 --schedule step --step-size 1 --gamma 0.5 "
+                                                          "--augment crop-flip --micro-batch 8") +
+                           "--nesterov --checkpoint-every 4 --keep 10 ";
+  REQUIRE(run(args + "--out " + tmp / "full").exit_code == 0);
+  for (const char* name : {"alone", "process-flags"}) {
+    const std::string which = name;
+    CAPTURE(which);
+    const std::string out = tmp / which;
+    REQUIRE(run(args + "--out " + out + " --stop-after-step 6").exit_code == 0);
+    const std::string metrics_before = read_all(out + "/metrics.jsonl");
+    const auto files_before = CheckpointDir(out).list();
+
+    // A flag that changes the numbers: refused before anything is touched, every difference on its own line.
+    auto r = run("train --resume " + out + " --lr 0.1 --momentum 0.5");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("cannot resume with settings that differ from the checkpoint's") != std::string::npos);
+    CHECK(r.output.find("\n  --momentum: given 0.5, the checkpoint has 0.9\n  --lr: given 0.1, the checkpoint has 0.05") !=
+          std::string::npos);
+    CHECK(read_all(out + "/metrics.jsonl") == metrics_before);
+    CHECK(CheckpointDir(out).list() == files_before);
+
+    if (which == "alone") {
+      r = run("train --resume " + out);
+    } else {  // settings of the process, or that only say when to write: free to differ; the same flag value agrees
+      r = run("train --resume " + out + " --threads 1 --progress lines --comm-timeout 60 --checkpoint-every 3 "
+              "--keep 20 --lr 0.05 --data " + kMnist);
+    }
+    REQUIRE(r.exit_code == 0);
+    check_same_state(tmp / "full/final.h5", out + "/final.h5", true, which != "alone");
+    check_same_metrics(tmp / "full", out, 10);
+    // The stored checkpoint cadence went on (4, 8, 12, 16, 20) unless it was given anew (3, 6, ...).
+    const std::string want = which == "alone" ? checkpoint_file_name(12) : checkpoint_file_name(9);
+    CHECK(fs::exists(fs::path(out) / "checkpoints" / want));
+  }
+}
+
+TEST_CASE("resume: --checkpoint-minutes writes on cadence by a test clock, combined with --checkpoint-every; bits unchanged") {
+  if (!have_data()) return;
+  ResumeTempDir tmp;
+  const std::string args = train_args(tmp, "sgd", 2) + "--checkpoint-epochs 0 --keep 100 ";
+  REQUIRE(run(args + "--out " + tmp / "plain").exit_code == 0);
+  // Each step counts as a minute: with --checkpoint-minutes 2 a checkpoint follows 2 steps after the last
+  // one, whatever wrote it; --checkpoint-every 3 adds its own.
+  const std::string out = tmp / "timed";
+  const auto r = test::run_command("STRIDE_TEST_STEP_SECONDS=60 " + std::string(STRIDE_BINARY) + " " + args +
+                                   "--checkpoint-minutes 2 --checkpoint-every 3 --out " + out);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::vector<std::string> want;
+  for (int64_t step = 1, last = 0; step <= 20; ++step)
+    if (step % 3 == 0 || step - last >= 2 || step == 20) {
+      want.push_back(checkpoint_file_name(step));
+      last = step;
+    }
+  std::vector<std::string> got;
+  for (const auto& p : CheckpointDir(out).list()) got.insert(got.begin(), fs::path(p).filename().string());
+  CHECK(got == want);  // 2, 3, 5, 6, 8, 9, 11, 12, ...
+  // A checkpoint never depends on the clock for its content.
+  check_same_state(tmp / "plain/final.h5", out + "/final.h5", true, /*cadence_may_differ=*/true);
+  check_same_metrics(tmp / "plain", out, 10);
+  // The real clock at the default (5 minutes) writes none in a run of seconds; 0 turns it off.
+  CHECK(CheckpointDir(tmp / "plain").list().size() == 1);  // the end of the run only
 }
