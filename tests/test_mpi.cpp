@@ -5,6 +5,7 @@
 // Data: the CIFAR-10 sample (../shared/data/cifar10-sample).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -226,6 +227,40 @@ TEST_CASE("mpi: bf16 training: P = 2 bitwise one process; a bf16 checkpoint resu
   CHECK(test::contains(other.output, "the checkpoint was trained in bf16; this run continues in fp32 from its fp32 "
                                      "master weights"));
   CHECK(json::parse(read_checkpoint(tmp / "switch/final.h5").run_config)["precision"] == "fp32");
+}
+
+// Issue 18: a restart knows only the run directory; and the wall-clock checkpoint cadence is rank 0's decision,
+// whatever the other ranks' clocks say (each rank's test clock is set on its own through mpirun's MPMD form).
+TEST_CASE("mpi: --resume RUN_DIR alone under mpirun -np 2 is bitwise; rank 0's clock decides --checkpoint-minutes") {
+  Setup tmp;
+  // 512 samples: 4 steps of 128 per epoch, 2 epochs.
+  const std::string args = "train --model " + (tmp / "bn_dropout.json") + " --data " + test::cifar_sample() +
+                           " --epochs 2 --batch 128 --optimizer adam --lr 0.002 --seed 5 --limit-train 512 "
+                           "--limit-test 128 --log-every 2 --no-progress --checkpoint-epochs 0 --keep 20";
+  MpiRun::single(args + " --threads 2 --out " + (tmp / "whole")).require_ok();
+  const Outcome want = outcome_of(tmp.path / "whole");
+  MpiRun::mpi(2, args + " --threads 1 --stop-after-step 3 --out " + (tmp / "half")).require_ok();
+  MpiRun::mpi(2, "train --threads 1 --resume " + (tmp / "half")).require_ok();
+  check_same(want, outcome_of(tmp.path / "half"), "resumed with only the run directory, 2 processes");
+
+  // Rank 0 counts a minute per step, rank 1 none: a checkpoint every 2 steps. The other way round: none.
+  auto mpmd = [&](const char* rank0, const char* rank1, const std::string& out) {
+    const std::string one = std::string(" -np 1 env STRIDE_TEST_STEP_SECONDS=");
+    const std::string cmd = std::string(STRIDE_MPIEXEC) + " --oversubscribe --allow-run-as-root" + one + rank0 + " " +
+                            STRIDE_BINARY + " " + args + " --threads 1 --checkpoint-minutes 2 --out " + out + " :" +
+                            one + rank1 + " " + STRIDE_BINARY + " " + args + " --threads 1 --checkpoint-minutes 2 --out " + out;
+    MpiRun::run(cmd).require_ok();
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(fs::path(out) / "checkpoints"))
+      if (e.path().extension() == ".h5") names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  CHECK(mpmd("60", "0", tmp / "rank0") == std::vector<std::string>{"step-000000002.h5", "step-000000004.h5",
+                                                                    "step-000000006.h5", "step-000000008.h5"});
+  CHECK(mpmd("0", "60", tmp / "rank1") == std::vector<std::string>{"step-000000008.h5"});  // the end of the run only
+  Outcome timed = outcome_of(tmp.path / "rank0");
+  check_same(want, timed, "checkpoints every 2 steps by rank 0's clock");
 }
 
 TEST_CASE("mpi: stride bench --comm times the model's gradient allreduce") {
