@@ -53,12 +53,35 @@ std::string bash(const fs::path& file, const std::string& script) {
 
 }  // namespace
 
+// The uninterrupted single-process run both cases compare with (made once per test binary).
+const fs::path& reference_run(const std::string& args) {
+  static test::TempDir dir("cluster-faults-reference");
+  static const bool made = [&] {
+    MpiRun::single(args + " --threads 2 --out " + (dir / "one")).require_ok();
+    return true;
+  }();
+  (void)made;
+  static const fs::path run = dir.path / "one";
+  return run;
+}
+
+void check_bitwise(const fs::path& want_run, const fs::path& got_run) {
+  const Checkpoint want = read_checkpoint((want_run / "final.h5").string());
+  const Checkpoint got = read_checkpoint((got_run / "final.h5").string());
+  std::string diff;
+  CHECK_MESSAGE(test::same_params(want, got, diff), "/params differ first at " << diff);
+  CHECK(want.optimizer_steps == got.optimizer_steps);
+  const auto mw = metrics_of(want_run), mg = metrics_of(got_run);
+  CHECK(mw.size() == 4);
+  CHECK(mw == mg);
+}
+
 TEST_CASE("cluster faults: mpirun-resilient.sh continues after a cut link and a killed host, bitwise") {
   test::require_cifar_sample();
   test::TempDir tmp("cluster-faults");
   const std::string args = "train --model cifar10_quick --data " + test::cifar_sample() +
                            " --epochs 2 --batch 128 --checkpoint-every 10";
-  MpiRun::single(args + " --threads 2 --out " + (tmp / "one")).require_ok();
+  const fs::path& one = reference_run(args);
   Testbed bed(3);
   const std::string tb = test::testbed_script(), log = tmp / "resilient.log";
   // Keepalive 5 s + 3 x 2 s: a silent host is lost in about 11 s, before the 30 s --comm-timeout.
@@ -83,14 +106,7 @@ TEST_CASE("cluster faults: mpirun-resilient.sh continues after a cut link and a 
   CHECK(test::count(out, "restart 2 of 3: ") == 1);
   CHECK(test::count(out, "resuming from step 50") == 1);
   CHECK(test::count(out, "restart 3 of 3") == 0);
-  const Checkpoint want = read_checkpoint((tmp.path / "one" / "final.h5").string());
-  const Checkpoint got = read_checkpoint((tmp.path / "run" / "final.h5").string());
-  std::string diff;
-  CHECK_MESSAGE(test::same_params(want, got, diff), "/params differ first at " << diff);
-  CHECK(want.optimizer_steps == got.optimizer_steps);
-  const auto mw = metrics_of(tmp.path / "one"), mg = metrics_of(tmp.path / "run");
-  CHECK(mw.size() == 4);
-  CHECK(mw == mg);
+  check_bitwise(one, tmp.path / "run");
 
   // A hung process: the --comm-timeout abort names it and its host; with MAX_RESTARTS=1 the fault comes back
   // after the restart, and the wrapper stops with the reason and the resume command.
@@ -108,6 +124,55 @@ TEST_CASE("cluster faults: mpirun-resilient.sh continues after a cut link and a 
   CHECK(test::count(hang.output, "restart 1 of 1: ") == 1);
   CHECK(test::count(hang.output, "the 1 restarts (MAX_RESTARTS) are used up; stopping. The newest checkpoint is step 2; resume with: ") == 1);
   CHECK(test::count(hang.output, "left on ") == 0);
+  bed.down();
+  CHECK(bed.leftovers() == "");
+}
+
+TEST_CASE("cluster faults: train.sbatch continues on the other nodes when node 2 of 3 dies (slurmd and processes)") {
+  test::require_cifar_sample();
+  test::TempDir tmp("cluster-faults-slurm");
+  const std::string args = "train --model cifar10_quick --data " + test::cifar_sample() +
+                           " --epochs 2 --batch 128 --checkpoint-every 10";
+  const fs::path& one = reference_run(args);
+  const fs::path work = tmp.path / "work";
+  fs::create_directories(work);
+  fs::create_directory_symlink(fs::path(kRepo) / "cluster", work / "cluster");
+  Testbed bed(3, "--slurm");
+  // The sbatch's own settings but the sizes (the testbed's nodes have 2 CPUs) and the run's flags. The job
+  // state stays visible for MinJobAge (600 s) after its end.
+  const std::string script =
+      "cd " + work.string() + " && job=$(GRACE_SECONDS=10 PROBE_SECONDS=15 STRIDE=" + STRIDE_BINARY + " DATA=" +
+      test::cifar_sample() + " sbatch --parsable --nodes=3 --ntasks-per-node=1 --cpus-per-task=2 "
+      "cluster/slurm/train.sbatch --epochs 2 --batch 128 --checkpoint-every 10 --comm-timeout 20 --threads 1); "
+      "out=stride-$job.out; echo job=$job; "
+      "for i in $(seq 3000); do grep -q step-000000020 $out 2>/dev/null && break; sleep 0.1; done; " +
+      test::testbed_script() + " kill h2; "
+      "for i in $(seq 600); do [ -z \"$(squeue -h -j $job)\" ] && break; sleep 1; done; "
+      "scontrol show job $job | grep -o 'JobState=[A-Z]*\\|ExitCode=[0-9:]*'; " + leftover_processes();
+  const MpiRun r = bed.run(bash(tmp.path / "slurm.sh", script));
+  INFO(r.output);
+  MESSAGE("train.sbatch with node 2 killed: " << r.seconds << " s");
+  const size_t at = r.output.find("job=");
+  REQUIRE(at != std::string::npos);
+  const std::string job = r.output.substr(at + 4, r.output.find('\n', at) - at - 4);
+  const std::string out = test::read_file(work / ("stride-" + job + ".out"));
+  INFO(out);
+  CHECK(test::count(r.output, "JobState=COMPLETED") == 1);
+  CHECK(test::count(r.output, "ExitCode=0:0") == 1);
+  CHECK(test::count(out, "rank 1 (h2) never arrived") == 1);
+  CHECK(test::count(out, "restart 1 of 3: the step failed") == 1);
+  CHECK(test::count(out, "nodes lost: h2; resuming from step 20 on 2 nodes: h1,h3") == 1);
+  CHECK(test::count(out, "epoch 2/2: loss") == 1);
+  // slurmd of the surviving nodes stays; no stride, slurmstepd or srun anywhere.
+  for (const std::string& line : {std::string("stride "), std::string("slurmstepd"), std::string("srun ")}) {
+    size_t n = 0;
+    for (size_t p = r.output.find("left on "); p != std::string::npos; p = r.output.find("left on ", p + 1)) {
+      const std::string l = r.output.substr(p, r.output.find('\n', p) - p);
+      if (l.find(line) != std::string::npos) ++n;
+    }
+    CHECK_MESSAGE(n == 0, line << " left on a host");
+  }
+  check_bitwise(one, work / "runs" / ("slurm-" + job));
   bed.down();
   CHECK(bed.leftovers() == "");
 }
