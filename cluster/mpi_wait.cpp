@@ -23,6 +23,7 @@ int g_rank = 0, g_size = 1;
 double g_timeout = 300;
 int64_t g_sequence = -1;                 // the main thread's current collective
 std::string g_label;
+std::vector<std::string> g_hosts;         // host name of each rank, once gathered (for the timeout message)
 std::atomic<int64_t> g_waiting{-1};      // the collective the main thread waits in now, -1 when not waiting
 
 using Clock = std::chrono::steady_clock;
@@ -31,7 +32,11 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 std::string rank_list(const std::vector<int>& ranks) {
   std::ostringstream out;
-  for (size_t i = 0; i < ranks.size(); ++i) out << (i ? ", " : "") << ranks[i];
+  // With each rank's host: after a cut link or a dead node the host is what a person must look at.
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    out << (i ? ", " : "") << ranks[i];
+    if (static_cast<size_t>(ranks[i]) < g_hosts.size()) out << " (" << g_hosts[static_cast<size_t>(ranks[i])] << ")";
+  }
   return out.str();
 }
 
@@ -116,6 +121,8 @@ void init_waits(MPI_Comm world, double timeout_seconds) {
 }
 
 void set_wait_timeout(double seconds) { g_timeout = seconds; }
+
+void set_wait_hosts(const std::vector<std::string>& hosts) { g_hosts = hosts; }
 
 void finish_waits() {
   if (g_census != MPI_COMM_NULL) MPI_Comm_free(&g_census);

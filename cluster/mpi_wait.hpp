@@ -10,12 +10,15 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace stride::cluster::detail {
 
 // Set up by Session: the census communicator and this process's rank and size.
 void init_waits(MPI_Comm world, double timeout_seconds);
 void set_wait_timeout(double seconds);
+// Each rank's host name, so that a timeout names the host of a rank that never arrived.
+void set_wait_hosts(const std::vector<std::string>& hosts);
 void finish_waits();
 
 // The main thread enters the next collective of the program; every process numbers them alike, because they

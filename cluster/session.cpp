@@ -75,6 +75,7 @@ Session::Session(int& argc, char**& argv) {
   detail::wait(req);
   hosts_.clear();
   for (int r = 0; r < size_; ++r) hosts_.emplace_back(all.data() + r * kName);
+  detail::set_wait_hosts(hosts_);
   // What --threads 0 means on each process (its launcher's binding), for run_config: a task that got fewer
   // cores than asked for shows there, not only in its speed.
   const int mine_threads = default_threads();
