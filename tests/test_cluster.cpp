@@ -204,11 +204,15 @@ TEST_CASE("cluster: stride bench --comm across 2 and 3 hosts at 1 Gbit/s and 100
       const double n = hosts;
       double predicted = 0, measured = 1e9;
       // The link's time is the floor, and other jobs on the machine only add to it: so the fastest repeat
-      // is compared (as the model was fitted), and a ceiling missed is measured again, up to 3 launches.
-      // Measured on this shared 2-core machine, 3 runs of scripts/network_model.py: 2 hosts 1.06-1.13x the
-      // model, 3 hosts 1.08-1.33x (3 processes on 2 cores; docs/cluster.md, "The network model, measured").
-      const double floor = 0.9, ceiling = hosts == 2 ? 1.2 : 1.35;
-      for (int attempt = 0; attempt < 3 && !(measured < ceiling * predicted); ++attempt) {
+      // is compared (as the model was fitted), and a ceiling missed is measured again, up to 5 launches.
+      // Measured on this shared 2-core machine (docs/cluster.md, "The network model, measured"), fastest
+      // repeat of a launch against the model: 100 Mbit/s 1.06x (2 hosts) and 1.07-1.19x (3 hosts), with two
+      // CPU-bound processes beside it 1.16x and 1.16-1.26x: the link sets the time. 1 Gbit/s 1.08-1.15x and
+      // 1.12-1.47x: the CPU shows (3 processes share 2 cores; with two CPU-bound processes beside it,
+      // 2.0-2.6x, which this test does not survive: it needs the machine's two cores).
+      const double floor = 0.9;
+      const double ceiling = rate == "100mbit" ? (hosts == 2 ? 1.2 : 1.35) : (hosts == 2 ? 1.3 : 1.5);
+      for (int attempt = 0; attempt < 5 && !(measured < ceiling * predicted); ++attempt) {
         const MpiRun r = bed.mpirun(hosts, "--host " + host_list + " --map-by node",
                                     "bench --comm --json --model cifar10_quick --steps 9");
         r.require_ok();
@@ -222,7 +226,7 @@ TEST_CASE("cluster: stride bench --comm across 2 and 3 hosts at 1 Gbit/s and 100
                      << " ms, model " << 1e3 * predicted << " ms");
       }
       INFO(rate << ", " << hosts << " hosts: measured " << 1e3 * measured << " ms, model " << 1e3 * predicted << " ms");
-      // Below the floor: faster than the link (the cap or the model broke). Above the ceiling three times:
+      // Below the floor: faster than the link (the cap or the model broke). Above the ceiling five times:
       // a slower algorithm (OpenMPI's own binomial tree took 2.1x on 2 hosts) or a slower exchange.
       CHECK(measured > floor * predicted);
       CHECK(measured < ceiling * predicted);
