@@ -180,12 +180,14 @@ void print_allreduce(const cluster::AllreduceTimes& t, const std::string& label,
                       {"processes", t.processes},     {"elements", t.elements},
                       {"bytes", 8 * t.elements},      {"exact_ms", 1e3 * t.exact},
                       {"exact_min_ms", 1e3 * t.exact_min}, {"convert_ms", 1e3 * t.convert},
-                      {"float_ms", 1e3 * t.float_sum}, {"hosts", hosts}};
+                      {"float_ms", 1e3 * t.float_sum}, {"algorithm", t.algorithm},
+                      {"hosts", hosts}};
     std::cout << out.dump() << "\n";
     return;
   }
-  std::printf("allreduce of %s: %lld elements, %d process%s\n", label.c_str(), static_cast<long long>(t.elements),
-              t.processes, t.processes == 1 ? "" : "es");
+  std::printf("allreduce of %s: %lld elements, %d process%s%s%s (times of the slowest process)\n", label.c_str(),
+              static_cast<long long>(t.elements), t.processes, t.processes == 1 ? "" : "es",
+              t.algorithm.empty() ? "" : ", algorithm: ", t.algorithm.c_str());
   std::printf("  exact (exponent max + int64 sum, %.2f MB): %8.3f ms  (%.2f GB/s of int64 per process)\n", mb,
               1e3 * t.exact, mb / 1e3 / std::max(t.exact, 1e-12));
   std::printf("  fixed-point conversion there and back:    %8.3f ms\n", 1e3 * t.convert);

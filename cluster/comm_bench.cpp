@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "cluster/allreduce_algorithm.hpp"
 #include "cluster/mpi_wait.hpp"
 #include "cluster/session.hpp"
 #include "framework/core/errors.hpp"
@@ -29,7 +31,11 @@ AllreduceTimes bench_allreduce(Session& session, int64_t elements, int repeats) 
   if (elements < 1 || repeats < 1) throw ConfigError("bench --comm: needs at least one element and one repeat");
   const int rank = session.active() ? session.rank() : 0, size = session.active() ? session.size() : 1;
   MPI_Comm comm = MPI_COMM_NULL;
-  if (session.active()) detail::check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
+  std::string algorithm;
+  if (session.active()) {
+    algorithm = detail::use_ring_allreduce();  // as the training's reducer does
+    detail::check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup");
+  }
   // A gradient-like buffer: one tensor, values of varied magnitude, different on every process.
   std::mt19937 gen(static_cast<uint32_t>(rank + 1));
   std::normal_distribution<float> normal(0.0f, 1e-2f);
@@ -81,6 +87,15 @@ AllreduceTimes bench_allreduce(Session& session, int64_t elements, int repeats) 
     t_convert.push_back(sec(t1, t2) + sec(t3, t4));
     t_float.push_back(sec(t5, t6));
   }
+  // Each repeat as long as its slowest process took: a step waits for the last process to have the sum. (The
+  // processes do not finish together: a tree's root has the sum one message before its leaves, and a sender's
+  // last message completes once the kernel has buffered it, not when it arrived.)
+  for (std::vector<double>* t : {&t_exact, &t_convert, &t_float}) {
+    if (comm == MPI_COMM_NULL) break;
+    std::vector<double> slowest(t->size());
+    allreduce(t->data(), slowest.data(), static_cast<int>(t->size()), MPI_DOUBLE, MPI_MAX);
+    *t = slowest;
+  }
   if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
   AllreduceTimes times;
   times.reports = rank == 0;
@@ -90,6 +105,7 @@ AllreduceTimes bench_allreduce(Session& session, int64_t elements, int repeats) 
   times.exact_min = *std::min_element(t_exact.begin(), t_exact.end());
   times.convert = median(t_convert);
   times.float_sum = median(t_float);
+  times.algorithm = algorithm;
   return times;
 }
 

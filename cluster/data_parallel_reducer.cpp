@@ -8,7 +8,8 @@
 // A bucket starts as soon as the backward of this process's last micro-batch has finished it. Collectives on
 // one communicator must be started in the same order by every process, so the exponent exchanges and the
 // sums each get their own communicator, and each is started strictly in bucket order; rows, stop agreement,
-// broadcast and checksums use a third, from the training thread only.
+// broadcast and checksums use a third, from the training thread only. OpenMPI runs them all as a ring
+// (cluster/allreduce_algorithm.hpp: its own choice for in-place sums, a binomial tree, took 2-3x as long).
 //
 // Progress (OpenMPI moves a non-blocking collective only while some thread is inside MPI):
 //   test    the training thread calls MPI_Test between layers (poll()) and waits in reduce();
@@ -29,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/allreduce_algorithm.hpp"
 #include "cluster/mpi_wait.hpp"
 #include "cluster/session.hpp"
 #include "framework/core/errors.hpp"
@@ -132,6 +134,7 @@ DataParallelReducer::DataParallelReducer(Session& session, const ReducerOptions&
   if (!session.active()) throw Error("cluster: the data-parallel reducer needs an MPI session");
   if (progress_ == CommProgress::thread && !session.thread_multiple())
     throw ConfigError("--comm-progress thread: this MPI does not provide MPI_THREAD_MULTIPLE; use --comm-progress test");
+  detail::use_ring_allreduce();  // before the first allreduce, the same on every process
   check(MPI_Comm_dup(MPI_COMM_WORLD, &maxes_), "MPI_Comm_dup");
   check(MPI_Comm_dup(MPI_COMM_WORLD, &sums_), "MPI_Comm_dup");
   check(MPI_Comm_dup(MPI_COMM_WORLD, &rows_), "MPI_Comm_dup");

@@ -83,6 +83,8 @@ struct ReducerOptions {
 std::unique_ptr<GradientReducer> make_data_parallel_reducer(Session& session, const ReducerOptions& options);
 
 // What one `stride bench --comm` measured: medians over the repeats, in seconds, as rank 0 saw them.
+// Each time is the slowest process's, per repeat (a step waits for the last process to have the sum); the
+// median over the repeats unless named otherwise.
 struct AllreduceTimes {
   bool reports = false;   // this process is rank 0 (or alone), which prints the result
   int processes = 1;
@@ -91,6 +93,7 @@ struct AllreduceTimes {
   double exact_min = 0;   // the fastest repeat of it
   double convert = 0;     // fixed-point conversion there and back
   double float_sum = 0;   // a float MPI_SUM of as many elements, for comparison
+  std::string algorithm;  // the allreduce algorithm that ran (cluster/allreduce_algorithm.hpp)
 };
 
 // Times an allreduce of `elements` int64 (the exact sum of a model's gradients) and of as many floats over

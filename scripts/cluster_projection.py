@@ -5,7 +5,11 @@ One step on N nodes, each computing B samples (weak scaling: global batch N*B), 
 S_j bytes of int64 (the buckets ExactSum cuts at --bucket-mb, in backward order):
 
     T_ring(S)  = 2 (N-1) alpha + 2 (N-1)/N * S / beta               ring allreduce of S bytes
-    T_bucket_j = T_ring(S_j) + ceil(log2 N) alpha                   + the exponents' MPI_MAX (a few bytes)
+    T_bucket_j = T_ring(S_j) + 2 (N-1) alpha                        + the exponents' MPI_MAX (a few bytes),
+                                                                    a ring too
+
+stride runs its allreduces as OpenMPI's ring (cluster/allreduce_algorithm.hpp), so this is the algorithm that
+runs, not a bound; its latency, 4 (N-1) alpha per bucket, dominates from some hundred nodes on.
     T_comm     = sum_j T_bucket_j
     T_exposed  = T_comm                                             without overlap
                = T_bucket_last + max(0, sum_{j<last} T_bucket_j - h T_compute)
@@ -54,7 +58,7 @@ def buckets_of(stride, model, bucket_mb, segment=1 << 20):
 def t_bucket(n, size_bytes, alpha, beta):
     if n == 1:
         return 0.0
-    return 2 * (n - 1) * alpha + 2 * (n - 1) / n * size_bytes / beta + math.ceil(math.log2(n)) * alpha
+    return 4 * (n - 1) * alpha + 2 * (n - 1) / n * size_bytes / beta
 
 
 LITERATURE = [  # name, alpha (s), beta (bytes/s): 90% of the line rate

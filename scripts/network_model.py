@@ -3,17 +3,21 @@
 
 For each link rate (uncapped veth, 1 Gbit/s, 100 Mbit/s with tc tbf) and 2, 3 and 4 namespace hosts
 (cluster/testbed/testbed, one process per host, OpenMPI over TCP), runs `stride bench --comm --json` for a
-few message sizes and fits, per rate, the ring allreduce's cost that scripts/cluster_projection.py uses:
+few message sizes and fits, per rate, the cost of the exchange as stride runs it: OpenMPI's ring
+(cluster/allreduce_algorithm.hpp), twice per bucket (the exponents' MPI_MAX, a few bytes, then the int64
+MPI_SUM of S bytes), each 2 (N-1) steps of S/N bytes:
 
-    T(N, S) = (2 (N-1) + ceil(log2 N)) alpha + 2 (N-1)/N * S / beta
+    T(N, S) = 4 (N-1) alpha + 2 (N-1)/N * S / beta
 
-(S = bytes of int64; the exponents' MPI_MAX adds ceil(log2 N) latencies). alpha and beta are fitted on the
-2-host points, where every allreduce algorithm moves the same bytes (S each way), so they are the link's
-constants; the 3- and 4-host points then test the ring formula (OpenMPI picks its own algorithms: measured
-deviations in docs/cluster.md). The fit minimizes relative error, so small and large messages count alike. Also measures training steps per second on 1, 2 and 3 hosts at a
-fixed global batch (--steps). Writes bench/network_model.json. Run as root from the repository:
+A time is the slowest process's (what a step waits for), the fastest of the bench's repeats. alpha and beta
+are fitted on the 2-host points: the link's constants, when each process has a core (3 and 4 processes share
+this machine's 2 cores; docs/cluster.md says what that costs). The fit minimizes relative error, so small and
+large messages count alike. Also measures training steps per second on 1, 2 and 3 hosts at a fixed global
+batch (--steps). Writes bench/network_model.json. Run as root from the repository:
 
     python3 scripts/network_model.py --stride build/stride            # about 5 minutes here
+    python3 scripts/network_model.py --merge run1.json run2.json ...  # several runs: the fastest of them per
+                                                                      # point is fitted, their spread kept
 """
 import argparse
 import json
@@ -32,8 +36,9 @@ RATE_BITS = {"1gbit": 1e9, "100mbit": 1e8}
 
 
 def ring_terms(n, size_bytes):
-    """(latency count, bytes over the bandwidth) of one exact allreduce on n processes."""
-    return 2 * (n - 1) + math.ceil(math.log2(n)), 2 * (n - 1) / n * size_bytes
+    """(latency count, bytes over the bandwidth) of one exact allreduce on n processes: two rings (the
+    exponents' MPI_MAX, a few bytes, and the int64 MPI_SUM) of 2 (n-1) steps each."""
+    return 4 * (n - 1), 2 * (n - 1) / n * size_bytes
 
 
 def predict(n, size_bytes, alpha, beta):
@@ -119,6 +124,8 @@ def main():
     p.add_argument("--steps", action="store_true", help="also measure training steps/s on 1, 2 and 3 hosts")
     p.add_argument("--out", default="bench/network_model.json")
     p.add_argument("--refit", action="store_true", help="fit the points already in --out again, measure nothing")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="combine the points of several runs (their fastest per point; the spread kept), measure nothing")
     a = p.parse_args()
     stride = os.path.abspath(a.stride)
     sizes = [int(x) for x in a.elements.split(",")]
@@ -128,7 +135,27 @@ def main():
         with open(a.out) as f:
             previous = json.load(f)
         points = previous["points"]
-    for n in ([] if a.refit else [int(x) for x in a.hosts.split(",")]):
+    if a.merge:
+        runs = []
+        for path in a.merge:
+            with open(path) as f:
+                runs.append(json.load(f))
+        previous = dict(runs[-1])
+        previous.pop("train", None)
+        for r in runs:  # a run that measured training (--steps) keeps it
+            if "train" in r:
+                previous["train"] = r["train"]
+        by_key = {}
+        for r in runs:
+            for q in r["points"]:
+                by_key.setdefault((q["rate"], q["hosts"], q["elements"]), []).append(q)
+        for (rate, hosts, elements), qs in by_key.items():
+            mins = sorted(q["exact_min_ms"] for q in qs)
+            points.append({"rate": rate, "hosts": hosts, "elements": elements, "bytes": 8 * elements,
+                           "exact_ms": min(q["exact_ms"] for q in qs), "exact_min_ms": mins[0],
+                           "runs_exact_min_ms": mins})
+        previous["runs"] = len(runs)
+    for n in ([] if a.refit or a.merge else [int(x) for x in a.hosts.split(",")]):
         bed = Testbed(n)
         try:
             for rate in RATES:
@@ -152,12 +179,13 @@ def main():
                 q["predicted_ms"] = 1e3 * predict(q["hosts"], q["bytes"], alpha, beta)
                 q["deviation"] = q["exact_min_ms"] / q["predicted_ms"] - 1
     result = {"what": "exact allreduce (exponent MPI_MAX + int64 MPI_SUM) across testbed hosts, one process per "
-                      "host, OpenMPI over TCP; stride bench --comm --json; exact_min_ms (the fastest repeat) is fitted and compared",
+                      "host, OpenMPI over TCP, ring (cluster/allreduce_algorithm.hpp); stride bench --comm --json, the "
+                      "slowest process per repeat; exact_min_ms (the fastest repeat) is fitted and compared",
               "cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "model": "T(N,S) = (2(N-1) + ceil(log2 N)) alpha + 2(N-1)/N S / beta, fitted on the 2-host points",
+              "model": "T(N,S) = 4(N-1) alpha + 2(N-1)/N S / beta (two rings), fitted on the 2-host points",
               "fits": fits, "points": points}
-    if a.refit:
-        for key in ("cpu", "date", "train"):
+    if a.refit or a.merge:
+        for key in ("cpu", "date", "train", "runs"):
             if key in previous:
                 result[key] = previous[key]
     if a.steps:

@@ -5,6 +5,7 @@
 // does; where namespaces cannot be made the tests fail with the reason.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -198,32 +199,37 @@ TEST_CASE("cluster: stride bench --comm across 2 and 3 hosts at 1 Gbit/s and 100
     const double beta = model["fits"][rate]["beta_MB_per_s"].get<double>() * 1e6;
     for (int hosts : {2, 3}) {
       const std::string host_list = hosts == 3 ? addrs : addrs.substr(0, addrs.rfind(','));
-      const MpiRun r = bed.mpirun(hosts, "--host " + host_list + " --map-by node",
-                                  "bench --comm --json --model cifar10_quick --steps 9");
-      r.require_ok();
-      const json j = json::parse(r.output.substr(r.output.rfind("{\"")));
-      REQUIRE(j["processes"] == hosts);
-      // The ring allreduce of S bytes plus the exponents' MPI_MAX (scripts/network_model.py).
-      const double bytes = j["bytes"].get<double>(), n = hosts;
-      const double predicted = (2 * (n - 1) + std::ceil(std::log2(n))) * alpha + 2 * (n - 1) / n * bytes / beta;
-      // The fastest of the repeats, as the model was fitted: the least disturbed by other jobs on the machine.
-      const double measured = j["exact_min_ms"].get<double>() / 1e3;
-      INFO(rate << ", " << hosts << " hosts: measured " << 1e3 * measured << " ms, model " << 1e3 * predicted << " ms");
-      MESSAGE(rate << ", " << hosts << " hosts: measured " << 1e3 * measured << " ms, model " << 1e3 * predicted << " ms");
-      if (hosts == 2) {
-        // Two hosts: every allreduce algorithm moves S bytes each way, so the time is the link's (alpha and beta
-        // were fitted on such points; quiet, they agreed within 8% at 100 Mbit/s and 18% at 1 Gbit/s). No
-        // exchange beats the link, so the floor is sharp; the ceiling is wide because this test shares two
-        // cores with whatever else runs (measured under ctest -j2: 100 Mbit/s took 1.45x the model).
-        CHECK(measured > 0.8 * predicted);
-        CHECK(measured < (rate == "100mbit" ? 1.8 : 2.5) * predicted);
-      } else {
-        // Three hosts: the ring formula is a lower bound; OpenMPI's own choice of algorithm moved 1.6x the
-        // ring's bytes through one host and took 1.7-2.0x its time (docs/cluster.md, "The network model,
-        // measured"). Faster than the link, or far slower than measured, means the testbed or the model broke.
-        CHECK(measured > 0.8 * predicted);
-        CHECK(measured < 3.0 * predicted);
+      // The ring that stride runs (cluster/allreduce_algorithm.hpp), twice: the exponents' MPI_MAX and the
+      // int64 MPI_SUM of S bytes (scripts/network_model.py).
+      const double n = hosts;
+      double predicted = 0, measured = 1e9;
+      // The link's time is the floor, and other jobs on the machine only add to it: so the fastest repeat
+      // is compared (as the model was fitted), and a ceiling missed is measured again, up to 5 launches.
+      // Measured on this shared 2-core machine (docs/cluster.md, "The network model, measured"), fastest
+      // repeat of a launch against the model: 100 Mbit/s 1.06x (2 hosts) and 1.07-1.19x (3 hosts), with two
+      // CPU-bound processes beside it 1.16x and 1.16-1.26x: the link sets the time. 1 Gbit/s 1.08-1.15x and
+      // 1.12-1.47x: the CPU shows (3 processes share 2 cores; with two CPU-bound processes beside it,
+      // 2.0-2.6x, which this test does not survive: it needs the machine's two cores).
+      const double floor = 0.9;
+      const double ceiling = rate == "100mbit" ? (hosts == 2 ? 1.2 : 1.35) : (hosts == 2 ? 1.3 : 1.5);
+      for (int attempt = 0; attempt < 5 && !(measured < ceiling * predicted); ++attempt) {
+        const MpiRun r = bed.mpirun(hosts, "--host " + host_list + " --map-by node",
+                                    "bench --comm --json --model cifar10_quick --steps 9");
+        r.require_ok();
+        const json j = json::parse(r.output.substr(r.output.rfind("{\"")));
+        REQUIRE(j["processes"] == hosts);
+        CHECK(j["algorithm"] == "ring (stride's choice)");
+        const double bytes = j["bytes"].get<double>();
+        predicted = 4 * (n - 1) * alpha + 2 * (n - 1) / n * bytes / beta;
+        measured = std::min(measured, j["exact_min_ms"].get<double>() / 1e3);
+        MESSAGE(rate << ", " << hosts << " hosts, launch " << attempt + 1 << ": measured " << 1e3 * measured
+                     << " ms, model " << 1e3 * predicted << " ms");
       }
+      INFO(rate << ", " << hosts << " hosts: measured " << 1e3 * measured << " ms, model " << 1e3 * predicted << " ms");
+      // Below the floor: faster than the link (the cap or the model broke). Above the ceiling five times:
+      // a slower algorithm (OpenMPI's own binomial tree took 2.1x on 2 hosts) or a slower exchange.
+      CHECK(measured > floor * predicted);
+      CHECK(measured < ceiling * predicted);
     }
   }
 }
