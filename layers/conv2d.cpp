@@ -130,7 +130,7 @@ kernels::Im2col padded_input_geometry(const ConvGeom& g, int64_t Hp, int64_t Wp)
 void add_chunk_partials(const float* part, int64_t chunks, int64_t psize, int64_t K, int64_t CRS, float* gw,
                         float* gb) {
   const int64_t wsize = K * CRS;
-  parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
+  parallel_for(psize, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at CRS*K + k.
       const int64_t src = i < wsize ? (i % CRS) * K + i / CRS : i;
@@ -140,6 +140,21 @@ void add_chunk_partials(const float* part, int64_t chunks, int64_t psize, int64_
         gw[i] += acc;
       else
         gb[i - wsize] += acc;
+    }
+  });
+}
+
+// KernelTable::pack_a, split over (row panel, block of 256 columns) tasks: a copy, so the same bytes. A weight
+// is packed once per micro-batch, and done serially these packs were most of the serial time the many-core
+// projection found in cifar10_quick's step (docs/performance.md).
+void pack_a_parallel(const kernels::KernelTable& k, const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K,
+                     float* dst) {
+  constexpr int64_t kColumns = 256;
+  const int64_t blocks = chunk_count(K, kColumns);
+  parallel_for(k.a_panels(M) * blocks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t % blocks;
+      k.pack_a_part(src, rs, cs, M, K, t / blocks, b * kColumns, std::min(K, (b + 1) * kColumns), dst);
     }
   });
 }
@@ -401,7 +416,7 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
   wpack_.resize(Shape{g.K * CRS});
-  k.pack_a(weight_.value.data(), CRS, 1, g.K, CRS, wpack_.data());
+  pack_a_parallel(k, weight_.value.data(), CRS, 1, g.K, CRS, wpack_.data());
   const float* b = opt_.bias ? bias_.value.data() : nullptr;
   const float* xd = x.data();
   float* yd = y.data();
@@ -443,33 +458,37 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   const int64_t rows = CRS + (opt_.bias ? 1 : 0);
   const int64_t psize = rows * g.K;
   const int64_t ldt = kernels::wgrad_ldt(g.K);
-  const int64_t chunks = chunk_count(g.N, kBatchChunk);
+  const int64_t chunks = chunk_count(g.N, batch_chunk(g.N));
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
   if (dx && dx_implicit_) {
     // Flipped weight: wdx[c][(k, r', s')] = W[k][c][R-1-r'][S-1-s'].
     wdx_.resize(Shape{g.C, KRS});
     float* wf = wdx_.data();
-    for (int64_t kk = 0; kk < g.K; ++kk)
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t r = 0; r < g.R; ++r)
-          for (int64_t s = 0; s < g.S; ++s)
-            wf[c * KRS + (kk * g.R + r) * g.S + s] = w[((kk * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    // A copy, one row c per task: once per micro-batch, and serial it was the largest serial stretch of
+    // cifar10_quick's backward in the many-core projection.
+    parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t kk = 0; kk < g.K; ++kk)
+          for (int64_t r = 0; r < g.R; ++r)
+            for (int64_t s = 0; s < g.S; ++s)
+              wf[c * KRS + (kk * g.R + r) * g.S + s] = w[((kk * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    });
     wdxpack_.resize(Shape{g.C * KRS});
-    k.pack_a(wf, KRS, 1, g.C, KRS, wdxpack_.data());
+    pack_a_parallel(k, wf, KRS, 1, g.C, KRS, wdxpack_.data());
   } else if (dx) {
     // W^T: (C*R*S, K) for dx_n = W^T dy_n (1x1) or dcol = W^T dy_n (strided).
     wdxpack_.resize(Shape{CRS * g.K});
-    k.pack_a(w, 1, CRS, CRS, g.K, wdxpack_.data());
+    pack_a_parallel(k, w, 1, CRS, CRS, g.K, wdxpack_.data());
   }
   const float* xd = x.data();
   const float* dyd = dy.data();
   float* dxd = dx ? dx->data() : nullptr;
   float* part = partials_.data();
 
-  // Fixed chunks of kBatchChunk samples: chunk c sums its samples' weight/bias gradients in sample order
+  // Fixed chunks of batch_chunk(N) samples: chunk c sums its samples' weight/bias gradients in sample order
   // into its own partial buffer; dx of each sample is written by the one task that owns the sample.
-  parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
+  parallel_chunks(g.N, batch_chunk(g.N), [&](int64_t chunk, int64_t begin, int64_t end) {
     const size_t slot = static_cast<size_t>(worker_slot());
     assert(slot < scratch_.size());
     Scratch& sc = scratch_[slot];
@@ -736,7 +755,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   const int64_t rows = CRS + (opt_.bias ? 1 : 0);
   const int64_t psize = rows * g.K;
   const int64_t ldt = kernels::wgrad_ldt(g.K);
-  const int64_t chunks = chunk_count(g.N, kBatchChunk);
+  const int64_t chunks = chunk_count(g.N, batch_chunk(g.N));
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
   const bool dx_packed = !dx || packed_from(wdxpack2_of_, w, weight_.value.size());
@@ -758,7 +777,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   float* dxd = dx ? dx->data() : nullptr;
   float* part = partials_.data();
 
-  parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
+  parallel_chunks(g.N, batch_chunk(g.N), [&](int64_t chunk, int64_t begin, int64_t end) {
     Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
     float* pw = part + chunk * psize;
     for (int64_t n = begin; n < end; ++n) {

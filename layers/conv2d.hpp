@@ -65,10 +65,14 @@ class Conv2d final : public Layer {
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, const RunContext& ctx) override;
 
-  // Samples per fixed block of the weight-gradient reduction (independent of the thread count). Each block
-  // sums its samples' gradients in one FMA chain per weight and costs one partial copy of the weight gradient;
-  // the blocks are added in index order.
-  static constexpr int64_t kBatchChunk = 8;
+  // Fixed blocks of the weight-gradient reduction over a pass of N samples: at most kWeightChunks blocks of
+  // batch_chunk(N) samples, a function of N alone (never of the thread count). Each block sums its samples'
+  // gradients in one FMA chain per weight into one partial copy of the weight gradient; the blocks are added
+  // in index order. 16 blocks let a micro-batch of 16 (the default) spread over 16 threads: with 8 samples per
+  // block it had 2, and the trace projection (docs/performance.md) found conv backward then held
+  // cifar10_quick at 3.1x on 16 cores.
+  static constexpr int64_t kWeightChunks = 16;
+  static constexpr int64_t batch_chunk(int64_t N) { return N <= kWeightChunks ? 1 : (N + kWeightChunks - 1) / kWeightChunks; }
 
  private:
   ConvGeom geometry(const Shape& in) const;  // validates `in` (throws ShapeError)
