@@ -358,9 +358,9 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
   return geom_;
 }
 
-const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
+const float* Conv2d::column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const {
   const ConvGeom& g = geom_;
-  if (direct_) return xn;
+  if (direct_) return xn + c0 * g.pq();
   const kernels::KernelTable& k = kernels::kernels();
   const float* img = xn;
   int64_t Hs = g.H, Ws = g.W, top = g.pad_h, left = g.pad_w;
@@ -371,10 +371,11 @@ const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
     Ws = g.W + 2 * g.pad_w;
     top = left = 0;
   }
+  img += c0 * Hs * Ws;
   if (shifted_) {
     kernels::ShiftedSource s;
     s.src = img;
-    s.C = g.C;
+    s.C = c1 - c0;
     s.Hs = Hs;
     s.Ws = Ws;
     s.S = g.S;
@@ -389,7 +390,7 @@ const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
   } else {
     kernels::Im2col s;
     s.src = img;
-    s.C = g.C;
+    s.C = c1 - c0;
     s.Hs = Hs;
     s.Ws = Ws;
     s.R = g.R;
@@ -458,7 +459,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   const int64_t rows = CRS + (opt_.bias ? 1 : 0);
   const int64_t psize = rows * g.K;
   const int64_t ldt = kernels::wgrad_ldt(g.K);
-  const int64_t chunks = chunk_count(g.N, batch_chunk(g.N));
+  const int64_t chunks = chunk_count(g.N, kBatchChunk);
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
   if (dx && dx_implicit_) {
@@ -486,34 +487,53 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   float* dxd = dx ? dx->data() : nullptr;
   float* part = partials_.data();
 
-  // Fixed chunks of batch_chunk(N) samples: chunk c sums its samples' weight/bias gradients in sample order
-  // into its own partial buffer; dx of each sample is written by the one task that owns the sample.
-  parallel_chunks(g.N, batch_chunk(g.N), [&](int64_t chunk, int64_t begin, int64_t end) {
+  // Fixed chunks of kBatchChunk samples: chunk c sums its samples' weight/bias gradients in sample order into
+  // its own partial buffer. Each chunk's work is split further by input channel (fixed groups of the C
+  // channels, independent of the thread count): a group owns its rows (c, r, s) of the partial, the bias row
+  // goes with the last, and every weight's FMA chain is the one the whole chunk would run.
+  const int64_t groups = std::min(g.C, kChannelBlocks), RS = g.R * g.S;
+  parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
     const size_t slot = static_cast<size_t>(worker_slot());
     assert(slot < scratch_.size());
     Scratch& sc = scratch_[slot];
-    float* pw = part + chunk * psize;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / groups, group = t % groups;
+      const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
+      const int64_t c0 = g.C * group / groups, c1 = g.C * (group + 1) / groups;
+      const int64_t r0 = c0 * RS, r1 = c1 * RS;
+      const bool bias_row = opt_.bias && group + 1 == groups;
+      float* pw = part + chunk * psize;
+      for (int64_t n = begin; n < end; ++n) {
+        const float* dyn = dyd + n * g.K * PQ;
+        // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
+        // weight over the chunk's pixels in order. The bias row reads ones.
+        const float* src = column_source(xd + n * chw, sc, c0, c1);
+        const int64_t shift = boff_[static_cast<size_t>(r0)];
+        for (int64_t i = r0; i < r1; ++i) sc.rows[static_cast<size_t>(i)] = src + (boff_[static_cast<size_t>(i)] - shift);
+        if (bias_row) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
+        k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
+        kernels::WgradGemm wg;
+        wg.rows = r1 - r0 + (bias_row ? 1 : 0);
+        wg.cols = g.K;
+        wg.npix = PQ;
+        wg.row_ptrs = sc.rows.data() + r0;
+        wg.dyt = sc.dyt.data();
+        wg.ldt = ldt;
+        wg.c = pw + r0 * g.K;
+        wg.ldc = g.K;
+        wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
+        k.wgrad_gemm(wg);
+      }
+    }
+  });
+
+  // dx of each sample, written by the one task that owns the sample.
+  if (dxd) parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
+    const size_t slot = static_cast<size_t>(worker_slot());
+    assert(slot < scratch_.size());
+    Scratch& sc = scratch_[slot];
     for (int64_t n = begin; n < end; ++n) {
-      const float* xn = xd + n * chw;
       const float* dyn = dyd + n * g.K * PQ;
-      // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
-      // weight over the chunk's pixels in order. The bias row reads ones.
-      const float* src = column_source(xn, sc);
-      for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
-      if (opt_.bias) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
-      k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
-      kernels::WgradGemm wg;
-      wg.rows = rows;
-      wg.cols = g.K;
-      wg.npix = PQ;
-      wg.row_ptrs = sc.rows.data();
-      wg.dyt = sc.dyt.data();
-      wg.ldt = ldt;
-      wg.c = pw;
-      wg.ldc = g.K;
-      wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
-      k.wgrad_gemm(wg);
-      if (!dxd) continue;
       float* dxn = dxd + n * chw;
       kernels::RowsGemm gm;
       gm.init = kernels::Start::zero;
@@ -755,7 +775,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   const int64_t rows = CRS + (opt_.bias ? 1 : 0);
   const int64_t psize = rows * g.K;
   const int64_t ldt = kernels::wgrad_ldt(g.K);
-  const int64_t chunks = chunk_count(g.N, batch_chunk(g.N));
+  const int64_t chunks = chunk_count(g.N, kBatchChunk);
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
   const bool dx_packed = !dx || packed_from(wdxpack2_of_, w, weight_.value.size());
@@ -777,7 +797,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   float* dxd = dx ? dx->data() : nullptr;
   float* part = partials_.data();
 
-  parallel_chunks(g.N, batch_chunk(g.N), [&](int64_t chunk, int64_t begin, int64_t end) {
+  parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
     Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
     float* pw = part + chunk * psize;
     for (int64_t n = begin; n < end; ++n) {

@@ -65,14 +65,15 @@ class Conv2d final : public Layer {
   void forward(const Tensor& x, Tensor& y, const RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, const RunContext& ctx) override;
 
-  // Fixed blocks of the weight-gradient reduction over a pass of N samples: at most kWeightChunks blocks of
-  // batch_chunk(N) samples, a function of N alone (never of the thread count). Each block sums its samples'
-  // gradients in one FMA chain per weight into one partial copy of the weight gradient; the blocks are added
-  // in index order. 16 blocks let a micro-batch of 16 (the default) spread over 16 threads: with 8 samples per
-  // block it had 2, and the trace projection (docs/performance.md) found conv backward then held
-  // cifar10_quick at 3.1x on 16 cores.
-  static constexpr int64_t kWeightChunks = 16;
-  static constexpr int64_t batch_chunk(int64_t N) { return N <= kWeightChunks ? 1 : (N + kWeightChunks - 1) / kWeightChunks; }
+  // Samples per fixed block of the weight-gradient reduction (independent of the thread count). Each block
+  // sums its samples' gradients in one FMA chain per weight and costs one partial copy of the weight gradient;
+  // the blocks are added in index order.
+  static constexpr int64_t kBatchChunk = 8;
+  // The fp32 weight gradient of a block is also split by input channel into up to kChannelBlocks fixed
+  // groups (their rows of the partial are disjoint, so the bits do not change): a micro-batch of 16 has 2
+  // blocks of samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and
+  // blocks of fewer samples cost a partial copy each.
+  static constexpr int64_t kChannelBlocks = 8;
 
  private:
   ConvGeom geometry(const Shape& in) const;  // validates `in` (throws ShapeError)
@@ -81,7 +82,9 @@ class Conv2d final : public Layer {
   // One image's column source for the forward and weight-gradient products: its row crs starts at
   // source + boff_[crs] (docs/design.md, "Kernels"). Returns the source (x_n itself on the 1x1 path).
   struct Scratch;
-  const float* column_source(const float* xn, Scratch& sc) const;
+  // The rows of input channels [c0, c1) only: row crs of them at source + boff_[crs] - boff_[c0 R S].
+  const float* column_source(const float* xn, Scratch& sc) const { return column_source(xn, sc, 0, geom_.C); }
+  const float* column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const;
   // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
   // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
   void prepare_bf16();
