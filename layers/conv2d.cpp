@@ -488,10 +488,13 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   float* part = partials_.data();
 
   // Fixed chunks of kBatchChunk samples: chunk c sums its samples' weight/bias gradients in sample order into
-  // its own partial buffer. Each chunk's work is split further by input channel (fixed groups of the C
-  // channels, independent of the thread count): a group owns its rows (c, r, s) of the partial, the bias row
-  // goes with the last, and every weight's FMA chain is the one the whole chunk would run.
-  const int64_t groups = std::min(g.C, kChannelBlocks), RS = g.R * g.S;
+  // its own partial buffer. Each chunk's work is split further into fixed row groups (independent of the
+  // thread count): kChannelBlocks groups of input channels, or with fewer channels than that (a first layer)
+  // each channel's kernel rows r in a few ranges. A group owns its rows (c, r, s) of the partial, the bias
+  // row goes with the last, and every weight's FMA chain is the one the whole chunk would run.
+  const int64_t RS = g.R * g.S;
+  const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min(g.R, (kChannelBlocks + g.C - 1) / g.C);
+  const int64_t groups = g.C >= kChannelBlocks ? kChannelBlocks : g.C * per_channel;
   parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
     const size_t slot = static_cast<size_t>(worker_slot());
     assert(slot < scratch_.size());
@@ -499,8 +502,19 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t chunk = t / groups, group = t % groups;
       const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
-      const int64_t c0 = g.C * group / groups, c1 = g.C * (group + 1) / groups;
-      const int64_t r0 = c0 * RS, r1 = c1 * RS;
+      int64_t c0, c1, r0, r1;
+      if (g.C >= kChannelBlocks) {
+        c0 = g.C * group / groups;
+        c1 = g.C * (group + 1) / groups;
+        r0 = c0 * RS;
+        r1 = c1 * RS;
+      } else {
+        const int64_t j = group % per_channel;
+        c0 = group / per_channel;
+        c1 = c0 + 1;
+        r0 = c0 * RS + g.R * j / per_channel * g.S;
+        r1 = c0 * RS + g.R * (j + 1) / per_channel * g.S;
+      }
       const bool bias_row = opt_.bias && group + 1 == groups;
       float* pw = part + chunk * psize;
       for (int64_t n = begin; n < end; ++n) {
@@ -508,7 +522,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
         // weight over the chunk's pixels in order. The bias row reads ones.
         const float* src = column_source(xd + n * chw, sc, c0, c1);
-        const int64_t shift = boff_[static_cast<size_t>(r0)];
+        const int64_t shift = boff_[static_cast<size_t>(c0 * RS)];  // where channel c0's rows start
         for (int64_t i = r0; i < r1; ++i) sc.rows[static_cast<size_t>(i)] = src + (boff_[static_cast<size_t>(i)] - shift);
         if (bias_row) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
         k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);

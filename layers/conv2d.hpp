@@ -69,10 +69,11 @@ class Conv2d final : public Layer {
   // sums its samples' gradients in one FMA chain per weight and costs one partial copy of the weight gradient;
   // the blocks are added in index order.
   static constexpr int64_t kBatchChunk = 8;
-  // The fp32 weight gradient of a block is also split by input channel into up to kChannelBlocks fixed
-  // groups (their rows of the partial are disjoint, so the bits do not change): a micro-batch of 16 has 2
-  // blocks of samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and
-  // blocks of fewer samples cost a partial copy each.
+  // The fp32 weight gradient of a block is also split into fixed row groups: kChannelBlocks groups of input
+  // channels, or for fewer channels each channel's kernel rows in up to ceil(kChannelBlocks / C) ranges (their
+  // rows of the partial are disjoint, so the bits do not change). A micro-batch of 16 has 2 blocks of
+  // samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and blocks of fewer
+  // samples would cost a partial copy each.
   static constexpr int64_t kChannelBlocks = 8;
 
  private:
