@@ -493,7 +493,9 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   // each channel's kernel rows r in a few ranges. A group owns its rows (c, r, s) of the partial, the bias
   // row goes with the last, and every weight's FMA chain is the one the whole chunk would run.
   const int64_t RS = g.R * g.S;
-  const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min(g.R, (kChannelBlocks + g.C - 1) / g.C);
+  // 2 * kChannelBlocks row ranges in all where the kernel has the rows: 16 groups on 16 threads would leave one
+  // thread the 17th (cifar10_quick's conv1: 3 channels x 5 ranges, 30 tasks per micro-batch of 16).
+  const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min(g.R, (2 * kChannelBlocks + g.C - 1) / g.C);
   const int64_t groups = g.C >= kChannelBlocks ? kChannelBlocks : g.C * per_channel;
   parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
     const size_t slot = static_cast<size_t>(worker_slot());

@@ -70,7 +70,7 @@ class Conv2d final : public Layer {
   // the blocks are added in index order.
   static constexpr int64_t kBatchChunk = 8;
   // The fp32 weight gradient of a block is also split into fixed row groups: kChannelBlocks groups of input
-  // channels, or for fewer channels each channel's kernel rows in up to ceil(kChannelBlocks / C) ranges (their
+  // channels, or for fewer channels each channel's kernel rows in up to ceil(2 kChannelBlocks / C) ranges (their
   // rows of the partial are disjoint, so the bits do not change). A micro-batch of 16 has 2 blocks of
   // samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and blocks of fewer
   // samples would cost a partial copy each.
