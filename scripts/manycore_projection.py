@@ -219,12 +219,14 @@ def print_markdown(results, workers, node_cores):
                                                       lim["layer"], lim["phase"], lim["why"]))
     if node_cores:
         print()
-        print("| model | batch | " + " | ".join("%d x %d" % (s["ranks"], s["threads"]) for s in results[0]["splits"])
-              + " | best |")
+        cols = sorted({(s["ranks"], s["threads"]) for r in results for s in r["splits"]})
+        print("| model | batch | " + " | ".join("%d x %d" % c for c in cols) + " | best |")
+        print("| --- | ---: | " + " | ".join("---:" for _ in cols) + " | --- |")
         for r in results:
+            by = {(s["ranks"], s["threads"]): s["speedup"] for s in r["splits"]}
             best = max(r["splits"], key=lambda s: s["speedup"])
             print("| %s | %d | %s | %d x %d |" % (r["model"], r["batch"],
-                                                  " | ".join("%.1fx" % s["speedup"] for s in r["splits"]),
+                                                  " | ".join("%.1fx" % by[c] if c in by else "-" for c in cols),
                                                   best["ranks"], best["threads"]))
 
 
@@ -249,6 +251,7 @@ def main(argv):
         if trace.get("format") != "stride-trace" or not trace.get("steps"):
             sys.exit("%s: not a stride trace with steps (format %r)" % (path, trace.get("format")))
         results.append(project(trace, workers, args.loop_overhead_us, args.node_cores, args.allreduce_ms_per_mb))
+    results.sort(key=lambda r: (r["model"], r["batch"]))
     if args.json:
         print(json.dumps(results, indent=1))
     elif args.markdown:
