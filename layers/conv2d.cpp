@@ -492,10 +492,17 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   // thread count): kChannelBlocks groups of input channels, or with fewer channels than that (a first layer)
   // each channel's kernel rows r in a few ranges. A group owns its rows (c, r, s) of the partial, the bias
   // row goes with the last, and every weight's FMA chain is the one the whole chunk would run.
+  // dy_n^T (PQ, K) for every sample first: each of a chunk's row groups reads it (transposed per group, it
+  // cost more than the products of a 3-channel first layer).
+  dyt_.resize(Shape{g.N, PQ * ldt});
+  float* dyt_all = dyt_.data();
+  parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) k.transpose(dyd + n * g.K * PQ, PQ, g.K, PQ, dyt_all + n * PQ * ldt, ldt);
+  });
   const int64_t RS = g.R * g.S;
   // 2 * kChannelBlocks row ranges in all where the kernel has the rows: 16 groups on 16 threads would leave one
   // thread the 17th (cifar10_quick's conv1: 3 channels x 5 ranges, 30 tasks per micro-batch of 16).
-  const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min(g.R, (2 * kChannelBlocks + g.C - 1) / g.C);
+  const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min({g.R, (2 * kChannelBlocks + g.C - 1) / g.C, std::max<int64_t>(1, g.R * g.S / kMinGroupRows)});
   const int64_t groups = g.C >= kChannelBlocks ? kChannelBlocks : g.C * per_channel;
   parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
     const size_t slot = static_cast<size_t>(worker_slot());
@@ -520,20 +527,18 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
       const bool bias_row = opt_.bias && group + 1 == groups;
       float* pw = part + chunk * psize;
       for (int64_t n = begin; n < end; ++n) {
-        const float* dyn = dyd + n * g.K * PQ;
         // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
         // weight over the chunk's pixels in order. The bias row reads ones.
         const float* src = column_source(xd + n * chw, sc, c0, c1);
         const int64_t shift = boff_[static_cast<size_t>(c0 * RS)];  // where channel c0's rows start
         for (int64_t i = r0; i < r1; ++i) sc.rows[static_cast<size_t>(i)] = src + (boff_[static_cast<size_t>(i)] - shift);
         if (bias_row) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
-        k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
         kernels::WgradGemm wg;
         wg.rows = r1 - r0 + (bias_row ? 1 : 0);
         wg.cols = g.K;
         wg.npix = PQ;
         wg.row_ptrs = sc.rows.data() + r0;
-        wg.dyt = sc.dyt.data();
+        wg.dyt = dyt_all + n * PQ * ldt;
         wg.ldt = ldt;
         wg.c = pw + r0 * g.K;
         wg.ldc = g.K;

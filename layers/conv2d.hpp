@@ -75,6 +75,9 @@ class Conv2d final : public Layer {
   // samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and blocks of fewer
   // samples would cost a partial copy each.
   static constexpr int64_t kChannelBlocks = 8;
+  // ... but a range keeps at least this many rows (about a register tile of the product; thinner groups ran
+  // cifar10_quick's conv1 at half the speed).
+  static constexpr int64_t kMinGroupRows = 10;
 
  private:
   ConvGeom geometry(const Shape& in) const;  // validates `in` (throws ShapeError)
@@ -134,6 +137,7 @@ class Conv2d final : public Layer {
   Tensor wdxpack_;    // the weight packed for the input-gradient product
   Tensor ones_;       // (P*Q) ones: the bias gradient is the weight gradient of a constant row
   Tensor partials_;   // (chunks, (C*R*S + bias) * K): dW^T and db partial sums per batch chunk
+  Tensor dyt_;        // (N, P*Q, ldt): every sample's dy transposed once, for all the row groups that read it
   // bf16 plan: row offsets of the paired forward source ((C+1)/2 * R * S) and of the paired dy source
   // ((K+1)/2 * R * S), and the weights packed as pairs for the forward and input-gradient products.
   Shape bf16_prepared_for_{};
