@@ -14,6 +14,7 @@
 #include "framework/core/errors.hpp"
 #include "framework/core/parallel.hpp"
 #include "framework/core/rng.hpp"
+#include "framework/core/trace.hpp"
 #include "framework/gradient_reducer.hpp"
 #include "framework/memory_plan.hpp"
 #include "framework/model_spec.hpp"
@@ -195,12 +196,51 @@ void print_allreduce(const cluster::AllreduceTimes& t, const std::string& label,
               mb / 2, 1e3 * t.float_sum);
 }
 
+// `stride bench --trace`'s file (format in docs/performance.md, "Many-core projection"): the run, then each
+// recorded step's scopes and loops, times in microseconds from the step's start.
+void write_trace(const std::string& path, const json& run, const std::vector<trace::StepTrace>& steps) {
+  json out = run;
+  out["format"] = "stride-trace";
+  out["version"] = 1;
+  json js = json::array();
+  for (const trace::StepTrace& st : steps) {
+    json scopes = json::array(), loops = json::array();
+    for (const trace::Scope& s : st.scopes)
+      scopes.push_back({{"layer", s.layer}, {"phase", s.phase}, {"parent", s.parent}, {"micro_batch", s.micro_batch},
+                        {"start_us", s.start_us}, {"end_us", s.end_us}});
+    for (const trace::Loop& l : st.loops) {
+      json tasks = json::array();
+      for (const trace::Task& t : l.tasks)
+        tasks.push_back({{"chunk", t.chunk}, {"begin", t.begin}, {"end", t.end}, {"start_us", t.start_us},
+                         {"duration_us", t.duration_us}});
+      loops.push_back({{"scope", l.scope},
+                       {"kind", l.kind == trace::LoopKind::chunks ? "chunks" : "blocks"},
+                       {"n", l.n},
+                       {"grain", l.grain},
+                       {"start_us", l.start_us},
+                       {"end_us", l.end_us},
+                       {"tasks", tasks}});
+    }
+    js.push_back({{"duration_us", st.duration_us}, {"scopes", scopes}, {"loops", loops}});
+  }
+  out["steps"] = js;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f) throw IoError(path + ": cannot open for writing");
+    f << out.dump() << "\n";
+    f.flush();
+    if (!f) throw IoError(path + ": write failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw IoError(path + ": cannot replace with " + tmp);
+}
+
 }  // namespace
 
 // Times training steps (forward, loss, backward over micro-batches, SGD update: TrainingStep, exactly what
 // `stride train` runs) on random data, so a layer or kernel change can be measured without a dataset.
 int bench(int argc, char** argv) {
-  std::string model = "cifar10_quick", input, isa, precision_text = "fp32";
+  std::string model = "cifar10_quick", input, isa, precision_text = "fp32", trace_path;
   int64_t batch = 64, steps = 20, warmup = 3;
   int64_t micro_batch = TrainConfig{}.micro_batch;
   int threads = 0;
@@ -221,6 +261,8 @@ int bench(int argc, char** argv) {
        "fp32, or bf16: convolutions and linear layers on bf16 inputs and weights with fp32 sums")
       ("per-layer", po::bool_switch(), "also time forward, backward-data and backward-weights of each layer")
       ("json", po::bool_switch(), "print one JSON object instead of text")
+      ("trace", po::value(&trace_path), "record every parallel task of the timed steps at 1 thread into this JSON "
+       "file (for scripts/manycore_projection.py)")
       ("comm", po::bool_switch(), "instead: time the allreduce of the model's gradients over the processes of "
        "mpirun -np P (exact int64 sum and a float sum for comparison; docs/cluster.md); --steps repeats")
       ("elements", po::value(&elements)->default_value(0),
@@ -229,7 +271,7 @@ int bench(int argc, char** argv) {
   if (!parse_options(argc, argv, opts, vm,
                      "usage: stride bench [--model NAME] [--batch N] [--micro-batch M] [--steps N] [--threads N]\n"
                      "                    [--isa avx512bf16|avx512|avx2|generic] [--precision fp32|bf16]\n"
-                     "                    [--per-layer] [--json]\n"
+                     "                    [--per-layer] [--json] [--trace FILE]\n"
                      "Training throughput on random data (images/s), and the FMA peak it is measured against."))
     return 0;
   if (batch < 1 || steps < 1 || warmup < 0 || micro_batch < 0)
@@ -243,7 +285,11 @@ int bench(int argc, char** argv) {
       throw UsageError(e.what());
     }
   }();
-  std::unique_ptr<ThreadLimit> limit = limit_threads(threads);
+  const bool tracing = !trace_path.empty();
+  if (tracing && threads > 1)
+    throw UsageError("bench: --trace records at 1 thread (each task's time is then its own), got --threads " +
+                     std::to_string(threads));
+  std::unique_ptr<ThreadLimit> limit = limit_threads(tracing ? 1 : threads);
   const bool as_json = vm["json"].as<bool>(), layers = vm["per-layer"].as<bool>();
 
   ModelSource src = resolve_model(model);
@@ -287,10 +333,19 @@ int bench(int argc, char** argv) {
 
   for (int64_t s = 0; s < warmup; ++s) step(s);
   std::vector<double> times;
+  std::optional<trace::Recorder> recorder;
+  if (tracing) recorder.emplace();
   for (int64_t s = 0; s < steps; ++s) {
     const auto t = Clock::now();
+    if (recorder) recorder->begin_step();
     step(warmup + s);
+    if (recorder) recorder->end_step();
     times.push_back(seconds_since(t));
+  }
+  std::vector<trace::StepTrace> traced;
+  if (recorder) {
+    traced = recorder->steps();
+    recorder.reset();
   }
   double total = 0;
   for (double t : times) total += t;
@@ -339,6 +394,16 @@ int bench(int argc, char** argv) {
                 used_threads == 1 ? "" : "s", isa_name(path), precision_name(precision), cpu_model().c_str(),
                 ms_per_step, img_per_s, gflops, 100 * gflops / peak,
                 precision == Precision::bf16 ? "bf16 dot-product" : "FMA", peak, core_peak);
+  if (tracing) {
+    json run = out;
+    run["learnable"] = net.learnable_count();
+    run["micro_batches"] = batch / micro_batch;
+    json names = json::array();
+    for (size_t i = 0; i < net.layer_count(); ++i) names.push_back(net.layer(i).name());
+    run["layer_names"] = names;
+    write_trace(trace_path, run, traced);
+    if (!as_json) std::printf("trace of %lld steps written to %s\n", static_cast<long long>(steps), trace_path.c_str());
+  }
   if (layers) out["layers"] = per_layer(net, x, steps, peak, !as_json, precision);
   out["peak_rss_mb"] = peak_rss_mb();
   if (as_json)

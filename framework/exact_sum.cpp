@@ -20,8 +20,11 @@ int32_t ceil_log2(int64_t n) {
   return c;
 }
 
-constexpr int64_t kGrain = 8192;       // elements per task of the conversions
-constexpr int64_t kCopyGrain = 65536;  // elements per task of the copies and the largest-magnitude scans
+// Element-wise work (a maximum, per-element integer conversions, copies): any split gives the same bits. Small
+// enough that cifar10_quick's 145,578 gradients make enough tasks for 16 threads (the many-core projection,
+// docs/performance.md).
+constexpr int64_t kGrain = 4096;       // elements per task of the conversions
+constexpr int64_t kCopyGrain = 16384;  // elements per task of the copies and the largest-magnitude scans
 
 }  // namespace
 

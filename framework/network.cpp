@@ -6,6 +6,7 @@
 #include "framework/core/init.hpp"
 #include "framework/core/limits.hpp"
 #include "framework/core/parallel.hpp"
+#include "framework/core/trace.hpp"
 
 namespace stride {
 
@@ -170,6 +171,7 @@ std::span<const float> Network::values_of(const std::string& full_name) const {
 void Network::zero_grad() {
   // Once per micro-batch, over every gradient (1.7 MB for lenet5): split over the threads like the rest of
   // the step.
+  const trace::ScopeGuard scope("step", "zero_grad");
   float* g = grads_.data();
   parallel_for(grads_.numel(), int64_t{1} << 16, [g](int64_t begin, int64_t end) { std::fill(g + begin, g + end, 0.0f); });
 }
@@ -183,6 +185,7 @@ const Tensor& Network::forward(const Tensor& x, const RunContext& ctx) {
   last_input_ = &x;
   auto input_of = [&](int idx) -> const Tensor& { return idx < 0 ? x : nodes_[static_cast<size_t>(idx)]->y; };
   for (auto& node : nodes_) {
+    const trace::ScopeGuard scope(node->layer->name(), "forward");
     if (auto* binary = dynamic_cast<BinaryLayer*>(node->layer.get()))
       binary->forward2(input_of(node->inputs[0]), input_of(node->inputs[1]), node->y, ctx);
     else
@@ -227,6 +230,7 @@ void Network::backward(const Tensor& dlogits, const RunContext& ctx, const std::
   for (size_t k = nodes_.size(); k-- > 0;) {
     Node& node = *nodes_[k];
     if (!node.has_grad) continue;  // output not used by anything downstream of the loss
+    const trace::ScopeGuard scope(node.layer->name(), "backward");
     if (auto* binary = dynamic_cast<BinaryLayer*>(node.layer.get())) {
       const int a = node.inputs[0], b = node.inputs[1];
       Tensor* da = target(a);

@@ -1,19 +1,28 @@
 #include "framework/numeric_check.hpp"
 
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 
 #include "framework/core/limits.hpp"
+#include "framework/core/parallel.hpp"
 
 namespace stride {
 
 bool all_finite(std::span<const float> values) {
   // NaN and infinity are the floats whose exponent bits are all set: an integer test, OR-ed without a branch,
   // so it vectorizes (a float sum would be one serial chain of adds).
-  uint32_t any = 0;
-  for (float v : values) any |= static_cast<uint32_t>((std::bit_cast<uint32_t>(v) & 0x7f800000u) == 0x7f800000u);
-  return any == 0;
+  // Blocks over the threads: once per step over every gradient, and serial it was the largest serial
+  // stretch of lenet5's step (431,080 gradients) in the many-core projection. A yes/no answer: any split works.
+  std::atomic<bool> bad{false};
+  parallel_for(static_cast<int64_t>(values.size()), int64_t{1} << 15, [&](int64_t b, int64_t e) {
+    uint32_t any = 0;
+    for (int64_t i = b; i < e; ++i)
+      any |= static_cast<uint32_t>((std::bit_cast<uint32_t>(values[static_cast<size_t>(i)]) & 0x7f800000u) == 0x7f800000u);
+    if (any) bad.store(true, std::memory_order_relaxed);
+  });
+  return !bad.load();
 }
 
 std::string first_non_finite_param(const Network& net) {

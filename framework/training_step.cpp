@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/trace.hpp"
 #include "framework/numeric_check.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/softmax_cross_entropy.hpp"
@@ -90,8 +91,13 @@ StepStats TrainingStep::run_plain(const Tensor& x, std::span<const int32_t> labe
                                   const RunContext& ctx, double lr) {
   net_.zero_grad();
   const Tensor& logits = net_.forward(x, ctx);
-  const double loss = softmax_cross_entropy(logits, labels, &dlogits_, step_count);
-  const int64_t correct = count_correct(logits, labels);
+  double loss = 0;
+  int64_t correct = 0;
+  {
+    const trace::ScopeGuard scope("step", "loss");
+    loss = softmax_cross_entropy(logits, labels, &dlogits_, step_count);
+    correct = count_correct(logits, labels);
+  }
   // Located now, while the outputs of this forward are still in the layers.
   const std::string where = std::isfinite(loss) ? std::string() : locate_non_finite(net_, /*outputs=*/true, false);
   net_.backward(dlogits_, ctx);
@@ -115,8 +121,10 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
   for (int64_t k = 0; k < share.count; ++k) {
     const int64_t first = k * micro_batch_;
     const int64_t count = std::min(micro_batch_, mine.count - first);
+    trace::set_micro_batch(k);
     const Tensor* micro = &x;
     if (count != mine.count) {  // one micro-batch of several: its rows, copied
+      const trace::ScopeGuard scope("step", "input");
       micro_x_.resize(x.shape().with_batch(count));
       std::memcpy(micro_x_.data(), x.data() + first * per_sample, static_cast<size_t>(count * per_sample) * sizeof(float));
       micro = &micro_x_;
@@ -127,21 +135,27 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
     net_.zero_grad();
     const Tensor& logits = net_.forward(*micro, micro_ctx);
     double* row = rows_.data() + k * row_width_;
-    row[0] = softmax_cross_entropy(logits, micro_labels, &dlogits_, step_count);
-    // Located now, while this micro-batch's outputs are still in the layers.
-    if (!std::isfinite(row[0]) && where.empty()) where = locate_non_finite(net_, /*outputs=*/true, false);
-    row[1] = static_cast<double>(count_correct(logits, micro_labels));
-    row[2] = static_cast<double>(count);
-    double* stats = row + kFixedColumns;
-    for (BatchNorm* bn : batch_norms_) stats = std::copy(bn->batch_statistics().begin(), bn->batch_statistics().end(), stats);
+    {
+      const trace::ScopeGuard scope("step", "loss");
+      row[0] = softmax_cross_entropy(logits, micro_labels, &dlogits_, step_count);
+      // Located now, while this micro-batch's outputs are still in the layers.
+      if (!std::isfinite(row[0]) && where.empty()) where = locate_non_finite(net_, /*outputs=*/true, false);
+      row[1] = static_cast<double>(count_correct(logits, micro_labels));
+      row[2] = static_cast<double>(count);
+      double* stats = row + kFixedColumns;
+      for (BatchNorm* bn : batch_norms_)
+        stats = std::copy(bn->batch_statistics().begin(), bn->batch_statistics().end(), stats);
+    }
     if (k + 1 < share.count) {
       net_.backward(dlogits_, micro_ctx);
+      const trace::ScopeGuard scope("step", "gradient_sum");
       sum_.keep(net_.grads());
     } else {  // the last: its buckets can leave while backward goes on
       sum_.set_live(net_.grads());
       net_.backward(dlogits_, micro_ctx, on_layer);
     }
   }
+  trace::set_micro_batch(-1);
   if (share.count == 0) net_.zero_grad();
   reducer_.ready(0);
 
@@ -157,9 +171,15 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
   }
   // Running statistics: one update with the sample-weighted mean of the micro-batches' statistics (none for
   // a step whose loss is not finite: such a step changes nothing).
-  if (std::isfinite(loss)) update_running_statistics(samples);
+  if (std::isfinite(loss)) {
+    const trace::ScopeGuard scope("step", "statistics");
+    update_running_statistics(samples);
+  }
 
-  reducer_.reduce();
+  {
+    const trace::ScopeGuard scope("step", "gradient_sum");
+    reducer_.reduce();
+  }
   StepStats stats{loss, static_cast<int64_t>(correct), step_count, std::isfinite(loss), where};
   if (!stats.finite && stats.non_finite.empty()) stats.non_finite = "another process's micro-batch";
   return finish(std::move(stats), lr);
@@ -181,11 +201,17 @@ void TrainingStep::update_running_statistics(double samples) {
 StepStats TrainingStep::finish(StepStats stats, double lr) {
   if (!stats.finite) return stats;
   // A finite loss can still come with an infinite gradient (an overflow in backward): no update either way.
-  if (!all_finite(net_.grads())) {
+  bool finite = true;
+  {
+    const trace::ScopeGuard scope("step", "finite_check");
+    finite = all_finite(net_.grads());
+  }
+  if (!finite) {
     stats.finite = false;
     stats.non_finite = locate_non_finite(net_, false, /*grads=*/true);
     return stats;
   }
+  const trace::ScopeGuard scope("step", "optimizer");
   optimizer_.step(net_.params(), net_.grads(), lr);
   return stats;
 }

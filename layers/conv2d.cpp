@@ -130,7 +130,7 @@ kernels::Im2col padded_input_geometry(const ConvGeom& g, int64_t Hp, int64_t Wp)
 void add_chunk_partials(const float* part, int64_t chunks, int64_t psize, int64_t K, int64_t CRS, float* gw,
                         float* gb) {
   const int64_t wsize = K * CRS;
-  parallel_for(psize, 4096, [&](int64_t begin, int64_t end) {
+  parallel_for(psize, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at CRS*K + k.
       const int64_t src = i < wsize ? (i % CRS) * K + i / CRS : i;
@@ -140,6 +140,21 @@ void add_chunk_partials(const float* part, int64_t chunks, int64_t psize, int64_
         gw[i] += acc;
       else
         gb[i - wsize] += acc;
+    }
+  });
+}
+
+// KernelTable::pack_a, split over (row panel, block of 256 columns) tasks: a copy, so the same bytes. A weight
+// is packed once per micro-batch, and done serially these packs were most of the serial time the many-core
+// projection found in cifar10_quick's step (docs/performance.md).
+void pack_a_parallel(const kernels::KernelTable& k, const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K,
+                     float* dst) {
+  constexpr int64_t kColumns = 256;
+  const int64_t blocks = chunk_count(K, kColumns);
+  parallel_for(k.a_panels(M) * blocks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t % blocks;
+      k.pack_a_part(src, rs, cs, M, K, t / blocks, b * kColumns, std::min(K, (b + 1) * kColumns), dst);
     }
   });
 }
@@ -343,9 +358,9 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
   return geom_;
 }
 
-const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
+const float* Conv2d::column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const {
   const ConvGeom& g = geom_;
-  if (direct_) return xn;
+  if (direct_) return xn + c0 * g.pq();
   const kernels::KernelTable& k = kernels::kernels();
   const float* img = xn;
   int64_t Hs = g.H, Ws = g.W, top = g.pad_h, left = g.pad_w;
@@ -356,10 +371,11 @@ const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
     Ws = g.W + 2 * g.pad_w;
     top = left = 0;
   }
+  img += c0 * Hs * Ws;
   if (shifted_) {
     kernels::ShiftedSource s;
     s.src = img;
-    s.C = g.C;
+    s.C = c1 - c0;
     s.Hs = Hs;
     s.Ws = Ws;
     s.S = g.S;
@@ -374,7 +390,7 @@ const float* Conv2d::column_source(const float* xn, Scratch& sc) const {
   } else {
     kernels::Im2col s;
     s.src = img;
-    s.C = g.C;
+    s.C = c1 - c0;
     s.Hs = Hs;
     s.Ws = Ws;
     s.R = g.R;
@@ -401,7 +417,7 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   const kernels::KernelTable& k = kernels::kernels();
   const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
   wpack_.resize(Shape{g.K * CRS});
-  k.pack_a(weight_.value.data(), CRS, 1, g.K, CRS, wpack_.data());
+  pack_a_parallel(k, weight_.value.data(), CRS, 1, g.K, CRS, wpack_.data());
   const float* b = opt_.bias ? bias_.value.data() : nullptr;
   const float* xd = x.data();
   float* yd = y.data();
@@ -450,51 +466,95 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     // Flipped weight: wdx[c][(k, r', s')] = W[k][c][R-1-r'][S-1-s'].
     wdx_.resize(Shape{g.C, KRS});
     float* wf = wdx_.data();
-    for (int64_t kk = 0; kk < g.K; ++kk)
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t r = 0; r < g.R; ++r)
-          for (int64_t s = 0; s < g.S; ++s)
-            wf[c * KRS + (kk * g.R + r) * g.S + s] = w[((kk * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    // A copy, one row c per task: once per micro-batch, and serial it was the largest serial stretch of
+    // cifar10_quick's backward in the many-core projection.
+    parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t kk = 0; kk < g.K; ++kk)
+          for (int64_t r = 0; r < g.R; ++r)
+            for (int64_t s = 0; s < g.S; ++s)
+              wf[c * KRS + (kk * g.R + r) * g.S + s] = w[((kk * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    });
     wdxpack_.resize(Shape{g.C * KRS});
-    k.pack_a(wf, KRS, 1, g.C, KRS, wdxpack_.data());
+    pack_a_parallel(k, wf, KRS, 1, g.C, KRS, wdxpack_.data());
   } else if (dx) {
     // W^T: (C*R*S, K) for dx_n = W^T dy_n (1x1) or dcol = W^T dy_n (strided).
     wdxpack_.resize(Shape{CRS * g.K});
-    k.pack_a(w, 1, CRS, CRS, g.K, wdxpack_.data());
+    pack_a_parallel(k, w, 1, CRS, CRS, g.K, wdxpack_.data());
   }
   const float* xd = x.data();
   const float* dyd = dy.data();
   float* dxd = dx ? dx->data() : nullptr;
   float* part = partials_.data();
 
-  // Fixed chunks of kBatchChunk samples: chunk c sums its samples' weight/bias gradients in sample order
-  // into its own partial buffer; dx of each sample is written by the one task that owns the sample.
-  parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
+  // Fixed chunks of kBatchChunk samples: chunk c sums its samples' weight/bias gradients in sample order into
+  // its own partial buffer. Each chunk's work is split further into fixed row groups (independent of the
+  // thread count): kChannelBlocks groups of input channels, or with fewer channels than that (a first layer)
+  // each channel's kernel rows r in a few ranges. A group owns its rows (c, r, s) of the partial, the bias
+  // row goes with the last, and every weight's FMA chain is the one the whole chunk would run.
+  // dy_n^T (PQ, K) for every sample first: each of a chunk's row groups reads it (transposed per group, it
+  // cost more than the products of a 3-channel first layer).
+  dyt_.resize(Shape{g.N, PQ * ldt});
+  float* dyt_all = dyt_.data();
+  parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) k.transpose(dyd + n * g.K * PQ, PQ, g.K, PQ, dyt_all + n * PQ * ldt, ldt);
+  });
+  const int64_t RS = g.R * g.S;
+  // 2 * kChannelBlocks row ranges in all where the kernel has the rows: 16 groups on 16 threads would leave one
+  // thread the 17th (cifar10_quick's conv1: 3 channels x 5 ranges, 30 tasks per micro-batch of 16).
+  const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min({g.R, (2 * kChannelBlocks + g.C - 1) / g.C, std::max<int64_t>(1, g.R * g.S / kMinGroupRows)});
+  const int64_t groups = g.C >= kChannelBlocks ? kChannelBlocks : g.C * per_channel;
+  parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
     const size_t slot = static_cast<size_t>(worker_slot());
     assert(slot < scratch_.size());
     Scratch& sc = scratch_[slot];
-    float* pw = part + chunk * psize;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / groups, group = t % groups;
+      const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
+      int64_t c0, c1, r0, r1;
+      if (g.C >= kChannelBlocks) {
+        c0 = g.C * group / groups;
+        c1 = g.C * (group + 1) / groups;
+        r0 = c0 * RS;
+        r1 = c1 * RS;
+      } else {
+        const int64_t j = group % per_channel;
+        c0 = group / per_channel;
+        c1 = c0 + 1;
+        r0 = c0 * RS + g.R * j / per_channel * g.S;
+        r1 = c0 * RS + g.R * (j + 1) / per_channel * g.S;
+      }
+      const bool bias_row = opt_.bias && group + 1 == groups;
+      float* pw = part + chunk * psize;
+      for (int64_t n = begin; n < end; ++n) {
+        // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
+        // weight over the chunk's pixels in order. The bias row reads ones.
+        const float* src = column_source(xd + n * chw, sc, c0, c1);
+        const int64_t shift = boff_[static_cast<size_t>(c0 * RS)];  // where channel c0's rows start
+        for (int64_t i = r0; i < r1; ++i) sc.rows[static_cast<size_t>(i)] = src + (boff_[static_cast<size_t>(i)] - shift);
+        if (bias_row) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
+        kernels::WgradGemm wg;
+        wg.rows = r1 - r0 + (bias_row ? 1 : 0);
+        wg.cols = g.K;
+        wg.npix = PQ;
+        wg.row_ptrs = sc.rows.data() + r0;
+        wg.dyt = dyt_all + n * PQ * ldt;
+        wg.ldt = ldt;
+        wg.c = pw + r0 * g.K;
+        wg.ldc = g.K;
+        wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
+        k.wgrad_gemm(wg);
+      }
+    }
+  });
+
+  // dx of each sample, written by the one task that owns the sample.
+  if (dxd) parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
+    const size_t slot = static_cast<size_t>(worker_slot());
+    assert(slot < scratch_.size());
+    Scratch& sc = scratch_[slot];
     for (int64_t n = begin; n < end; ++n) {
-      const float* xn = xd + n * chw;
       const float* dyn = dyd + n * g.K * PQ;
-      // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
-      // weight over the chunk's pixels in order. The bias row reads ones.
-      const float* src = column_source(xn, sc);
-      for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
-      if (opt_.bias) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
-      k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
-      kernels::WgradGemm wg;
-      wg.rows = rows;
-      wg.cols = g.K;
-      wg.npix = PQ;
-      wg.row_ptrs = sc.rows.data();
-      wg.dyt = sc.dyt.data();
-      wg.ldt = ldt;
-      wg.c = pw;
-      wg.ldc = g.K;
-      wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
-      k.wgrad_gemm(wg);
-      if (!dxd) continue;
       float* dxn = dxd + n * chw;
       kernels::RowsGemm gm;
       gm.init = kernels::Start::zero;

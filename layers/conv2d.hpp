@@ -69,6 +69,15 @@ class Conv2d final : public Layer {
   // sums its samples' gradients in one FMA chain per weight and costs one partial copy of the weight gradient;
   // the blocks are added in index order.
   static constexpr int64_t kBatchChunk = 8;
+  // The fp32 weight gradient of a block is also split into fixed row groups: kChannelBlocks groups of input
+  // channels, or for fewer channels each channel's kernel rows in up to ceil(2 kChannelBlocks / C) ranges (their
+  // rows of the partial are disjoint, so the bits do not change). A micro-batch of 16 has 2 blocks of
+  // samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and blocks of fewer
+  // samples would cost a partial copy each.
+  static constexpr int64_t kChannelBlocks = 8;
+  // ... but a range keeps at least this many rows (about a register tile of the product; thinner groups ran
+  // cifar10_quick's conv1 at half the speed).
+  static constexpr int64_t kMinGroupRows = 10;
 
  private:
   ConvGeom geometry(const Shape& in) const;  // validates `in` (throws ShapeError)
@@ -77,7 +86,9 @@ class Conv2d final : public Layer {
   // One image's column source for the forward and weight-gradient products: its row crs starts at
   // source + boff_[crs] (docs/design.md, "Kernels"). Returns the source (x_n itself on the 1x1 path).
   struct Scratch;
-  const float* column_source(const float* xn, Scratch& sc) const;
+  // The rows of input channels [c0, c1) only: row crs of them at source + boff_[crs] - boff_[c0 R S].
+  const float* column_source(const float* xn, Scratch& sc) const { return column_source(xn, sc, 0, geom_.C); }
+  const float* column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const;
   // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
   // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
   void prepare_bf16();
@@ -126,6 +137,7 @@ class Conv2d final : public Layer {
   Tensor wdxpack_;    // the weight packed for the input-gradient product
   Tensor ones_;       // (P*Q) ones: the bias gradient is the weight gradient of a constant row
   Tensor partials_;   // (chunks, (C*R*S + bias) * K): dW^T and db partial sums per batch chunk
+  Tensor dyt_;        // (N, P*Q, ldt): every sample's dy transposed once, for all the row groups that read it
   // bf16 plan: row offsets of the paired forward source ((C+1)/2 * R * S) and of the paired dy source
   // ((K+1)/2 * R * S), and the weights packed as pairs for the forward and input-gradient products.
   Shape bf16_prepared_for_{};

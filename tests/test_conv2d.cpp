@@ -428,8 +428,9 @@ TEST_CASE("conv2d: forward and backward are bit-identical with 1, 2 and 4 thread
   };
   Conv2dOptions general = conv_opts(6, 3, 3, Padding::reflect, 1, 1, true);
   Conv2dOptions one_by_one = conv_opts(6, 1, 1, Padding::zeros, 0, 0, true);
-  // N = 20 spans several fixed chunks of Conv2d::kBatchChunk samples.
-  static_assert(Conv2d::kBatchChunk < 10);
+  // N = 20 spans several fixed chunks of Conv2d::kBatchChunk samples, each split into row groups (3 channels
+  // of 3 kernel rows: a group per channel and row; 5 channels of 1x1: a group per channel).
+  static_assert(Conv2d::kBatchChunk < 10 && Conv2d::kChannelBlocks >= 3);
   for (const auto& c : {std::pair{general, Shape{20, 3, 9, 9}}, std::pair{one_by_one, Shape{20, 5, 6, 6}}}) {
     const auto& o = c.first;  // not a structured binding: clang 14 cannot capture those in INFO's lambda
     const auto& in = c.second;

@@ -100,6 +100,12 @@ TEST_CASE("kernels: rows_gemm is one FMA chain per output on every path, for odd
         CAPTURE(isa_name(t->isa));
         std::vector<float> packed(static_cast<size_t>(cs.M * cs.K) + 1);
         t->pack_a(a.data(), cs.K, 1, cs.M, cs.K, packed.data());
+        // The same pack in pieces (panels, uneven column blocks; what Conv2d spreads over threads): the same bytes.
+        std::vector<float> pieces(packed.size(), -1.0f);
+        pieces.back() = packed.back();
+        for (int64_t p = 0; p < t->a_panels(cs.M); ++p)
+          for (int64_t k0 = 0; k0 < cs.K; k0 += 7) t->pack_a_part(a.data(), cs.K, 1, cs.M, cs.K, p, k0, std::min(cs.K, k0 + 7), pieces.data());
+        CHECK(std::memcmp(pieces.data(), packed.data(), static_cast<size_t>(cs.M * cs.K) * sizeof(float)) == 0);
         std::vector<float> c = c0;
         kernels::RowsGemm g;
         g.M = cs.M;

@@ -8,6 +8,7 @@
 #include <tbb/task_arena.h>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/trace.hpp"
 
 // ThreadSanitizer sees only instrumented code, and Debian's libtbb is not built with it: TBB's hand-off of its
 // own task objects between threads looks like a race in every kernel. The TSan build (scripts/sanitizers.sh)
@@ -67,9 +68,32 @@ void run_tasks(int64_t tasks, const std::function<void(int64_t)>& task) {
 }  // namespace
 #endif
 
+// The one-thread paths below, timed for a trace recorder (framework/core/trace.hpp): the same body calls over
+// the same ranges, in the same order, each reported with its start and duration.
+namespace {
+void traced_for(trace::Recorder& r, int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body) {
+  const int loop = r.begin_loop(trace::LoopKind::blocks, n, grain);
+  const double t0 = r.now_us();
+  body(0, n);
+  r.task(loop, 0, 0, n, t0, r.now_us() - t0);
+  r.end_loop(loop);
+}
+
+void traced_chunks(trace::Recorder& r, int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t, int64_t)> body) {
+  const int loop = r.begin_loop(trace::LoopKind::chunks, n, size);
+  for (int64_t c = 0; c < chunk_count(n, size); ++c) {
+    const double t0 = r.now_us();
+    body(c, c * size, std::min(n, (c + 1) * size));
+    r.task(loop, c, c * size, std::min(n, (c + 1) * size), t0, r.now_us() - t0);
+  }
+  r.end_loop(loop);
+}
+}  // namespace
+
 void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
+  if (trace::Recorder* r = trace::active(); r && max_threads() == 1) return traced_for(*r, n, grain, body);
   if (n <= grain || max_threads() == 1) {
     body(0, n);
     return;
@@ -86,6 +110,7 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
 void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (size < 1) size = 1;
+  if (trace::Recorder* r = trace::active(); r && max_threads() == 1) return traced_chunks(*r, n, size, body);
   const int64_t chunks = chunk_count(n, size);
   auto run = [&](int64_t c) { body(c, c * size, std::min(n, (c + 1) * size)); };
   if (chunks == 1 || max_threads() == 1) {

@@ -85,6 +85,16 @@ inline int64_t panel_begin(int64_t M, int64_t p) {
   return M / n * p + std::min(p, M % n);
 }
 
+int64_t a_panels(int64_t M) { return panel_count(M); }
+
+void pack_a_part(const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K, int64_t p, int64_t k0, int64_t k1,
+                 float* dst) {
+  const int64_t m0 = panel_begin(M, p), mr = panel_begin(M, p + 1) - m0;
+  float* out = dst + m0 * K;
+  for (int64_t k = k0; k < k1; ++k)
+    for (int64_t i = 0; i < mr; ++i) out[k * mr + i] = src[(m0 + i) * rs + k * cs];
+}
+
 void pack_a(const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K, float* dst) {
   const int64_t panels = panel_count(M);
   for (int64_t p = 0; p < panels; ++p) {
@@ -771,6 +781,6 @@ const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &
                             &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
                             &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &max_abs_bits,
                             &to_fixed,   &fma_probe, &pack_pairs, &pack_a_bf16, &row_pairs, &rows_gemm_bf16,
-                            &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe};
+                            &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe, &a_panels, &pack_a_part};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

@@ -174,6 +174,12 @@ struct KernelTable {
   // Runs `iterations` rounds of independent register-only bf16 dot-product steps; returns the FLOPs done
   // (4 per lane per step, as vdpbf16ps counts).
   double (*dpbf16_probe)(int64_t iterations);
+
+  // pack_a in pieces, so a pack can be split over threads: the number of row panels of an M-row A, and
+  // columns [k0, k1) of panel p written where pack_a writes them (every (p, k) once: the same bytes).
+  int64_t (*a_panels)(int64_t M);
+  void (*pack_a_part)(const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K, int64_t p, int64_t k0,
+                      int64_t k1, float* dst);
 };
 
 // The table of the active path (active_isa()).
