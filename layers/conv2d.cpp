@@ -107,7 +107,8 @@ void fold_sample(const float* dxp, float* dx, const ConvGeom& g, const PadTables
   }
 }
 
-// The column-to-image geometry of one sample's (padded, Hp x Wp) input, for the strided input gradient.
+// The im2col geometry of one sample's Hp x Wp source (src, top, left and out left to the caller): the
+// forward columns, and the strided input gradient's column-to-image fold.
 kernels::Im2col padded_input_geometry(const ConvGeom& g, int64_t Hp, int64_t Wp) {
   kernels::Im2col geo;
   geo.C = g.C;
@@ -388,21 +389,11 @@ const float* Conv2d::column_source(const float* xn, Scratch& sc, int64_t c0, int
     s.out = sc.col.data();
     k.shifted_source(s);
   } else {
-    kernels::Im2col s;
+    kernels::Im2col s = padded_input_geometry(g, Hs, Ws);
     s.src = img;
     s.C = c1 - c0;
-    s.Hs = Hs;
-    s.Ws = Ws;
-    s.R = g.R;
-    s.S = g.S;
-    s.dh = g.dilation_h;
-    s.dw = g.dilation_w;
-    s.sh = g.stride_h;
-    s.sw = g.stride_w;
     s.top = top;
     s.left = left;
-    s.P = g.P;
-    s.Q = g.Q;
     s.out = sc.col.data();
     k.im2col(s);
   }
@@ -700,21 +691,10 @@ const uint32_t* Conv2d::pair_source(const float* xn, Scratch& sc) const {
     s.Q = g.Q;
     k.shifted_source_bf16(s, out, sc.tmp2.data());
   } else {
-    kernels::Im2col s;
+    kernels::Im2col s = padded_input_geometry(g, Hs, Ws);
     s.src = img;
-    s.C = g.C;
-    s.Hs = Hs;
-    s.Ws = Ws;
-    s.R = g.R;
-    s.S = g.S;
-    s.dh = g.dilation_h;
-    s.dw = g.dilation_w;
-    s.sh = g.stride_h;
-    s.sw = g.stride_w;
     s.top = top;
     s.left = left;
-    s.P = g.P;
-    s.Q = g.Q;
     k.im2col_bf16(s, out, sc.tmp2.data());
   }
   return out;
