@@ -1,8 +1,8 @@
 // stride across network hosts (issue 17): mpirun over TCP between network-namespace hosts and a real Slurm
 // 22.05 cluster on them (cluster/testbed/testbed). The weights are bitwise those of one process; the project's
 // own cluster/slurm/train.sbatch runs unmodified, every usage line of its comments as written (with the
-// testbed's sizes); logs written to files hold no terminal codes. CTest label `cluster`. Runs as root, as CI
-// does; where namespaces cannot be made the tests fail with the reason.
+// sizes its comments give for the testbed's nodes); logs written to files hold no terminal codes. CTest
+// label `cluster`. Runs as root, as CI does; where namespaces cannot be made the tests fail with the reason.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -110,27 +110,35 @@ TEST_CASE("cluster: Slurm runs cluster/slurm/train.sbatch as its comments say: 2
 
   // The usage lines of the sbatch's comments, in order ("#   ...sbatch ...", without a trailing comment).
   const std::string sbatch_path = std::string(STRIDE_REPO_DIR) + "/cluster/slurm/train.sbatch";
+  // And the sizes its comments give for the testbed's nodes: a comment line of flags alone.
   std::vector<std::string> usage;
+  std::string sizes;
   {
     std::ifstream in(sbatch_path);
     std::string line;
     const std::regex usage_line(R"(^#\s+((?:\S+=\S+\s+)*sbatch\s.*?)\s*(#.*)?$)");
+    const std::regex sizes_line(R"(^#\s+((?:--[a-z-]+=\S+\s*)+)$)");
     std::smatch m;
-    while (std::getline(in, line))
+    while (std::getline(in, line)) {
       if (std::regex_match(line, m, usage_line)) usage.push_back(m[1]);
+      else if (std::regex_match(line, m, sizes_line)) sizes = m[1];
+    }
   }
-  INFO("usage lines: " << usage.size());
+  INFO("usage lines: " << usage.size() << ", testbed sizes: " << sizes);
   REQUIRE(usage.size() == 4);
+  REQUIRE(sizes.find("--cpus-per-task=") != std::string::npos);
   // They run from a directory holding the repository's cluster/ (as from a checkout), with STRIDE and DATA
-  // set, and the testbed's sizes given as sbatch flags: its nodes have this machine's 2 CPUs, not the two
-  // 16-core sockets the sbatch assumes. --wait makes sbatch return the job's exit status.
+  // set, and the sizes the sbatch's comments give for the testbed after `sbatch`: its nodes have this
+  // machine's 2 CPUs, not the two 16-core sockets of the #SBATCH lines, and Slurm 22.05's sbatch takes
+  // --ntasks-per-node and --cpus-per-task from no environment variable. --wait makes sbatch return the job's
+  // exit status.
   const fs::path work = tmp.path / "work";
   fs::create_directories(work);
   fs::create_directory_symlink(fs::path(STRIDE_REPO_DIR) / "cluster", work / "cluster");
   Testbed bed(4, "--slurm");
   auto submit = [&](const std::string& line, const std::string& extra_args) {
     const size_t at = line.find("sbatch ");
-    const std::string command = line.substr(0, at) + "sbatch --wait --ntasks-per-node=1 --cpus-per-task=2 " +
+    const std::string command = line.substr(0, at) + "sbatch --wait " + sizes + " " +
                                 line.substr(at + 7) + extra_args;
     const MpiRun r = bed.run("cd " + work.string() + " && STRIDE=" + kStride + " DATA=" + (tmp / "cifar.h5") +
                              " " + command);
