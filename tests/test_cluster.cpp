@@ -216,8 +216,10 @@ TEST_CASE("cluster: stride bench --comm across 2 and 3 hosts at 1 Gbit/s and 100
       // Measured on this shared 2-core machine (docs/cluster.md, "The network model, measured"), fastest
       // repeat of a launch against the model: 100 Mbit/s 1.06x (2 hosts) and 1.07-1.19x (3 hosts), with two
       // CPU-bound processes beside it 1.16x and 1.16-1.26x: the link sets the time. 1 Gbit/s 1.08-1.15x and
-      // 1.12-1.47x: the CPU shows (3 processes share 2 cores; with two CPU-bound processes beside it,
-      // 2.0-2.6x, which this test does not survive: it needs the machine's two cores).
+      // 1.12-1.47x: the CPU shows (with two CPU-bound processes beside it, 2.0-2.6x, which this test does not
+      // survive: it needs the machine's two cores). At 3 hosts OpenMPI's TCP rendezvous also adds a wait
+      // per ring step that the model leaves out ("Why 3 and 4 hosts took longer": at 100 Mbit/s +0-4% on the
+      // fastest repeat, +7-22% on the median); the test runs OpenMPI's defaults, as users do.
       const double floor = 0.9;
       const double ceiling = rate == "100mbit" ? (hosts == 2 ? 1.2 : 1.35) : (hosts == 2 ? 1.3 : 1.5);
       for (int attempt = 0; attempt < 5 && !(measured < ceiling * predicted); ++attempt) {
