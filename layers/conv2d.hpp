@@ -134,6 +134,7 @@ class Conv2d final : public Layer {
                      // or dcol (explicit)
     Tensor dyt;      // (P*Q, round_up(K, 16)): dy of one image transposed for the weight gradient
     std::vector<const float*> rows;  // (C*R*S + 8) row pointers into col (and ones_, zeros_) for the weight gradient
+    std::vector<float> colt;  // (P*Q, ldt): one image's column source transposed (wgrad_transposed_)
     std::vector<const float*> dy_rows;  // (K) rows of one image's dy (the transposed weight gradient)
     // bf16 only: a pair source (forward columns, or dy's for the input gradient), the packed columns and
     // dy transposed as pairs over pixels for the weight gradient, and two planes of conversion scratch.
@@ -149,7 +150,6 @@ class Conv2d final : public Layer {
   Tensor zeros_;      // (P*Q) zeros: the rows that pad a transposed column source to whole 8 x 8 blocks
   Tensor partials_;   // (chunks, (C*R*S + bias) * K): dW^T and db partial sums per batch chunk
   Tensor dyt_;        // (N, P*Q, ldt): every sample's dy transposed once, for all the row groups that read it
-                      // (wgrad_transposed_: every sample's column source and ones row transposed instead)
   // bf16 plan: row offsets of the paired forward source ((C+1)/2 * R * S) and of the paired dy source
   // ((K+1)/2 * R * S), and the weights packed as pairs for the forward and input-gradient products.
   Shape bf16_prepared_for_{};
