@@ -128,13 +128,17 @@ kernels::Im2col padded_input_geometry(const ConvGeom& g, int64_t Hp, int64_t Wp)
 // Adds the batch chunks' weight and bias gradient partials (each chunk psize floats: the transposed
 // (CRS, K) weight partial, then K bias partials) into the gradients. Chunks are added in index order, per
 // element, so the sum is the same for any thread count.
+// With `by_channel` (the transposed weight gradient) a partial is (K, CRS + bias) instead: row k holds channel
+// k's weights, then its bias.
 void add_chunk_partials(const float* part, int64_t chunks, int64_t psize, int64_t K, int64_t CRS, float* gw,
-                        float* gb) {
-  const int64_t wsize = K * CRS;
+                        float* gb, bool by_channel) {
+  const int64_t wsize = K * CRS, ld = psize / K;
   parallel_for(psize, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       // Weight element (k, j) of (K, CRS) sits at j*K + k of the transposed partials; bias k at CRS*K + k.
-      const int64_t src = i < wsize ? (i % CRS) * K + i / CRS : i;
+      const int64_t src = by_channel ? (i < wsize ? i / CRS * ld + i % CRS : (i - wsize) * ld + CRS)
+                          : i < wsize ? (i % CRS) * K + i / CRS
+                                      : i;
       float acc = part[src];
       for (int64_t c = 1; c < chunks; ++c) acc += part[c * psize + src];
       if (i < wsize)
@@ -351,10 +355,17 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
     // so one image's working set stays in L2.
     sc.col.resize(Shape{std::max<int64_t>(std::max(col_size_, dsrc_size_), 1)});
     sc.dyt.resize(Shape{PQ, kernels::wgrad_ldt(g.K)});
-    sc.rows.assign(static_cast<size_t>(CRS + 1), nullptr);
+    sc.rows.assign(static_cast<size_t>(CRS + 8), nullptr);
+    sc.dy_rows.assign(static_cast<size_t>(g.K), nullptr);
   }
   ones_.resize(Shape{PQ});
   ones_.fill(1.0f);
+  zeros_.resize(Shape{PQ});
+  zeros_.fill(0.0f);
+  // Vector FMAs per pixel of the weight gradient, 16 lanes: ceil(K / 16) per source row, or transposed
+  // ceil(rows / 16) per channel.
+  const int64_t wrows = CRS + (opt_.bias ? 1 : 0);
+  wgrad_transposed_ = wrows <= kTransposedMaxRows && (wrows + 15) / 16 * g.K < (g.K + 15) / 16 * wrows;
   prepared_for_ = sample;
   return geom_;
 }
@@ -484,60 +495,65 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   // each channel's kernel rows r in a few ranges. A group owns its rows (c, r, s) of the partial, the bias
   // row goes with the last, and every weight's FMA chain is the one the whole chunk would run.
   // dy_n^T (PQ, K) for every sample first: each of a chunk's row groups reads it (transposed per group, it
-  // cost more than the products of a 3-channel first layer).
-  dyt_.resize(Shape{g.N, PQ * ldt});
-  float* dyt_all = dyt_.data();
-  parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
-    for (int64_t n = b; n < e; ++n) k.transpose(dyd + n * g.K * PQ, PQ, g.K, PQ, dyt_all + n * PQ * ldt, ldt);
-  });
-  const int64_t RS = g.R * g.S;
-  // 2 * kChannelBlocks row ranges in all where the kernel has the rows: 16 groups on 16 threads would leave one
-  // thread the 17th (cifar10_quick's conv1: 3 channels x 5 ranges, 30 tasks per micro-batch of 16).
-  const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min({g.R, (2 * kChannelBlocks + g.C - 1) / g.C, std::max<int64_t>(1, g.R * g.S / kMinGroupRows)});
-  const int64_t groups = g.C >= kChannelBlocks ? kChannelBlocks : g.C * per_channel;
-  parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
-    const size_t slot = static_cast<size_t>(worker_slot());
-    assert(slot < scratch_.size());
-    Scratch& sc = scratch_[slot];
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / groups, group = t % groups;
-      const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
-      int64_t c0, c1, r0, r1;
-      if (g.C >= kChannelBlocks) {
-        c0 = g.C * group / groups;
-        c1 = g.C * (group + 1) / groups;
-        r0 = c0 * RS;
-        r1 = c1 * RS;
-      } else {
-        const int64_t j = group % per_channel;
-        c0 = group / per_channel;
-        c1 = c0 + 1;
-        r0 = c0 * RS + g.R * j / per_channel * g.S;
-        r1 = c0 * RS + g.R * (j + 1) / per_channel * g.S;
+  // cost more than the products of a 3-channel first layer). A layer with few output channels and a short
+  // reduction runs the same chains transposed instead (kTransposedMaxRows).
+  if (wgrad_transposed_) {
+    backward_weights_transposed(x, dy);
+  } else {
+    dyt_.resize(Shape{g.N, PQ * ldt});
+    float* dyt_all = dyt_.data();
+    parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) k.transpose(dyd + n * g.K * PQ, PQ, g.K, PQ, dyt_all + n * PQ * ldt, ldt);
+    });
+    const int64_t RS = g.R * g.S;
+    // 2 * kChannelBlocks row ranges in all where the kernel has the rows: 16 groups on 16 threads would leave one
+    // thread the 17th (cifar10_quick's conv1: 3 channels x 5 ranges, 30 tasks per micro-batch of 16).
+    const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min({g.R, (2 * kChannelBlocks + g.C - 1) / g.C, std::max<int64_t>(1, g.R * g.S / kMinGroupRows)});
+    const int64_t groups = g.C >= kChannelBlocks ? kChannelBlocks : g.C * per_channel;
+    parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
+      const size_t slot = static_cast<size_t>(worker_slot());
+      assert(slot < scratch_.size());
+      Scratch& sc = scratch_[slot];
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t chunk = t / groups, group = t % groups;
+        const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
+        int64_t c0, c1, r0, r1;
+        if (g.C >= kChannelBlocks) {
+          c0 = g.C * group / groups;
+          c1 = g.C * (group + 1) / groups;
+          r0 = c0 * RS;
+          r1 = c1 * RS;
+        } else {
+          const int64_t j = group % per_channel;
+          c0 = group / per_channel;
+          c1 = c0 + 1;
+          r0 = c0 * RS + g.R * j / per_channel * g.S;
+          r1 = c0 * RS + g.R * (j + 1) / per_channel * g.S;
+        }
+        const bool bias_row = opt_.bias && group + 1 == groups;
+        float* pw = part + chunk * psize;
+        for (int64_t n = begin; n < end; ++n) {
+          // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
+          // weight over the chunk's pixels in order. The bias row reads ones.
+          const float* src = column_source(xd + n * chw, sc, c0, c1);
+          const int64_t shift = boff_[static_cast<size_t>(c0 * RS)];  // where channel c0's rows start
+          for (int64_t i = r0; i < r1; ++i) sc.rows[static_cast<size_t>(i)] = src + (boff_[static_cast<size_t>(i)] - shift);
+          if (bias_row) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
+          kernels::WgradGemm wg;
+          wg.rows = r1 - r0 + (bias_row ? 1 : 0);
+          wg.cols = g.K;
+          wg.npix = PQ;
+          wg.row_ptrs = sc.rows.data() + r0;
+          wg.dyt = dyt_all + n * PQ * ldt;
+          wg.ldt = ldt;
+          wg.c = pw + r0 * g.K;
+          wg.ldc = g.K;
+          wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
+          k.wgrad_gemm(wg);
+        }
       }
-      const bool bias_row = opt_.bias && group + 1 == groups;
-      float* pw = part + chunk * psize;
-      for (int64_t n = begin; n < end; ++n) {
-        // dW^T (CRS, K) and db (one more row) (+)= columns (CRS, PQ) * dy_n^T (PQ, K): one FMA chain per
-        // weight over the chunk's pixels in order. The bias row reads ones.
-        const float* src = column_source(xd + n * chw, sc, c0, c1);
-        const int64_t shift = boff_[static_cast<size_t>(c0 * RS)];  // where channel c0's rows start
-        for (int64_t i = r0; i < r1; ++i) sc.rows[static_cast<size_t>(i)] = src + (boff_[static_cast<size_t>(i)] - shift);
-        if (bias_row) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
-        kernels::WgradGemm wg;
-        wg.rows = r1 - r0 + (bias_row ? 1 : 0);
-        wg.cols = g.K;
-        wg.npix = PQ;
-        wg.row_ptrs = sc.rows.data() + r0;
-        wg.dyt = dyt_all + n * PQ * ldt;
-        wg.ldt = ldt;
-        wg.c = pw + r0 * g.K;
-        wg.ldc = g.K;
-        wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
-        k.wgrad_gemm(wg);
-      }
-    }
-  });
+    });
+  }
 
   // dx of each sample, written by the one task that owns the sample.
   if (dxd) parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
@@ -605,7 +621,57 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     }
   });
 
-  add_chunk_partials(part, chunks, psize, g.K, CRS, weight_.grad.data(), opt_.bias ? bias_.grad.data() : nullptr);
+  add_chunk_partials(part, chunks, psize, g.K, CRS, weight_.grad.data(), opt_.bias ? bias_.grad.data() : nullptr,
+                     wgrad_transposed_);
+}
+
+// The fp32 weight gradient with the lanes over the weights (wgrad_transposed_): per batch chunk, partial
+// (K, CRS + bias) (+)= dy_n (K, PQ) * [columns_n; ones]^T (PQ, CRS + bias), one FMA chain per weight over the
+// chunk's samples and pixels in order, as the untransposed product runs it. The chunk's channels may be split
+// into fixed row groups (their rows of the partial are disjoint, so the bits do not change).
+void Conv2d::backward_weights_transposed(const Tensor& x, const Tensor& dy) {
+  const ConvGeom& g = geom_;
+  const kernels::KernelTable& k = kernels::kernels();
+  const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W;
+  const int64_t rows = CRS + (opt_.bias ? 1 : 0), rows8 = (rows + 7) / 8 * 8;
+  const int64_t ldt = kernels::wgrad_ldt(rows);
+  const int64_t chunks = chunk_count(g.N, kBatchChunk);
+  const float* xd = x.data();
+  const float* dyd = dy.data();
+  // Each group transposes the image's column source itself (one pass before the groups, over every sample,
+  // left the batch's transposed sources to L3: conv1 of lenet5 ran at 33% of the peak instead of 42-50%), so
+  // groups stay wide: one per 32 channels (lenet5's conv1: one task per chunk).
+  const int64_t groups = std::clamp<int64_t>(g.K / 32, 1, kChannelBlocks);
+  float* part = partials_.data();
+  const int64_t psize = rows * g.K;
+  parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
+    Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
+    sc.colt.resize(static_cast<size_t>(PQ * ldt));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / groups, group = t % groups;
+      const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
+      const int64_t k0 = g.K * group / groups, k1 = g.K * (group + 1) / groups;
+      for (int64_t n = begin; n < end; ++n) {
+        const float* src = column_source(xd + n * chw, sc);
+        for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
+        for (int64_t i = CRS; i < rows8; ++i)
+          sc.rows[static_cast<size_t>(i)] = i == CRS && opt_.bias ? ones_.data() : zeros_.data();
+        k.transpose_rows(sc.rows.data(), rows8, PQ, sc.colt.data(), ldt);
+        for (int64_t kk = k0; kk < k1; ++kk) sc.dy_rows[static_cast<size_t>(kk - k0)] = dyd + (n * g.K + kk) * PQ;
+        kernels::WgradGemm wg;
+        wg.rows = k1 - k0;
+        wg.cols = rows;
+        wg.npix = PQ;
+        wg.row_ptrs = sc.dy_rows.data();
+        wg.dyt = sc.colt.data();
+        wg.ldt = ldt;
+        wg.c = part + chunk * psize + k0 * rows;
+        wg.ldc = rows;
+        wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
+        k.wgrad_gemm(wg);
+      }
+    }
+  });
 }
 
 // ---- bf16 -------------------------------------------------------------------------------------------------
@@ -899,7 +965,8 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
     }
   });
 
-  add_chunk_partials(part, chunks, psize, g.K, CRS, weight_.grad.data(), opt_.bias ? bias_.grad.data() : nullptr);
+  add_chunk_partials(part, chunks, psize, g.K, CRS, weight_.grad.data(), opt_.bias ? bias_.grad.data() : nullptr,
+                     false);
 }
 
 }  // namespace stride

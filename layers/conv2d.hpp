@@ -78,6 +78,12 @@ class Conv2d final : public Layer {
   // ... but a range keeps at least this many rows (about a register tile of the product; thinner groups ran
   // cifar10_quick's conv1 at half the speed).
   static constexpr int64_t kMinGroupRows = 10;
+  // A layer with few output channels and a short reduction per pixel (lenet5's conv1: 20 channels, 25 weights
+  // and the bias) runs its fp32 weight gradient transposed: dW (K, CRS + bias) = dy (K, PQ) * columns^T
+  // (PQ, CRS + bias), the column source transposed once per image, so the vector lanes run over the
+  // (CRS + bias) weights instead of the K channels. Each weight is the same FMA chain (fma(a, b, c) =
+  // fma(b, a, c)), so the bits do not change. Only for at most this many rows (CRS + bias) of the source.
+  static constexpr int64_t kTransposedMaxRows = 64;
 
  private:
   ConvGeom geometry(const Shape& in) const;  // validates `in` (throws ShapeError)
@@ -91,6 +97,8 @@ class Conv2d final : public Layer {
   const float* column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const;
   // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
   // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
+  // The fp32 weight-gradient partials (partials_) when wgrad_transposed_.
+  void backward_weights_transposed(const Tensor& x, const Tensor& dy);
   void prepare_bf16();
   const uint32_t* pair_source(const float* xn, Scratch& sc) const;
   void forward_bf16(const Tensor& x, Tensor& y);
@@ -108,6 +116,7 @@ class Conv2d final : public Layer {
   bool shifted_ = false;       // vertical stride 1: the shifted column source; else an explicit im2col
   int64_t src_rows_ = 0;       // rows per (channel, kernel column) of the shifted source
   int64_t col_size_ = 0;       // floats of one image's column source
+  bool wgrad_transposed_ = false;  // the fp32 weight gradient runs transposed (kTransposedMaxRows)
   bool dx_implicit_ = false;   // stride 1: the input gradient is a convolution of the padded output gradient
   bool dx_direct_ = false;     // 1x1, stride 1, no padding: the input gradient is W^T dy
   int64_t dx_rows_ = 0, dx_h_ = 0, dx_w_ = 0;  // shifted dy: rows per (k, s); the gradient plane it yields
@@ -124,7 +133,9 @@ class Conv2d final : public Layer {
     Tensor col;      // one image's column source; in backward then its shifted dy (implicit input gradient)
                      // or dcol (explicit)
     Tensor dyt;      // (P*Q, round_up(K, 16)): dy of one image transposed for the weight gradient
-    std::vector<const float*> rows;  // (C*R*S + 1) row pointers into col (and ones_) for the weight gradient
+    std::vector<const float*> rows;  // (C*R*S + 8) row pointers into col (and ones_, zeros_) for the weight gradient
+    std::vector<float> colt;  // (P*Q, ldt): one image's column source transposed (wgrad_transposed_)
+    std::vector<const float*> dy_rows;  // (K) rows of one image's dy (the transposed weight gradient)
     // bf16 only: a pair source (forward columns, or dy's for the input gradient), the packed columns and
     // dy transposed as pairs over pixels for the weight gradient, and two planes of conversion scratch.
     std::vector<uint32_t> pairs, apack, dyt2;
@@ -136,6 +147,7 @@ class Conv2d final : public Layer {
   Tensor wdx_;        // the flipped weight (C, K*R*S) of the implicit input gradient, row-major
   Tensor wdxpack_;    // the weight packed for the input-gradient product
   Tensor ones_;       // (P*Q) ones: the bias gradient is the weight gradient of a constant row
+  Tensor zeros_;      // (P*Q) zeros: the rows that pad a transposed column source to whole 8 x 8 blocks
   Tensor partials_;   // (chunks, (C*R*S + bias) * K): dW^T and db partial sums per batch chunk
   Tensor dyt_;        // (N, P*Q, ldt): every sample's dy transposed once, for all the row groups that read it
   // bf16 plan: row offsets of the paired forward source ((C+1)/2 * R * S) and of the paired dy source

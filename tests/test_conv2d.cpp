@@ -2,10 +2,12 @@
 // checks for every configuration variant, thread-count bit-identity, and the boundary errors.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "framework/core/errors.hpp"
@@ -386,6 +388,46 @@ TEST_CASE("conv2d in bf16: the seven-loop reference on bf16-rounded inputs, weig
       for (int64_t k = 0; k < 3; ++k)
         for (int64_t i = 0; i < pq; ++i) db[static_cast<size_t>(k)] += round_bf16(dy[(n * 3 + k) * pq + i]);
     CHECK(max_error(params.grad("bias").data(), db) < 1e-5);
+  }
+}
+
+TEST_CASE("conv2d: the fp32 weight gradient is one FMA chain per weight over each chunk's samples and pixels") {
+  // Bitwise against std::fma chains: per chunk of Conv2d::kBatchChunk samples one chain over its samples and
+  // pixels (p, q) in order from 0, the chunks added in index order. lenet5's conv1 shape (1 channel, 20 output
+  // channels, 5x5: the transposed product, lanes over the weights) and a 3-channel one with 32 outputs (lanes
+  // over the channels) must both follow it, so the orientation never changes a bit.
+  for (const auto& [C, K, bias] : {std::tuple{1, 20, true}, std::tuple{1, 20, false}, std::tuple{3, 32, true}}) {
+    CAPTURE(C);
+    CAPTURE(K);
+    const Shape in{Conv2d::kBatchChunk + 3, C, 13, 12};
+    const int64_t R = 5, S = 5, P = 9, Q = 8;
+    Conv2d conv("conv1", conv_opts(K, R, S, Padding::valid, 0, 0, bias));
+    LayerParams params(conv, in);
+    const Tensor x = random_tensor(in, 51);
+    Tensor y, dx;
+    conv.forward(x, y, RunContext{});
+    REQUIRE(y.shape() == Shape{in.n(), K, P, Q});
+    const Tensor dy = random_tensor(y.shape(), 52);
+    conv.backward(x, y, dy, &dx, RunContext{});
+    std::vector<float> dw(static_cast<size_t>(K * C * R * S)), db(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = -1; i < C * R * S; ++i) {  // i = -1: the bias
+        const int64_t c = i / (R * S), r = i / S % R, s = i % S;
+        float total = 0.0f;
+        for (int64_t n0 = 0; n0 < in.n(); n0 += Conv2d::kBatchChunk) {
+          float acc = 0.0f;
+          for (int64_t n = n0; n < std::min(in.n(), n0 + Conv2d::kBatchChunk); ++n)
+            for (int64_t p = 0; p < P; ++p)
+              for (int64_t q = 0; q < Q; ++q) {
+                const float xv = i < 0 ? 1.0f : x[((n * C + c) * in.h() + p + r) * in.w() + q + s];
+                acc = std::fma(xv, dy[((n * K + k) * P + p) * Q + q], acc);
+              }
+          total = n0 == 0 ? acc : total + acc;
+        }
+        (i < 0 ? db[static_cast<size_t>(k)] : dw[static_cast<size_t>(k * C * R * S + i)]) = total;
+      }
+    CHECK(std::memcmp(params.grad("weight").data(), dw.data(), dw.size() * sizeof(float)) == 0);
+    if (bias) CHECK(std::memcmp(params.grad("bias").data(), db.data(), db.size() * sizeof(float)) == 0);
   }
 }
 

@@ -284,6 +284,27 @@ TEST_CASE("kernels: shifted source, im2col and transpose copy exactly what their
   }
 }
 
+TEST_CASE("kernels: transpose_rows copies rows from anywhere, zero-padded, on every path") {
+  // 16 + 3 rows (whole 8 x 8 blocks and a scalar tail) of 35 values (4 blocks and 3 more), each at its own
+  // place in a buffer, in a scrambled order.
+  const int64_t K = 19, J = 35, ldt = 32;
+  const auto buf = random_vector(static_cast<size_t>(K * 50), 13);
+  std::vector<const float*> rows;
+  for (int64_t k = 0; k < K; ++k) rows.push_back(buf.data() + (k * 7 % K) * 50 + k % 5);
+  for (const KernelTable* t : tables()) {
+    CAPTURE(isa_name(t->isa));
+    for (int64_t k_used : {int64_t{16}, K}) {
+      std::vector<float> out(static_cast<size_t>(J * ldt), 9.0f);
+      t->transpose_rows(rows.data(), k_used, J, out.data(), ldt);
+      bool ok = true;
+      for (int64_t j = 0; j < J; ++j)
+        for (int64_t k = 0; k < ldt; ++k)
+          ok = ok && out[static_cast<size_t>(j * ldt + k)] == (k < k_used ? rows[static_cast<size_t>(k)][j] : 0.0f);
+      CHECK(ok);
+    }
+  }
+}
+
 TEST_CASE("kernels: col2im_add adds every column back where im2col read it, in the same order on every path") {
   for (int64_t sw : {1, 2, 3}) {
     CAPTURE(sw);

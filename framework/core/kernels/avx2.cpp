@@ -40,6 +40,10 @@ struct V {
   static void mask_storeu(float* p, mask m, vec v) { _mm256_maskstore_ps(p, m, v); }
   // dst[j * ldt + k] = src[k * lds + j] for an 8 x 8 block.
   static void t8x8(const float* src, int64_t lds, float* dst, int64_t ldt) { transpose8x8(src, lds, dst, ldt); }
+  // dst[j * ldt + k] = rows[k][j0 + j] for an 8 x 8 block of eight rows anywhere.
+  static void t8x8_rows(const float* const* rows, int64_t j0, float* dst, int64_t ldt) {
+    transpose8x8_rows(rows, j0, dst, ldt);
+  }
   static vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   static vec even(vec lo, vec hi) {
     const __m256 e = _mm256_shuffle_ps(lo, hi, 0x88);  // lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6

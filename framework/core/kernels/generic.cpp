@@ -32,6 +32,10 @@ struct V {
     for (int j = 0; j < 8; ++j)
       for (int k = 0; k < 8; ++k) dst[j * ldt + k] = src[k * lds + j];
   }
+  static void t8x8_rows(const float* const* rows, int64_t j0, float* dst, int64_t ldt) {
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 8; ++k) dst[j * ldt + k] = rows[k][j0 + j];
+  }
   static vec fmadd(vec a, vec b, vec c) { return std::fma(a, b, c); }
   static mask lanes(int a, int b) { return a <= 0 && b > 0; }
   static vec even(vec lo, vec /*hi*/) { return lo; }

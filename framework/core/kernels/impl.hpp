@@ -337,6 +337,22 @@ void transpose(const float* src, int64_t lds, int64_t K, int64_t J, float* dst, 
   }
 }
 
+void transpose_rows(const float* const* rows, int64_t K, int64_t J, float* dst, int64_t ldt) {
+  const int64_t K8 = K / 8 * 8, J8 = J / 8 * 8;
+  for (int64_t j = 0; j < J8; j += 8) {
+    for (int64_t k = 0; k < K8; k += 8) V::t8x8_rows(rows + k, j, dst + j * ldt + k, ldt);
+    if (K8 < ldt)
+      for (int64_t jj = j; jj < j + 8; ++jj) {
+        for (int64_t k = K8; k < K; ++k) dst[jj * ldt + k] = rows[k][jj];
+        zero_floats(dst + jj * ldt + K, ldt - K);
+      }
+  }
+  for (int64_t j = J8; j < J; ++j) {
+    for (int64_t k = 0; k < K; ++k) dst[j * ldt + k] = rows[k][j];
+    zero_floats(dst + j * ldt + K, ldt - K);
+  }
+}
+
 // ---- reductions and element-wise passes -------------------------------------------------------------------
 // Sums with a fixed lane scheme: element i of a run goes to partial sum i % 16, each partial a chain of
 // double additions in index order. Every path computes exactly these 16 chains (the compiler vectorizes the
@@ -781,6 +797,7 @@ const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &
                             &sum16_sq,   &sum16_dy,  &affine,     &bn_dx,      &max_pool_forward,
                             &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &max_abs_bits,
                             &to_fixed,   &fma_probe, &pack_pairs, &pack_a_bf16, &row_pairs, &rows_gemm_bf16,
-                            &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe, &a_panels, &pack_a_part};
+                            &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe, &a_panels, &pack_a_part,
+                            &transpose_rows};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

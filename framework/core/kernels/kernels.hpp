@@ -180,6 +180,10 @@ struct KernelTable {
   int64_t (*a_panels)(int64_t M);
   void (*pack_a_part)(const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K, int64_t p, int64_t k0,
                       int64_t k1, float* dst);
+  // transpose with the K source rows anywhere: dst[j * ldt + k] = rows[k][j] for k < K, j < J, and 0 for
+  // K <= k < ldt. Whole 8 x 8 blocks run as vector transposes (callers pad K to a multiple of 8 with a row of
+  // zeros to keep the scalar tail out).
+  void (*transpose_rows)(const float* const* rows, int64_t K, int64_t J, float* dst, int64_t ldt);
 };
 
 // The table of the active path (active_isa()).

@@ -3,11 +3,9 @@
 // namespace (stride::kernels::avx2, ::avx512), after that file's target pragma, so each path gets its own copy
 // compiled for its own instructions and the linker never merges the two.
 //
-// dst[j * ldt + k] = src[k * lds + j] for j, k in [0, 8).
-inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldt) {
-  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
-         r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds),
-         r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+// dst[j * ldt + k] = r_k[j] for j, k in [0, 8): the eight rows r0..r7 already loaded.
+inline void transpose8x8_regs(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6, __m256 r7,
+                              float* dst, int64_t ldt) {
   const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
                t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
                t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
@@ -23,4 +21,15 @@ inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldt)
   _mm256_storeu_ps(dst + 5 * ldt, _mm256_permute2f128_ps(u1, u5, 0x31));
   _mm256_storeu_ps(dst + 6 * ldt, _mm256_permute2f128_ps(u2, u6, 0x31));
   _mm256_storeu_ps(dst + 7 * ldt, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldt) {
+  transpose8x8_regs(_mm256_loadu_ps(src), _mm256_loadu_ps(src + lds), _mm256_loadu_ps(src + 2 * lds),
+                    _mm256_loadu_ps(src + 3 * lds), _mm256_loadu_ps(src + 4 * lds), _mm256_loadu_ps(src + 5 * lds),
+                    _mm256_loadu_ps(src + 6 * lds), _mm256_loadu_ps(src + 7 * lds), dst, ldt);
+}
+// dst[j * ldt + k] = rows[k][j0 + j] for j, k in [0, 8): eight rows anywhere in memory.
+inline void transpose8x8_rows(const float* const* rows, int64_t j0, float* dst, int64_t ldt) {
+  transpose8x8_regs(_mm256_loadu_ps(rows[0] + j0), _mm256_loadu_ps(rows[1] + j0), _mm256_loadu_ps(rows[2] + j0),
+                    _mm256_loadu_ps(rows[3] + j0), _mm256_loadu_ps(rows[4] + j0), _mm256_loadu_ps(rows[5] + j0),
+                    _mm256_loadu_ps(rows[6] + j0), _mm256_loadu_ps(rows[7] + j0), dst, ldt);
 }
