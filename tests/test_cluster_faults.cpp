@@ -168,7 +168,11 @@ TEST_CASE("cluster faults: train.sbatch continues on the other nodes when node 2
       leftover_processes();
   const MpiRun r = bed.run(bash(tmp.path / "slurm.sh", script));
   INFO(r.output);
-  MESSAGE("train.sbatch, node 2 killed, then requeued: " << r.seconds << " s");
+  {
+    const size_t p = r.output.find("requeued job resumed after ");
+    MESSAGE("train.sbatch, node 2 killed, then requeued: " << r.seconds << " s; "
+            << (p == std::string::npos ? std::string("no resume") : r.output.substr(p, r.output.find('\n', p) - p)));
+  }
   const size_t at = r.output.find("job=");
   REQUIRE(at != std::string::npos);
   const std::string job = r.output.substr(at + 4, r.output.find('\n', at) - at - 4);
