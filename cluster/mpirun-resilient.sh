@@ -51,13 +51,40 @@ flag() {
   echo "$value"
 }
 run_dir=$(flag out "")
-[ -n "$run_dir" ] || { echo "mpirun-resilient: give stride train --out RUN_DIR (a restart resumes from it)" >&2; exit 2; }
+[ -n "$run_dir" ] || { [ -d "$(flag resume "")" ] && run_dir=$(flag resume ""); }  # stride train --resume RUN_DIR
+[ -n "$run_dir" ] || { echo "mpirun-resilient: give stride train --out RUN_DIR or --resume RUN_DIR (a restart resumes from it)" >&2; exit 2; }
 # Micro-batches per step (stride's defaults: batch 64; micro-batch 16 when 16 divides the batch, else the
 # batch): every process needs at least one.
-batch=$(flag batch 64)
-micro=$(flag micro-batch 0)
+# A flag the command does not give is the run_config's of the newest checkpoint (a resumed run; the JSON is
+# plain text in the file).
+stored() { grep -aoE "\"$1\":[0-9]+" "$run_dir/checkpoints/$(cat "$run_dir/checkpoints/latest" 2>/dev/null)" 2>/dev/null | head -n 1 | cut -d: -f2; }
+batch=$(flag batch "$(stored batch)")
+batch=${batch:-64}
+micro=$(flag micro-batch "$(stored micro_batch)")
 [ "$micro" -gt 0 ] 2>/dev/null || { [ $((batch % 16)) -eq 0 ] && micro=16 || micro=$batch; }
 micro_batches=$((batch / micro))
+
+# A restart runs `stride train --resume RUN_DIR` with only the flags that are this launch's own: every other
+# setting (model, data, batch, schedule, cadence, ...) is in the checkpoint's run_config, and stride compares
+# a given flag with it. --threads, --progress, --no-progress, --comm-timeout, --comm-progress and --max-memory
+# are not stored (stride's `train --help`, --resume); --stop-after-step and --overwrite belong to the first
+# launch, and an earlier --resume names this run's start, not its continuation.
+resume_command=()
+for ((i = 0; i < ${#command[@]}; i++)); do
+  case "${command[$i]}" in
+    --*) break ;;
+    *) resume_command+=("${command[$i]}") ;;  # the program and its command (stride train)
+  esac
+done
+resume_command+=(--resume "$run_dir")
+for ((; i < ${#command[@]}; i++)); do
+  case "${command[$i]}" in
+    --threads | --progress | --comm-timeout | --comm-progress | --max-memory)
+      resume_command+=("${command[$i]}" "${command[$((i + 1))]:-}"); i=$((i + 1)) ;;
+    --threads=* | --progress=* | --comm-timeout=* | --comm-progress=* | --max-memory=* | --no-progress)
+      resume_command+=("${command[$i]}") ;;
+  esac
+done
 
 # Hosts and slots of the host file (comments and blank lines skipped; no slots= means 1).
 hosts=()
@@ -121,18 +148,8 @@ while :; do
     np=$((np + per_host[i]))
   done
   args=("${command[@]}")
-  if [ "$restart" -gt 0 ] && [ -n "$(newest_step)" ]; then
-    # Continue from the newest checkpoint: any earlier --resume named this run's start, not its continuation.
-    args=()
-    for ((i = 0; i < ${#command[@]}; i++)); do
-      case "${command[$i]}" in
-        --resume) i=$((i + 1)) ;;
-        --resume=*) ;;
-        *) args+=("${command[$i]}") ;;
-      esac
-    done
-    args+=(--resume "$run_dir")
-  fi
+  # Continue from the newest checkpoint: its run_config holds the run's settings.
+  [ "$restart" -gt 0 ] && [ -n "$(newest_step)" ] && args=("${resume_command[@]}")
   "$MPIRUN" "${mpirun_opts[@]}" "${keepalive[@]}" --hostfile "$work/hostfile" -np "$np" "${args[@]}" &
   mpirun_pid=$!
   wait "$mpirun_pid"
@@ -140,7 +157,7 @@ while :; do
   while kill -0 "$mpirun_pid" 2>/dev/null; do wait "$mpirun_pid"; status=$?; done  # a signal interrupted wait
   mpirun_pid=
   [ "$status" -eq 0 ] && exit 0
-  resume_line="$0 $hostfile ${mpirun_opts[*]} -- ${command[*]} --resume $run_dir"
+  resume_line="$0 $hostfile ${mpirun_opts[*]} -- ${resume_command[*]}"
   if [ "$stopping" -eq 1 ]; then
     log "stopped by a signal (mpirun exited with status $status); resume with: $resume_line"
     exit "$status"
