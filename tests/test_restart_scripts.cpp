@@ -47,6 +47,11 @@ launch() {  # launch RUN_DIR ARGS...: log the launch and exit as told
   fi
   exit "$status"
 }
+probe() {  # probe HOST: log the probe and fail when HOST is down
+  echo "probe $1" >> "$fake/calls"
+  grep -qx "$1" "$fake/down" 2>/dev/null && exit 1
+  exit 0
+}
 )SH";
 
 }  // namespace
@@ -67,11 +72,7 @@ for ((i = 0; i < $#; i++)); do
     --resume) run=${args[$((i + 1))]} ;;
   esac
 done
-if [ "${args[-1]}" = hostname ]; then
-  echo "probe $host" >> "$fake/calls"
-  grep -qx "$host" "$fake/down" 2>/dev/null && exit 1
-  exit 0
-fi
+[ "${args[-1]}" = hostname ] && probe "$host"
 echo "hostfile $(paste -sd, "$hostfile")" >> "$fake/calls"
 launch "$run" "-np $np ${args[*]}"
 )SH");
@@ -138,11 +139,7 @@ for ((i = 0; i < $#; i++)); do
     --resume) run=${args[$((i + 1))]} ;;
   esac
 done
-if [ "${args[-1]}" = true ]; then
-  echo "probe $nodes" >> "$fake/calls"
-  grep -qx "$nodes" "$fake/down" 2>/dev/null && exit 1
-  exit 0
-fi
+[ "${args[-1]}" = true ] && probe "$nodes"
 [ -n "$(cat "$fake/status.$n" 2>/dev/null)" ] && echo "srun: error: h2: task 1: Exited with exit code 1" >&2
 launch "$run" "${args[*]}"
 )SH");
