@@ -396,7 +396,15 @@ TEST_CASE("conv2d: the fp32 weight gradient is one FMA chain per weight over eac
   // pixels (p, q) in order from 0, the chunks added in index order. lenet5's conv1 shape (1 channel, 20 output
   // channels, 5x5: the transposed product, lanes over the weights) and a 3-channel one with 32 outputs (lanes
   // over the channels) must both follow it, so the orientation never changes a bit.
-  for (const auto& [C, K, bias] : {std::tuple{1, 20, true}, std::tuple{1, 20, false}, std::tuple{3, 32, true}}) {
+  struct Case {
+    int64_t C, K;
+    bool bias;
+  };
+  // A plain struct, not a structured binding: clang 14 (the sanitizer build) cannot capture a binding in
+  // CAPTURE's lambda.
+  for (const Case& one : {Case{1, 20, true}, Case{1, 20, false}, Case{3, 32, true}}) {
+    const int64_t C = one.C, K = one.K;
+    const bool bias = one.bias;
     CAPTURE(C);
     CAPTURE(K);
     const Shape in{Conv2d::kBatchChunk + 3, C, 13, 12};
