@@ -98,9 +98,11 @@ TEST_CASE("cluster faults: mpirun-resilient.sh continues after a cut link and a 
       "wait $w; echo status=$?; " + leftover_processes();
   const MpiRun r = bed.run(bash(tmp.path / "faults.sh", script));
   const std::string out = test::read_file(log);
+  // Each MESSAGE before its INFOs: doctest prints every INFO in scope with a MESSAGE, and a CI log shows only
+  // its head and tail, where the first failed CHECK must be visible.
+  MESSAGE("mpirun-resilient with two faults: " << r.seconds << " s");
   INFO(r.output);
   INFO(out);
-  MESSAGE("mpirun-resilient with two faults: " << r.seconds << " s");
   CHECK(test::count(r.output, "status=0") == 1);
   CHECK(test::count(r.output, "left on ") == 0);
   const std::string addrs = bed.var("TESTBED_ADDRS");
@@ -120,10 +122,12 @@ TEST_CASE("cluster faults: mpirun-resilient.sh continues after a cut link and a 
       "/cluster/mpirun-resilient.sh $TESTBED_HOSTFILE $opts -x STRIDE_FAULT_MODE -x STRIDE_FAULT_RANK -x "
       "STRIDE_FAULT_STEP -- " + STRIDE_BINARY + " " + args + " --limit-train 512 --checkpoint-every 2 --threads 1 "
       "--comm-timeout 8 --out " + (tmp / "hang") + "; echo status=$?; " + leftover_processes()));
-  INFO(hang.output);
   MESSAGE("hung process, MAX_RESTARTS=1: " << hang.seconds << " s");
+  INFO(hang.output);
   CHECK(test::count(hang.output, "status=0") == 0);
-  CHECK(test::count(hang.output, "rank 1 (h2) never arrived") == 2);
+  // Named in both launches ("rank 1 (h2) never arrived", or "ranks 0 (h1), 1 (h2) never arrived" when another
+  // waiting rank times out first: then each message ends with whom no answer came from).
+  CHECK(test::count(hang.output, "(no answer from 1 (h2): computing or stuck)") >= 2);
   CHECK(test::count(hang.output, "restart 1 of 1: ") == 1);
   CHECK(test::count(hang.output, "the 1 restarts (MAX_RESTARTS) are used up; stopping. The newest checkpoint is step 2; resume with: ") == 1);
   CHECK(test::count(hang.output, "left on ") == 0);
@@ -150,6 +154,10 @@ TEST_CASE("cluster faults: train.sbatch continues on the other nodes when node 2
   // ReqNodeNotAvail or BadConstraints). Slurm 22.05 makes a requeued job eligible only 120 s
   // after the requeue (Reason=BeginTime; not held, no release needed; measured: it started 139 s after the
   // requeue, at the next backfill pass): the test sets StartTime=now as soon as the job is pending again.
+  // The requeued job excludes h2 (ExcNodeList), as a user who knows it is dead would: slurmctld marks it DOWN
+  // only SlurmdTimeout (30 s) after its last answer, and the restart on h1,h3 may reach step 60 before (h2
+  // was still "allocated*" at the requeue). Without the exclusion the requeued job, free to be given h2, ended
+  // FAILED without a line of output in 2 of 3 ctest runs (2026-12-06).
   const std::string script =
       "cd " + work.string() + " && job=$(GRACE_SECONDS=10 PROBE_SECONDS=15 STRIDE=" + STRIDE_BINARY + " DATA=" +
       test::cifar_sample() + " sbatch --parsable --nodes=3 --ntasks-per-node=1 --cpus-per-task=2 "
@@ -158,21 +166,25 @@ TEST_CASE("cluster faults: train.sbatch continues on the other nodes when node 2
       "for i in $(seq 3000); do grep -q step-000000020 $out 2>/dev/null && break; sleep 0.1; done; " +
       test::testbed_script() + " kill h2; "
       "for i in $(seq 3000); do grep -q step-000000060 $out 2>/dev/null && break; sleep 0.1; done; "
+      "echo \"h2 at the requeue: $(sinfo -h -n h2 -o %T)\"; "
       "t0=$(date +%s.%N); scontrol requeue $job; echo requeue=$?; "
       "for i in $(seq 600); do [ \"$(squeue -h -j $job -o %T)\" = PENDING ] && break; sleep 0.1; done; "
-      "for u in NumNodes=2 NumTasks=2 NumCPUs=4 StartTime=now; do scontrol update JobId=$job $u; done; "
-      "for i in $(seq 1200); do grep -q 'restart count 1' $out && break; sleep 0.1; done; "
-      "echo \"requeued job resumed after $(date +%s.%N | awk -v t=$t0 '{printf \"%.1f\", $1 - t}') s\"; "
+      "for u in ExcNodeList=h2 NumNodes=2 NumTasks=2 NumCPUs=4 StartTime=now; do scontrol update JobId=$job $u; done; "
+      "for i in $(seq 1200); do grep -q 'restart count 1' $out && "
+      "echo \"requeued job resumed after $(date +%s.%N | awk -v t=$t0 '{printf \"%.1f\", $1 - t}') s\" && break; "
+      "sleep 0.1; done; "
       "for i in $(seq 300); do [ -z \"$(squeue -h -j $job)\" ] && break; sleep 1; done; "
-      "scontrol show job $job | grep -o 'JobState=[A-Z]*\\|ExitCode=[0-9:]*\\|Restarts=[0-9]*'; scancel $job; " +
+      "scontrol show job $job | grep -o 'JobState=[A-Z]*\\|ExitCode=[0-9:]*\\|Restarts=[0-9]*'; scancel $job; "
+      "echo 'slurmctld on the job and h2:'; grep -E \"JobId=$job[^0-9]|h2\" $TESTBED_DIR/slurm/slurmctld.log | tail -n 25; " +
       leftover_processes();
   const MpiRun r = bed.run(bash(tmp.path / "slurm.sh", script));
-  INFO(r.output);
   {
     const size_t p = r.output.find("requeued job resumed after ");
     MESSAGE("train.sbatch, node 2 killed, then requeued: " << r.seconds << " s; "
-            << (p == std::string::npos ? std::string("no resume") : r.output.substr(p, r.output.find('\n', p) - p)));
+            << (p == std::string::npos ? std::string("no resume within 120 s")
+                                       : r.output.substr(p, r.output.find('\n', p) - p)));
   }
+  INFO(r.output);
   const size_t at = r.output.find("job=");
   REQUIRE(at != std::string::npos);
   const std::string job = r.output.substr(at + 4, r.output.find('\n', at) - at - 4);
@@ -186,8 +198,11 @@ TEST_CASE("cluster faults: train.sbatch continues on the other nodes when node 2
   CHECK(test::count(r.output, "Restarts=1") == 1);
   CHECK(test::count(out, "CANCELLED AT ") > 0);
   CHECK(test::count(out, "DUE TO JOB REQUEUE") > 0);
-  // Node 2 died: the step was relaunched on the other two, from the step-20 checkpoint.
-  CHECK(test::count(out, "rank 1 (h2) never arrived") == 1);
+  // Node 2 died: the step was relaunched on the other two, from the step-20 checkpoint. How the survivors
+  // learn it varies from run to run (all seen on 2026-12-06): --comm-timeout naming rank 1 (h2), OpenMPI's
+  // "peer process has unexpectedly disconnected" when h2's kernel resets the connections of its killed
+  // processes, or an MPI_ERR_INTERN from a connect() to h2 that fails. What holds in each: the step ends,
+  // and the restart names h2 as lost.
   CHECK(test::count(out, "restart 1 of 3: the step failed") == 1);
   CHECK(test::count(out, "nodes lost: h2; resuming from step 20 on 2 nodes: h1,h3") == 1);
   // The requeue stopped that run (SIGTERM) with a checkpoint; the requeued job resumed from it.
