@@ -154,10 +154,12 @@ TEST_CASE("cluster faults: train.sbatch continues on the other nodes when node 2
   // ReqNodeNotAvail or BadConstraints). Slurm 22.05 makes a requeued job eligible only 120 s
   // after the requeue (Reason=BeginTime; not held, no release needed; measured: it started 139 s after the
   // requeue, at the next backfill pass): the test sets StartTime=now as soon as the job is pending again.
-  // The requeued job excludes h2 (ExcNodeList), as a user who knows it is dead would: slurmctld marks it DOWN
-  // only SlurmdTimeout (30 s) after its last answer, and the restart on h1,h3 may reach step 60 before (h2
-  // was still "allocated*" at the requeue). Without the exclusion the requeued job, free to be given h2, ended
-  // FAILED without a line of output in 2 of 3 ctest runs (2026-12-06).
+  // StartTime=now comes 2 s after the requeue: the requeue revokes the job's credential on its nodes as of the
+  // requeue's time in whole seconds, and a credential issued within that second is refused too ("Killing
+  // non-startable batch JobId=1: Job credential revoked"; the job then ends FAILED without a line of output:
+  // 3 of 6 runs on 2026-12-06, CI among them). Slurm's own 120 s delay of a requeued job keeps clear of it.
+  // The requeued job also excludes h2 (ExcNodeList), as a user who knows it is dead would: slurmctld marks a
+  // node DOWN only SlurmdTimeout (30 s) after its last answer, and h2 was still "allocated*" at the requeue.
   const std::string script =
       "cd " + work.string() + " && job=$(GRACE_SECONDS=10 PROBE_SECONDS=15 STRIDE=" + STRIDE_BINARY + " DATA=" +
       test::cifar_sample() + " sbatch --parsable --nodes=3 --ntasks-per-node=1 --cpus-per-task=2 "
@@ -169,7 +171,8 @@ TEST_CASE("cluster faults: train.sbatch continues on the other nodes when node 2
       "echo \"h2 at the requeue: $(sinfo -h -n h2 -o %T)\"; "
       "t0=$(date +%s.%N); scontrol requeue $job; echo requeue=$?; "
       "for i in $(seq 600); do [ \"$(squeue -h -j $job -o %T)\" = PENDING ] && break; sleep 0.1; done; "
-      "for u in ExcNodeList=h2 NumNodes=2 NumTasks=2 NumCPUs=4 StartTime=now; do scontrol update JobId=$job $u; done; "
+      "for u in ExcNodeList=h2 NumNodes=2 NumTasks=2 NumCPUs=4; do scontrol update JobId=$job $u; done; "
+      "sleep 2; scontrol update JobId=$job StartTime=now; "
       "for i in $(seq 1200); do grep -q 'restart count 1' $out && "
       "echo \"requeued job resumed after $(date +%s.%N | awk -v t=$t0 '{printf \"%.1f\", $1 - t}') s\" && break; "
       "sleep 0.1; done; "
