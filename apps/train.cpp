@@ -53,19 +53,37 @@ class StopSignals {
   struct sigaction old_term_ {}, old_int_ {};
 };
 
-// The command that continues this run: the same arguments with --resume RUN_DIR instead of any --resume or
-// --stop-after-step (those name this run's start, not its continuation).
+// The command that continues this run: `stride train --resume RUN_DIR` and this launch's own flags, the ones
+// a checkpoint does not store (threads, progress display, communication, memory limit). Every other setting
+// comes from the checkpoint; repeating it would only give the continuation a way to disagree.
 std::string resume_command(int argc, char** argv, const std::string& run_dir) {
-  std::string cmd = "stride train --resume " + run_dir;
+  static constexpr std::string_view kLaunchFlags[] = {"--threads", "--progress", "--comm-timeout", "--comm-progress",
+                                                      "--max-memory"};
+  const auto quoted = [](const std::string& a) {
+    const bool plain = a.find_first_of(" \t'\"$\\;&|<>()*?") == std::string::npos && !a.empty();
+    if (plain) return a;
+    std::string q = "'";
+    q += a;
+    q += "'";
+    return q;
+  };
+  std::string cmd = "stride train --resume";
+  const auto add = [&cmd, &quoted](const std::string& word) {
+    cmd += ' ';
+    cmd += quoted(word);
+  };
+  add(run_dir);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--resume" || a == "--stop-after-step") {
-      ++i;
-      continue;
+    if (a == "--no-progress") add(a);
+    for (std::string_view flag : kLaunchFlags) {
+      if (a == flag && i + 1 < argc) {
+        add(a);
+        add(argv[++i]);
+        break;
+      }
+      if (a.size() > flag.size() && a.compare(0, flag.size(), flag) == 0 && a[flag.size()] == '=') add(a);
     }
-    if (a.rfind("--resume=", 0) == 0 || a.rfind("--stop-after-step=", 0) == 0) continue;
-    const bool plain = a.find_first_of(" \t'\"$\\;&|<>()*?") == std::string::npos && !a.empty();
-    cmd += " " + (plain ? a : "'" + a + "'");
   }
   return cmd;
 }
