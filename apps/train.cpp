@@ -53,6 +53,11 @@ class StopSignals {
   struct sigaction old_term_ {}, old_int_ {};
 };
 
+// Whether `arg` is `flag` with its value attached (`--threads=4` for `--threads`).
+bool is_flag_with_value(std::string_view arg, std::string_view flag) {
+  return arg.size() > flag.size() && arg.substr(0, flag.size()) == flag && arg[flag.size()] == '=';
+}
+
 // The command that continues this run: `stride train --resume RUN_DIR` and this launch's own flags, the ones
 // a checkpoint does not store (threads, progress display, communication, memory limit). Every other setting
 // comes from the checkpoint; repeating it would only give the continuation a way to disagree.
@@ -82,7 +87,10 @@ std::string resume_command(int argc, char** argv, const std::string& run_dir) {
         add(argv[++i]);
         break;
       }
-      if (a.size() > flag.size() && a.compare(0, flag.size(), flag) == 0 && a[flag.size()] == '=') add(a);
+      if (is_flag_with_value(a, flag)) {
+        add(a);
+        break;
+      }
     }
   }
   return cmd;
@@ -94,7 +102,7 @@ std::string last_of(int argc, char** argv, std::initializer_list<std::string_vie
   for (int i = argc - 1; i > 0; --i)
     for (std::string_view f : flags) {
       const std::string_view a = argv[i];
-      if (a == f || (a.size() > f.size() && a.substr(0, f.size()) == f && a[f.size()] == '=')) return std::string(f);
+      if (a == f || is_flag_with_value(a, f)) return std::string(f);
     }
   return "";
 }
