@@ -24,7 +24,7 @@ minimize relative error, so small and large messages count alike. Also measures 
 1, 2 and 3 hosts at a fixed global batch (--steps). Writes bench/network_model.json. Run as root from the
 repository:
 
-    python3 scripts/network_model.py --stride build/stride            # about 6 minutes here
+    python3 scripts/network_model.py --stride build/stride            # about 2 minutes here
     python3 scripts/network_model.py --mca btl_tcp_eager_limit 4194304 --out eager.json
                                                                       # OpenMPI parameters for every launch
     python3 scripts/network_model.py --merge run1.json run2.json ...  # several runs: the fastest of them per
