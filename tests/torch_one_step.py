@@ -171,14 +171,24 @@ def with_bf16_operands(model):
     return model
 
 
-def sgd_step(model, x, y):
-    """One plain SGD step of the model in place; returns its state_dict after and the loss before the step."""
+def sgd_step(model, x, y, autocast=False):
+    """One plain SGD step of the model in place, its forward under torch.autocast("cpu", torch.bfloat16) when
+    asked; returns its state_dict after and the loss before the step."""
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0)
     opt.zero_grad()
-    loss = torch.nn.CrossEntropyLoss()(model(x), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = model(x)
+    # autocast's logits are bf16: the loss in fp32, as with an fp32 model (an fp64 model keeps fp64).
+    loss = torch.nn.CrossEntropyLoss()(logits.float() if autocast else logits, y)
     loss.backward()
     opt.step()
     return model.state_dict(), loss.item()
+
+
+def rel_distance(a, ref):
+    """|a - ref| / |ref| of two flattened updates (0 when ref is zero)."""
+    n = np.linalg.norm(ref)
+    return float(np.linalg.norm(a - ref) / n) if n > 0 else 0.0
 
 
 def read_params(path):
@@ -244,27 +254,15 @@ def check_case(case, model_name, stride, work, precision="fp32"):
         fp32_after, _ = sgd_step(copy.deepcopy(model), x, y)
         emulated_after, emulated_loss = sgd_step(with_bf16_operands(copy.deepcopy(model).double()), x.double(), y)
         emulated32_after, _ = sgd_step(with_bf16_operands(copy.deepcopy(model)), x, y)
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0)
-    opt.zero_grad()
-    if precision == "bf16":
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(x)
-        loss = torch.nn.CrossEntropyLoss()(logits.float(), y)
-    else:
-        loss = torch.nn.CrossEntropyLoss()(model(x), y)
-    loss.backward()
-    opt.step()
-    after = model.state_dict()
-    autocast_loss = loss.item()
+    after, loss_value = sgd_step(model, x, y, autocast=precision == "bf16")
     if precision == "bf16":
         # The tight comparison is with the emulated step, which computes what stride's bf16 step defines;
         # autocast's step (rounded outputs and gradients too) is compared with a bf16-sized tolerance below.
         # (Its other half, "on average closer to autocast's update than PyTorch's fp32 one", held on AVX-512
         # CPUs and failed on an AVX2-only Zen 3, 2.28e-1 against 2.26e-1 for resnet8: there autocast's
         # convolutions lose 10x more than rounding their outputs to bf16 would, so it no longer tells.)
-        autocast_after, after, loss_value = after, emulated_after, emulated_loss
-    else:
-        loss_value = loss.item()
+        autocast_after, autocast_loss = after, loss_value
+        after, loss_value = emulated_after, emulated_loss
     learnable = {n for n, _ in model.named_parameters()}
 
     COSINE_MIN, RATIO_TOL, STATE_TOL, LOSS_TOL = TOLERANCES[precision]
@@ -309,21 +307,18 @@ def check_case(case, model_name, stride, work, precision="fp32"):
                 # than one fp32 rounding (resnet8: about 2e-2, in stride and in PyTorch's fp32 alike).
                 d32, dac = update(fp32_after, key, old), update(autocast_after, key, old)
                 de32 = update(emulated32_after, key, old)
-                err_e = float(np.linalg.norm(ds - dt) / nt) if nt > 0 else 0.0
-                noise_e = float(np.linalg.norm(de32 - dt) / nt) if nt > 0 else 0.0
+                err_e, noise_e = rel_distance(ds, dt), rel_distance(de32, dt)
                 ok = err_e <= 3 * noise_e + 1e-3
                 if not ok:
                     failures.append(f"{name}: |stride - emulated| / |emulated| = {err_e:.2e}; the emulation in "
                                     f"fp32: {noise_e:.2e} (need <= 3x that + 1e-3)")
                 to_emulated.append(err_e)
-                fp32_to_emulated.append(float(np.linalg.norm(d32 - dt) / nt) if nt > 0 else 0.0)
+                fp32_to_emulated.append(rel_distance(d32, dt))
                 extra = f"   {err_e:.1e}, {noise_e:.1e}"
                 # stride's update may be at most 3x (plus 1e-2) as far from autocast's, relative to its norm, as
                 # PyTorch's own fp32 update is: both are bf16 roundings of the same step, placed in different
                 # layers. (An unrounded stride step, or a wrong pair index, is not.)
-                nac = np.linalg.norm(dac)
-                err = float(np.linalg.norm(ds - dac) / nac) if nac > 0 else 0.0
-                noise = float(np.linalg.norm(d32 - dac) / nac) if nac > 0 else 0.0
+                err, noise = rel_distance(ds, dac), rel_distance(d32, dac)
                 extra += f"       {err:.1e}, {noise:.1e}"
                 if not err <= 3 * noise + 1e-2:
                     ok = False
