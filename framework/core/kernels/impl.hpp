@@ -459,19 +459,23 @@ struct ColPlan {
   int64_t first;  // source column of lane 0
   int64_t sw;
   bool any;
+  bool full;  // every lane's column lies in the row: plain loads (AVX2's masked loads are slower on AMD Zen)
 };
 
 inline ColPlan make_plan(int64_t q, int64_t sw, int64_t o, int64_t W, int64_t Q) {
   auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
   const int64_t lo = std::max<int64_t>(ceil_div(-o, sw), 0), hi = std::min<int64_t>(ceil_div(W - o, sw), Q);
   const int64_t a = std::clamp<int64_t>(lo - q, 0, L), b = std::clamp<int64_t>(hi - q, a, L);
-  ColPlan c{V::lanes(static_cast<int>(a), static_cast<int>(b)), V::lanes(0, 0), V::lanes(0, 0), q * sw + o, sw, a < b};
+  ColPlan c{V::lanes(static_cast<int>(a), static_cast<int>(b)), V::lanes(0, 0), V::lanes(0, 0), q * sw + o, sw, a < b,
+            false};
   if (sw == 2) {
     const int64_t sa = std::clamp<int64_t>(-c.first, 0, 2 * L), sb = std::clamp<int64_t>(W - c.first, sa, 2 * L);
     c.m0 = V::lanes(static_cast<int>(std::min<int64_t>(sa, L)), static_cast<int>(std::min<int64_t>(sb, L)));
     c.m1 = V::lanes(static_cast<int>(std::max<int64_t>(sa - L, 0)), static_cast<int>(std::max<int64_t>(sb - L, 0)));
+    c.full = sa == 0 && sb == 2 * L;
   } else if (sw == 1) {
     c.m0 = c.valid;
+    c.full = a == 0 && b == L;
   }
   return c;
 }
@@ -479,7 +483,8 @@ inline ColPlan make_plan(int64_t q, int64_t sw, int64_t o, int64_t W, int64_t Q)
 // The values (0 outside the row) of a plan's lanes.
 inline vec load_plan(const ColPlan& c, const float* row) {
   if (!c.any) return V::zero();
-  if (c.sw == 1) return V::maskz_loadu(c.m0, row + c.first);
+  if (c.sw == 1) return c.full ? V::loadu(row + c.first) : V::maskz_loadu(c.m0, row + c.first);
+  if (c.sw == 2 && c.full) return V::even(V::loadu(row + c.first), V::loadu(row + c.first + L));
   if (c.sw == 2) return V::even(V::maskz_loadu(c.m0, row + c.first), V::maskz_loadu(c.m1, row + c.first + L));
   alignas(64) float tmp[L];
   alignas(64) float ones[L];
@@ -490,27 +495,38 @@ inline vec load_plan(const ColPlan& c, const float* row) {
 
 constexpr int64_t kMaxPoolS = 16;  // window columns planned ahead; wider windows plan per row
 
+// Window column s's plan for the column chunk at q, by reference (a ColPlan is three masks: copying it per
+// window element cost more than the element's loads); plans holds kMaxPoolS + 1, the last for wide windows.
+inline const ColPlan& window_plan(ColPlan* plans, const Pool& g, int64_t q, int64_t s) {
+  if (s < kMaxPoolS) return plans[s];
+  plans[kMaxPoolS] = make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+  return plans[kMaxPoolS];
+}
+
 void max_pool_forward(const Pool& g, const float* x, float* y, int32_t* argmax) {
   const vec neg_inf = V::set1(-__builtin_inff());
-  ColPlan plans[kMaxPoolS];
+  ColPlan plans[kMaxPoolS + 1];
   for (int64_t q = 0; q < g.Q; q += L) {
     const mask out = V::lanes(0, static_cast<int>(std::min<int64_t>(L, g.Q - q)));
     for (int64_t s = 0; s < std::min(g.S, kMaxPoolS); ++s) plans[s] = make_plan(q, g.sw, s - g.pw, g.W, g.Q);
     const typename V::ivec cols =
         V::imul(V::iadd(V::iota(), V::iset1(static_cast<int32_t>(q))), static_cast<int32_t>(g.sw));
+    // Each lane starts at its window's first element (all -inf windows keep a valid index): column first_col
+    // of the window's first row. Built once per column chunk: lanes written one by one and read back as a
+    // vector stall store forwarding, which once per output row cost a sixth of the kernel on Zen 3.
+    alignas(64) int32_t first[L];
+    for (int l = 0; l < L; ++l) first[l] = q + l < g.Q ? g.first_col[q + l] : 0;
+    const typename V::ivec first_cols = V::iloadu(first);
     for (int64_t plane = 0; plane < g.planes; ++plane) {
       const float* xp = x + plane * g.H * g.W;
       for (int64_t p = 0; p < g.P; ++p) {
         const int64_t hb = g.hb[p], he = g.he[p];
-        // Each lane starts at its window's first element (all -inf windows keep a valid index).
-        alignas(64) int32_t first[L];
-        for (int l = 0; l < L; ++l) first[l] = q + l < g.Q ? static_cast<int32_t>(hb * g.W + g.first_col[q + l]) : 0;
-        typename V::ivec idx = V::iloadu(first);
+        typename V::ivec idx = V::iadd(first_cols, V::iset1(static_cast<int32_t>(hb * g.W)));
         vec best = neg_inf;
         for (int64_t h = hb; h < he; ++h) {
           const float* row = xp + h * g.W;
           for (int64_t s = 0; s < g.S; ++s) {
-            const ColPlan c = s < kMaxPoolS ? plans[s] : make_plan(q, g.sw, s - g.pw, g.W, g.Q);
+            const ColPlan& c = window_plan(plans, g, q, s);
             const vec v = load_plan(c, row);
             const mask t = V::take(v, best, c.valid);
             best = V::select(t, v, best);
@@ -525,7 +541,7 @@ void max_pool_forward(const Pool& g, const float* x, float* y, int32_t* argmax) 
 }
 
 void avg_pool_forward(const Pool& g, const float* x, float* y) {
-  ColPlan plans[kMaxPoolS];
+  ColPlan plans[kMaxPoolS + 1];
   for (int64_t q = 0; q < g.Q; q += L) {
     const mask out = V::lanes(0, static_cast<int>(std::min<int64_t>(L, g.Q - q)));
     for (int64_t s = 0; s < std::min(g.S, kMaxPoolS); ++s) plans[s] = make_plan(q, g.sw, s - g.pw, g.W, g.Q);
@@ -536,7 +552,7 @@ void avg_pool_forward(const Pool& g, const float* x, float* y) {
         vec sum = V::zero();
         for (int64_t h = g.hb[p]; h < g.he[p]; ++h)
           for (int64_t s = 0; s < g.S; ++s)
-            sum = V::add(sum, load_plan(s < kMaxPoolS ? plans[s] : make_plan(q, g.sw, s - g.pw, g.W, g.Q), xp + h * g.W));
+            sum = V::add(sum, load_plan(window_plan(plans, g, q, s), xp + h * g.W));
         const vec d = V::maskz_loadu(out, g.divisor + p * g.Q + q);
         V::mask_storeu(y + (plane * g.P + p) * g.Q + q, out, V::div(sum, d));
       }
