@@ -326,6 +326,8 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
                                                      : crs * PQ;
       }
   col_size_ = direct_ ? 0 : shifted_ ? g.C * g.S * src_rows_ * g.Q : CRS * PQ;
+  border_ = {};
+  if (shifted_ && !prepad_ && g.pad_h > 0) border_.set(g, g.C, g.pad_h, g.H, g.P, g.Q);  // zeros padding only
 
   // Input gradient. Stride 1: dx[c][h][w] = sum over (k, r', s') of W[k][c][R-1-r'][S-1-s'] *
   // dy[k][h + r' dh - top][w + s' dw - left], top = (R-1) dh - pad_h (left likewise): a convolution of dy,
@@ -337,12 +339,14 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
   dx_w_ = prepad_ ? Wp : g.W;
   dx_rows_ = dx_h_ + (g.R - 1) * g.dilation_h;
   dx_boff_.clear();
+  dx_border_ = {};
   if (dx_implicit_) {
     dx_boff_.resize(static_cast<size_t>(g.K * g.R * g.S));
     for (int64_t k = 0; k < g.K; ++k)
       for (int64_t r = 0; r < g.R; ++r)
         for (int64_t s = 0; s < g.S; ++s)
           dx_boff_[static_cast<size_t>((k * g.R + r) * g.S + s)] = ((k * g.S + s) * dx_rows_ + r * g.dilation_h) * dx_w_;
+    dx_border_.set(g, g.K, dx_top(), g.P, dx_h_, dx_w_);
   }
   dsrc_size_ = dx_direct_ ? 0 : dx_implicit_ ? g.K * g.S * dx_rows_ * dx_w_ : CRS * PQ;
 
@@ -411,6 +415,37 @@ const float* Conv2d::column_source(const float* xn, Scratch& sc, int64_t c0, int
   return sc.col.data();
 }
 
+// A shifted source is zero in the rows above and below its image (the padding; for the input gradient, the
+// R - 1 - pad rows around dy): product row (c, r, s), c < groups, reads source row o + r dh - top for output
+// row o, so it is +0 unless 0 <= o + r dh - top < src_h. Records, per row, the output columns (o * out_w + q)
+// where it is not. The products then skip the row elsewhere (kernels::LiveRows): a skipped step would add
+// W * (+0), so no result changes. lenet5's conv2 (5x5, no padding) spent 56% of its input gradient's FMAs on
+// dy's border; a block of 16 columns spans two of its 12-pixel rows, so about half of those go.
+void Conv2d::BorderRows::set(const ConvGeom& g, int64_t groups, int64_t top, int64_t src_h, int64_t out_h,
+                             int64_t out_w) {
+  begin.resize(static_cast<size_t>(groups * g.R * g.S));
+  end.resize(begin.size());
+  for (int64_t c = 0; c < groups; ++c)
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t o0 = std::clamp<int64_t>(top - r * g.dilation_h, 0, out_h);
+      const int64_t o1 = std::clamp<int64_t>(top - r * g.dilation_h + src_h, o0, out_h);
+      for (int64_t s = 0; s < g.S; ++s) {
+        const size_t i = static_cast<size_t>((c * g.R + r) * g.S + s);
+        begin[i] = static_cast<int32_t>(o0 * out_w);
+        end[i] = static_cast<int32_t>(o1 * out_w);
+      }
+    }
+  columns = out_h * out_w;
+  plan = {};
+}
+
+const kernels::LiveRows* Conv2d::BorderRows::planned(const kernels::KernelTable& k) {
+  if (begin.empty()) return nullptr;
+  const auto K = static_cast<int64_t>(begin.size());
+  if (plan.isa != k.isa || plan.N != columns || plan.K != K) k.plan_live_rows(begin.data(), end.data(), columns, K, plan);
+  return &plan;
+}
+
 // x: (N, C, H, W) -> y: (N, K, P, Q)
 void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   if (ctx.precision == Precision::bf16) return forward_bf16(x, y);
@@ -421,6 +456,7 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   wpack_.resize(Shape{g.K * CRS});
   pack_a_parallel(k, weight_.value.data(), CRS, 1, g.K, CRS, wpack_.data());
   const float* b = opt_.bias ? bias_.value.data() : nullptr;
+  const kernels::LiveRows* live = border_.planned(k);
   const float* xd = x.data();
   float* yd = y.data();
   // One sample per task: each y sample is written by exactly one task, by kernel calls whose arguments do
@@ -438,6 +474,7 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
       gm.a_packed = wpack_.data();
       gm.b = column_source(xd + n * chw, sc);
       gm.boff = boff_.data();
+      gm.live = live;
       gm.c = yd + n * g.K * PQ;
       gm.ldc = PQ;
       gm.init = b ? kernels::Start::row_bias : kernels::Start::zero;
@@ -484,6 +521,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     wdxpack_.resize(Shape{CRS * g.K});
     pack_a_parallel(k, w, 1, CRS, CRS, g.K, wdxpack_.data());
   }
+  const kernels::LiveRows* dx_live = dx && dx_implicit_ ? dx_border_.planned(k) : nullptr;
   const float* xd = x.data();
   const float* dyd = dy.data();
   float* dxd = dx ? dx->data() : nullptr;
@@ -585,7 +623,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         s.S = g.S;
         s.dw = g.dilation_w;
         s.sw = 1;
-        s.top = (g.R - 1) * g.dilation_h - (prepad_ ? 0 : g.pad_h);
+        s.top = dx_top();
         s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
         s.rows = dx_rows_;
         s.Q = dx_w_;
@@ -598,6 +636,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         gm.a_packed = wdxpack_.data();
         gm.b = sc.col.data();
         gm.boff = dx_boff_.data();
+        gm.live = dx_live;
         gm.c = out;
         gm.ldc = dx_h_ * dx_w_;
         k.rows_gemm(gm);
@@ -699,6 +738,9 @@ void Conv2d::prepare_bf16() {
             direct_    ? c2 * PQ
             : shifted_ ? ((c2 * g.S + s) * src_rows_ + r * g.dilation_h) * g.Q
                        : ((c2 * g.R + r) * g.S + s) * PQ;
+  border2_ = {};
+  if (shifted_ && !prepad_ && g.pad_h > 0) border2_.set(g, C2, g.pad_h, g.H, g.P, g.Q);
+  dx_border2_ = {};
   dx_boff2_.clear();
   if (dx_implicit_) {
     dx_boff2_.resize(static_cast<size_t>(K2 * RS));
@@ -706,6 +748,7 @@ void Conv2d::prepare_bf16() {
       for (int64_t r = 0; r < g.R; ++r)
         for (int64_t s = 0; s < g.S; ++s)
           dx_boff2_[static_cast<size_t>((k2 * g.R + r) * g.S + s)] = ((k2 * g.S + s) * dx_rows_ + r * g.dilation_h) * dx_w_;
+    dx_border2_.set(g, K2, dx_top(), g.P, dx_h_, dx_w_);
   }
   const int64_t fwd = direct_ ? C2 * PQ : shifted_ ? C2 * g.S * src_rows_ * g.Q : C2 * RS * PQ;
   const int64_t bwd = dx_implicit_ ? K2 * g.S * dx_rows_ * dx_w_ : K2 * PQ;
@@ -805,6 +848,7 @@ void Conv2d::forward_bf16(const Tensor& x, Tensor& y) {
     });
   }
   const float* b = opt_.bias ? bias_.value.data() : nullptr;
+  const kernels::LiveRows* live = border2_.planned(k);
   const float* xd = x.data();
   float* yd = y.data();
   parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
@@ -817,6 +861,7 @@ void Conv2d::forward_bf16(const Tensor& x, Tensor& y) {
       gm.a_packed = wpack2_.data();
       gm.b = pair_source(xd + n * chw, sc);
       gm.boff = boff2_.data();
+      gm.live = live;
       gm.c = yd + n * g.K * PQ;
       gm.ldc = PQ;
       gm.init = b ? kernels::Start::row_bias : kernels::Start::zero;
@@ -859,6 +904,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
       return kk < g.K ? w[kk * CRS + crs] : 0.0f;
     });
   }
+  const kernels::LiveRows* dx_live = dx_implicit_ ? dx_border2_.planned(k) : nullptr;
   const float* xd = x.data();
   const float* dyd = dy.data();
   float* dxd = dx ? dx->data() : nullptr;
@@ -922,7 +968,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
         s.S = g.S;
         s.dw = g.dilation_w;
         s.sw = 1;
-        s.top = (g.R - 1) * g.dilation_h - (prepad_ ? 0 : g.pad_h);
+        s.top = dx_top();
         s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
         s.rows = dx_rows_;
         s.Q = dx_w_;
@@ -933,6 +979,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
         gm.K = K2 * RS;
         gm.b = sc.pairs.data();
         gm.boff = dx_boff2_.data();
+        gm.live = dx_live;
         gm.c = out;
         gm.ldc = dx_h_ * dx_w_;
         k.rows_gemm_bf16(gm);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "framework/core/cpu.hpp"
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/layer.hpp"
 #include "framework/core/tensor.hpp"
 
@@ -123,6 +124,18 @@ class Conv2d final : public Layer {
   int64_t dsrc_size_ = 0;      // floats of one image's dy source (implicit) or dcol (explicit)
   std::vector<int64_t> boff_;     // (C*R*S): row offsets of the forward column source
   std::vector<int64_t> dx_boff_;  // (K*R*S): row offsets of the shifted dy source
+  // Rows of a product whose shifted source has a zero border, and the output columns where each is not
+  // +0 (conv2d.cpp, BorderRows::set); the products skip them elsewhere. Empty: nothing to skip.
+  struct BorderRows {
+    std::vector<int32_t> begin, end;  // per product row
+    int64_t columns = 0;
+    kernels::LiveRows plan;           // for the path in use, made at its first use
+    void set(const ConvGeom& g, int64_t groups, int64_t top, int64_t src_h, int64_t out_h, int64_t out_w);
+    const kernels::LiveRows* planned(const kernels::KernelTable& k);
+  };
+  BorderRows border_, dx_border_;  // the forward product (C*R*S rows), the implicit input gradient's (K*R*S)
+  // Rows of zeros above dy in its shifted source: the input gradient's row h reads dy row h + r' dh - top.
+  int64_t dx_top() const { return (geom_.R - 1) * geom_.dilation_h - (prepad_ ? 0 : geom_.pad_h); }
   // For each row (column) of the padded sample, the input row (column) it copies, or -1 for a zero;
   // (H + 2 pad_h) and (W + 2 pad_w) entries.
   std::vector<int64_t> row_src_, col_src_;
@@ -154,6 +167,7 @@ class Conv2d final : public Layer {
   // ((K+1)/2 * R * S), and the weights packed as pairs for the forward and input-gradient products.
   Shape bf16_prepared_for_{};
   std::vector<int64_t> boff2_, dx_boff2_;
+  BorderRows border2_, dx_border2_;  // over channel pairs: ((C+1)/2 * R * S) and ((K+1)/2 * R * S) rows
   // Every column row starts at an even offset and has an even length: the weight gradient converts the
   // column source once (a shifted source shares each value among R rows) and reads its rows in place.
   bool wgrad_in_place_ = false;

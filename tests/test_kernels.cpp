@@ -7,8 +7,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "framework/core/bf16.hpp"
 #include "framework/core/cpu.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/gemm.hpp"
@@ -130,6 +132,90 @@ TEST_CASE("kernels: rows_gemm is one FMA chain per output on every path, for odd
         t->rows_gemm(g);
         CHECK(same_bits(c2, expect));
       }
+    }
+  }
+}
+
+TEST_CASE("kernels: a LiveRows plan skips only B's +0 rows, every other FMA chain step unchanged, on every path") {
+  // B's row k is +0 outside its live columns (the zero border of a shifted source): the product with the plan
+  // must equal the full FMA chain (the skipped steps add a * (+0) to nonzero sums), and the plan must skip.
+  // N = 100 spans several column blocks and a tail, K = 600 three reduction blocks; ranges of every kind
+  // (empty, one column, the whole row, crossing a block edge).
+  const int64_t M = 13, N = 100, K = 600, ldb = N + 3, ldc = N + 5;
+  std::vector<int32_t> begin(K), end(K);
+  for (int64_t k = 0; k < K; ++k) {
+    const auto b0 = static_cast<int32_t>((k * 37) % N);
+    const int32_t len = k % 11 == 0 ? 0 : k % 7 == 0 ? static_cast<int32_t>(N) : static_cast<int32_t>((k * 13) % 40 + 1);
+    begin[static_cast<size_t>(k)] = k % 7 == 0 ? 0 : b0;
+    end[static_cast<size_t>(k)] = std::min<int32_t>(static_cast<int32_t>(N), begin[static_cast<size_t>(k)] + len);
+  }
+  const auto a = random_vector(static_cast<size_t>(M * K), 21);
+  std::vector<int64_t> boff(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) boff[static_cast<size_t>(k)] = ((k * 7) % K) * ldb;  // rows out of order in memory
+  auto b = random_vector(static_cast<size_t>(K * ldb), 22);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < ldb; ++j)
+      if (j < begin[static_cast<size_t>(k)] || j >= end[static_cast<size_t>(k)])
+        b[static_cast<size_t>(boff[static_cast<size_t>(k)] + j)] = 0.0f;
+  const auto c0 = random_vector(static_cast<size_t>(M * ldc), 23);
+  std::vector<float> expect = c0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t j = 0; j < N; ++j) {
+      float acc = c0[static_cast<size_t>(m * ldc + j)];
+      for (int64_t k = 0; k < K; ++k)
+        acc = std::fma(a[static_cast<size_t>(m * K + k)], b[static_cast<size_t>(boff[static_cast<size_t>(k)] + j)], acc);
+      expect[static_cast<size_t>(m * ldc + j)] = acc;
+    }
+  // bf16: the same B rows read as pairs (row k's live pairs are its live columns) and A as pairs.
+  std::vector<uint32_t> b2(b.size());
+  for (size_t i = 0; i < b.size(); ++i) b2[i] = b[i] == 0.0f ? 0u : bf16_pair(b[i], -0.5f * b[i]);
+  for (const KernelTable* t : tables()) {
+    CAPTURE(isa_name(t->isa));
+    kernels::LiveRows plan;
+    t->plan_live_rows(begin.data(), end.data(), N, K, plan);
+    const size_t dense = (plan.start.size() - 1) / 3 * static_cast<size_t>(K);  // (column blocks x 3) blocks
+    CHECK(plan.rows.size() < dense * 3 / 4);  // it skips rows (about half of them here)
+    std::vector<float> packed(static_cast<size_t>(M * K) + 1);
+    t->pack_a(a.data(), K, 1, M, K, packed.data());
+    const auto a2 = random_vector(static_cast<size_t>(M * 2 * K), 24);  // bf16: K pairs per row
+    std::vector<const float*> rows(static_cast<size_t>(M));
+    for (int64_t m = 0; m < M; ++m) rows[static_cast<size_t>(m)] = a2.data() + m * 2 * K;
+    std::vector<uint32_t> packed2(static_cast<size_t>(M * K) + 1);
+    t->pack_a_bf16(rows.data(), 1, M, 2 * K, packed2.data());
+    for (Start start : {Start::zero, Start::accumulate}) {
+      CAPTURE(static_cast<int>(start));
+      // C from the product g (RowsGemm or RowsGemmBf16) run with the given plan.
+      auto product = [&](auto g, const kernels::LiveRows* live) {
+        std::vector<float> c = c0;
+        g.M = M;
+        g.N = N;
+        g.K = K;
+        g.boff = boff.data();
+        g.ldc = ldc;
+        g.init = start;
+        g.c = c.data();
+        g.live = live;
+        if constexpr (std::is_same_v<decltype(g), kernels::RowsGemm>)
+          t->rows_gemm(g);
+        else
+          t->rows_gemm_bf16(g);
+        return c;
+      };
+      kernels::RowsGemm g;
+      g.a_packed = packed.data();
+      g.b = b.data();
+      const std::vector<float> full = product(g, nullptr), skipped = product(g, &plan);
+      if (start == Start::accumulate) CHECK(same_bits(skipped, expect));
+      CHECK(same_bits(skipped, full));
+      // bf16 pairs: with and without the plan, the same bits.
+      kernels::RowsGemmBf16 h;
+      h.a_packed = packed2.data();
+      h.b = b2.data();
+      CHECK(same_bits(product(h, &plan), product(h, nullptr)));
+      // A plan for another shape is not used (the full product, the same bits).
+      kernels::LiveRows other;
+      t->plan_live_rows(begin.data(), end.data(), N - 1, K, other);
+      CHECK(same_bits(product(g, &other), full));
     }
   }
 }

@@ -23,9 +23,11 @@ constexpr int L = V::L;
 // (element (k, i) at a[k * MR + i]); the NV vectors of B from row k of B. Each accumulator is one FMA chain.
 constexpr int64_t kKc = 256;  // reduction block: a KC x NR block of B (32 KB at NR = 32) stays in L1
 
+// klist, when set, names the kc rows of the reduction block to run (ascending; boff is then set); the others
+// are skipped (LiveRows).
 template <int MR, int NV, bool Tail>
-void rows_tile(int64_t kc, const float* a, const float* b, const int64_t* boff, int64_t ldb, int64_t j0, int last,
-               float* c, int64_t ldc, Start init, const float* bias) {
+void rows_tile(int64_t kc, const int32_t* klist, const float* a, const float* b, const int64_t* boff, int64_t ldb,
+               int64_t j0, int last, float* c, int64_t ldc, Start init, const float* bias) {
   const mask tail = V::lanes(0, last);  // the valid lanes of the last vector (all of them unless Tail)
   vec acc[MR][NV];
 #pragma GCC unroll 16
@@ -42,7 +44,7 @@ void rows_tile(int64_t kc, const float* a, const float* b, const int64_t* boff, 
       else
         acc[i][v] = V::zero();
     }
-  for (int64_t k = 0; k < kc; ++k) {
+  auto step = [&](int64_t k) __attribute__((always_inline)) {
     const float* bk = (boff ? b + boff[k] : b + k * ldb) + j0;
     vec bv[NV];
 #pragma GCC unroll 4
@@ -55,7 +57,11 @@ void rows_tile(int64_t kc, const float* a, const float* b, const int64_t* boff, 
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
     }
-  }
+  };
+  if (klist)
+    for (int64_t i = 0; i < kc; ++i) step(klist[i]);
+  else
+    for (int64_t k = 0; k < kc; ++k) step(k);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
@@ -67,8 +73,8 @@ void rows_tile(int64_t kc, const float* a, const float* b, const int64_t* boff, 
     }
 }
 
-using RowsTileFn = void (*)(int64_t, const float*, const float*, const int64_t*, int64_t, int64_t, int, float*,
-                            int64_t, Start, const float*);
+using RowsTileFn = void (*)(int64_t, const int32_t*, const float*, const float*, const int64_t*, int64_t, int64_t,
+                            int, float*, int64_t, Start, const float*);
 
 template <size_t... I>
 constexpr std::array<RowsTileFn, sizeof...(I)> rows_tiles(std::index_sequence<I...>) {
@@ -105,6 +111,34 @@ void pack_a(const float* src, int64_t rs, int64_t cs, int64_t M, int64_t K, floa
   }
 }
 
+void plan_live_rows(const int32_t* begin, const int32_t* end, int64_t N, int64_t K, LiveRows& out) {
+  constexpr int64_t NR = V::NV * L;
+  out.isa = V::isa;
+  out.N = N;
+  out.K = K;
+  out.start.clear();
+  out.rows.clear();
+  for (int64_t j0 = 0; j0 < N; j0 += NR) {
+    const int64_t cols = std::min(NR, N - j0);
+    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+      out.start.push_back(static_cast<int32_t>(out.rows.size()));
+      for (int64_t k = 0; k < std::min(kKc, K - k0); ++k)
+        if (begin[k0 + k] < j0 + cols && end[k0 + k] > j0) out.rows.push_back(static_cast<int32_t>(k));
+    }
+  }
+  out.start.push_back(static_cast<int32_t>(out.rows.size()));
+}
+
+// The rows of B that block `block` of a product runs (LiveRows): nullptr with kc unchanged when it runs all
+// kc, else the list, kc set to its length.
+inline const int32_t* planned_rows(const LiveRows* live, int64_t block, int64_t& kc) {
+  if (!live) return nullptr;
+  const int64_t first = live->start[static_cast<size_t>(block)], n = live->start[static_cast<size_t>(block) + 1] - first;
+  if (n == kc) return nullptr;
+  kc = n;
+  return live->rows.data() + first;
+}
+
 void rows_gemm(const RowsGemm& g) {
   if (g.M <= 0 || g.N <= 0) return;
   constexpr int64_t NR = V::NV * L;
@@ -119,21 +153,27 @@ void rows_gemm(const RowsGemm& g) {
       }
     return;
   }
+  // A plan made for another path or shape would name the wrong rows: run every row then (the same bits).
+  const LiveRows* live = g.live && g.live->isa == V::isa && g.live->N == g.N && g.live->K == g.K ? g.live : nullptr;
+  int64_t block = 0;
   for (int64_t j0 = 0; j0 < g.N; j0 += NR) {
     const int64_t cols = std::min(NR, g.N - j0);
     const int64_t nv = (cols + L - 1) / L;
     const int last = static_cast<int>(cols - (nv - 1) * L);
     const int64_t tail_flag = last < L ? 1 : 0;
     for (int64_t k0 = 0; k0 < g.K; k0 += kKc) {
-      const int64_t kc = std::min(kKc, g.K - k0);
+      int64_t kc = std::min(kKc, g.K - k0);
       const Start init = k0 == 0 ? g.init : Start::accumulate;
       const float* b = g.boff ? g.b : g.b + k0 * g.ldb;
       const int64_t* boff = g.boff ? g.boff + k0 : nullptr;
+      const int32_t* klist = planned_rows(live, block++, kc);
+      if (kc == 0 && init == Start::accumulate) continue;  // C keeps its value
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t m0 = panel_begin(g.M, p), mr = panel_begin(g.M, p + 1) - m0;
         const float* bias = init == Start::row_bias ? g.bias + m0 : init == Start::col_bias ? g.bias + j0 : nullptr;
         kRowsTiles[static_cast<size_t>(((mr - 1) * V::NV + (nv - 1)) * 2 + tail_flag)](
-            kc, g.a_packed + m0 * g.K + k0 * mr, b, boff, g.ldb, j0, last, g.c + m0 * g.ldc + j0, g.ldc, init, bias);
+            kc, klist, g.a_packed + m0 * g.K + k0 * mr, b, boff, g.ldb, j0, last, g.c + m0 * g.ldc + j0, g.ldc, init,
+            bias);
       }
     }
   }
@@ -610,9 +650,9 @@ double fma_probe(int64_t iterations) {
 // The same register tiles and loops as rows_gemm, with a bf16 dot-product step (two multiply-adds per lane)
 // where rows_gemm has an FMA: pair k of row i of A broadcast, pair k of NV vectors of B loaded.
 template <int MR, int NV, bool Tail>
-void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* const* arows, const uint32_t* b,
-                    const int64_t* boff, int64_t ldb, int64_t j0, int last, float* c, int64_t ldc, Start init,
-                    const float* bias) {
+void rows_tile_bf16(int64_t kc, const int32_t* klist, const uint32_t* a, const uint32_t* const* arows,
+                    const uint32_t* b, const int64_t* boff, int64_t ldb, int64_t j0, int last, float* c, int64_t ldc,
+                    Start init, const float* bias) {
   const mask tail = V::lanes(0, last);
   vec acc[MR][NV];
 #pragma GCC unroll 16
@@ -629,7 +669,7 @@ void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* const* arows,
       else
         acc[i][v] = V::zero();
     }
-  for (int64_t k = 0; k < kc; ++k) {
+  auto step = [&](int64_t k) __attribute__((always_inline)) {
     const uint32_t* bk = (boff ? b + boff[k] : b + k * ldb) + j0;
     typename V::pvec bv[NV];
 #pragma GCC unroll 4
@@ -641,7 +681,11 @@ void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* const* arows,
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = V::dp(acc[i][v], ai, bv[v]);
     }
-  }
+  };
+  if (klist)
+    for (int64_t i = 0; i < kc; ++i) step(klist[i]);
+  else
+    for (int64_t k = 0; k < kc; ++k) step(k);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
@@ -653,8 +697,8 @@ void rows_tile_bf16(int64_t kc, const uint32_t* a, const uint32_t* const* arows,
     }
 }
 
-using RowsTileBf16Fn = void (*)(int64_t, const uint32_t*, const uint32_t* const*, const uint32_t*, const int64_t*,
-                                int64_t, int64_t, int, float*, int64_t, Start, const float*);
+using RowsTileBf16Fn = void (*)(int64_t, const int32_t*, const uint32_t*, const uint32_t* const*, const uint32_t*,
+                                const int64_t*, int64_t, int64_t, int, float*, int64_t, Start, const float*);
 
 template <size_t... I>
 constexpr std::array<RowsTileBf16Fn, sizeof...(I)> rows_tiles_bf16(std::index_sequence<I...>) {
@@ -663,7 +707,8 @@ constexpr std::array<RowsTileBf16Fn, sizeof...(I)> rows_tiles_bf16(std::index_se
 constexpr auto kRowsTilesBf16 = rows_tiles_bf16(std::make_index_sequence<V::MR * V::NV * 2>{});
 
 
-// Pairs of the reduction per cache block: the same bytes of B per block as rows_gemm's kKc floats.
+// Pairs of the reduction per cache block: the same bytes of B per block as rows_gemm's kKc floats (and the
+// same blocks, so one LiveRows plan serves both products).
 constexpr int64_t kKcPairs = kKc;
 
 void rows_gemm_bf16(const RowsGemmBf16& g) {
@@ -682,24 +727,28 @@ void rows_gemm_bf16(const RowsGemmBf16& g) {
     return;
   }
   const uint32_t* arows[V::MR];
+  const LiveRows* live = g.live && g.live->isa == V::isa && g.live->N == g.N && g.live->K == g.K ? g.live : nullptr;
+  int64_t block = 0;
   for (int64_t j0 = 0; j0 < g.N; j0 += NR) {
     const int64_t cols = std::min(NR, g.N - j0);
     const int64_t nv = (cols + L - 1) / L;
     const int last = static_cast<int>(cols - (nv - 1) * L);
     const int64_t tail_flag = last < L ? 1 : 0;
     for (int64_t k0 = 0; k0 < g.K; k0 += kKcPairs) {
-      const int64_t kc = std::min(kKcPairs, g.K - k0);
+      int64_t kc = std::min(kKcPairs, g.K - k0);
       const Start init = k0 == 0 ? g.init : Start::accumulate;
       const uint32_t* b = g.boff ? g.b : g.b + k0 * g.ldb;
       const int64_t* boff = g.boff ? g.boff + k0 : nullptr;
+      const int32_t* klist = planned_rows(live, block++, kc);
+      if (kc == 0 && init == Start::accumulate) continue;  // C keeps its value
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t m0 = panel_begin(g.M, p), mr = panel_begin(g.M, p + 1) - m0;
         const float* bias = init == Start::row_bias ? g.bias + m0 : init == Start::col_bias ? g.bias + j0 : nullptr;
         if (g.a_rows)
           for (int64_t i = 0; i < mr; ++i) arows[i] = g.a_rows[m0 + i] + k0;
         kRowsTilesBf16[static_cast<size_t>(((mr - 1) * V::NV + (nv - 1)) * 2 + tail_flag)](
-            kc, g.a_rows ? nullptr : g.a_packed + m0 * g.K + k0 * mr, g.a_rows ? arows : nullptr, b, boff, g.ldb,
-            j0, last, g.c + m0 * g.ldc + j0, g.ldc, init, bias);
+            kc, klist, g.a_rows ? nullptr : g.a_packed + m0 * g.K + k0 * mr, g.a_rows ? arows : nullptr, b, boff,
+            g.ldb, j0, last, g.c + m0 * g.ldc + j0, g.ldc, init, bias);
       }
     }
   }
@@ -814,6 +863,6 @@ const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &
                             &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &max_abs_bits,
                             &to_fixed,   &fma_probe, &pack_pairs, &pack_a_bf16, &row_pairs, &rows_gemm_bf16,
                             &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe, &a_panels, &pack_a_part,
-                            &transpose_rows};
+                            &transpose_rows, &plan_live_rows};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

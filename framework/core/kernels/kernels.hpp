@@ -8,6 +8,7 @@
 // vector width) and in how they walk memory, never in the order or the rounding of any sum. Storing a partial
 // float accumulator and reloading it is exact, so cache blocking of the reduction (KC) changes nothing either.
 #include <cstdint>
+#include <vector>
 
 #include "framework/core/cpu.hpp"
 
@@ -19,6 +20,20 @@ enum class Start : int {
   row_bias,    // bias[row]
   col_bias,    // bias[column]
   accumulate,  // the value already in C (so C += A B)
+};
+
+// The rows of B a product runs for each (block of columns, reduction block) when row k of B is +0 outside
+// its columns [begin[k], end[k]) (the zero border of a shifted source): a block of columns outside that range
+// skips row k, whose steps would add a * (+0) to each of the block's chains. That changes no sum that is not
+// itself zero (only the sign of a zero result, or a NaN from an infinite a); every other step of every chain
+// runs as without the plan, in the same order. Built once per product shape by KernelTable::plan_live_rows
+// (the blocks follow the path's register tile), then read by every rows_gemm or rows_gemm_bf16 of that shape.
+struct LiveRows {
+  Isa isa = Isa::generic;
+  int64_t N = -1, K = -1;      // the product it was planned for (N = -1: none)
+  std::vector<int32_t> start;  // per (column block, reduction block), in that order, then the end: where its
+                               // rows begin in `rows`
+  std::vector<int32_t> rows;   // offsets within the reduction block, ascending
 };
 
 // C (M x N, row stride ldc) = start + A (M x K) B (K x N).
@@ -34,6 +49,7 @@ struct RowsGemm {
   int64_t ldc = 0;
   Start init = Start::zero;
   const float* bias = nullptr;  // row_bias: M values; col_bias: N values
+  const LiveRows* live = nullptr;  // optional: the rows each block of columns runs (LiveRows), for this N and K
 };
 
 // The weight-gradient product with the reduction running over pixels:
@@ -106,6 +122,7 @@ struct RowsGemmBf16 {
   int64_t ldc = 0;
   Start init = Start::zero;
   const float* bias = nullptr;  // row_bias: M values; col_bias: N values
+  const LiveRows* live = nullptr;  // as RowsGemm's, over pair rows
 };
 
 struct KernelTable {
@@ -184,6 +201,8 @@ struct KernelTable {
   // K <= k < ldt. Whole 8 x 8 blocks run as vector transposes (callers pad K to a multiple of 8 with a row of
   // zeros to keep the scalar tail out).
   void (*transpose_rows)(const float* const* rows, int64_t K, int64_t J, float* dst, int64_t ldt);
+  // LiveRows for an N x K product on this path, from each row's live columns [begin[k], end[k]).
+  void (*plan_live_rows)(const int32_t* begin, const int32_t* end, int64_t N, int64_t K, LiveRows& out);
 };
 
 // The table of the active path (active_isa()).
