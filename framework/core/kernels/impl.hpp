@@ -23,7 +23,7 @@ constexpr int L = V::L;
 // (element (k, i) at a[k * MR + i]); the NV vectors of B from row k of B. Each accumulator is one FMA chain.
 constexpr int64_t kKc = 256;  // reduction block: a KC x NR block of B (32 KB at NR = 32) stays in L1
 
-// klist, when set, names the kc rows of the reduction block to run (ascending; boff is then set); the others
+// klist, when set, names the kc rows of the reduction block to run (ascending); the others
 // are skipped (LiveRows).
 template <int MR, int NV, bool Tail>
 void rows_tile(int64_t kc, const int32_t* klist, const float* a, const float* b, const int64_t* boff, int64_t ldb,
