@@ -129,6 +129,12 @@ void plan_live_rows(const int32_t* begin, const int32_t* end, int64_t N, int64_t
   out.start.push_back(static_cast<int32_t>(out.rows.size()));
 }
 
+// The plan when it was made for this path and an N x K product; a plan for another would name the wrong rows,
+// so every row runs then (the same bits).
+inline const LiveRows* plan_for(const LiveRows* live, int64_t N, int64_t K) {
+  return live && live->isa == V::isa && live->N == N && live->K == K ? live : nullptr;
+}
+
 // The rows of B that block `block` of a product runs (LiveRows): nullptr with kc unchanged when it runs all
 // kc, else the list, kc set to its length.
 inline const int32_t* planned_rows(const LiveRows* live, int64_t block, int64_t& kc) {
@@ -153,8 +159,7 @@ void rows_gemm(const RowsGemm& g) {
       }
     return;
   }
-  // A plan made for another path or shape would name the wrong rows: run every row then (the same bits).
-  const LiveRows* live = g.live && g.live->isa == V::isa && g.live->N == g.N && g.live->K == g.K ? g.live : nullptr;
+  const LiveRows* live = plan_for(g.live, g.N, g.K);
   int64_t block = 0;
   for (int64_t j0 = 0; j0 < g.N; j0 += NR) {
     const int64_t cols = std::min(NR, g.N - j0);
@@ -727,7 +732,7 @@ void rows_gemm_bf16(const RowsGemmBf16& g) {
     return;
   }
   const uint32_t* arows[V::MR];
-  const LiveRows* live = g.live && g.live->isa == V::isa && g.live->N == g.N && g.live->K == g.K ? g.live : nullptr;
+  const LiveRows* live = plan_for(g.live, g.N, g.K);
   int64_t block = 0;
   for (int64_t j0 = 0; j0 < g.N; j0 += NR) {
     const int64_t cols = std::min(NR, g.N - j0);
