@@ -41,12 +41,29 @@ void for_each_tile(int64_t rows, int64_t cols, Tile tile) {
   });
 }
 
-// wt: (in, out) = W transposed, b: (out) or null; x: (N, in) -> y: (N, out). The bias starts each output's FMA
-// chain (Start::col_bias).
-void linear_forward(const float* x, const float* wt, const float* b, float* y, const LinearGeom& g) {
+// w: (out, in) = W, b: (out) or null; x: (N, in) -> y: (N, out). The bias starts each output's FMA chain
+// (Start::col_bias). The product reads W^T's rows (contiguous output columns). A micro-batch (N within one row
+// block) transposes, in each tile's gemm, just the tile's block of W into a per-thread buffer that stays in
+// L2: W is read once per pass. A larger batch (evaluation) transposes the whole of W once into wt, instead of
+// once per row block. Either way the tile's B holds the same values, so the bits are the same.
+void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearGeom& g,
+                    Tensor& wt) {
+  const Start init = b ? Start::col_bias : Start::zero;
+  if (g.N <= kBatchBlock) {
+    for_each_tile(g.N, g.out, [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
+      gemm(false, true, n1 - n0, o1 - o0, g.in, x + n0 * g.in, g.in, w + o0 * g.in, g.in, y + n0 * g.out + o0,
+           g.out, init, b ? b + o0 : nullptr);
+    });
+    return;
+  }
+  wt.resize(Shape{g.in, g.out});
+  float* t = wt.data();
+  parallel_for(g.in, kTransposeBlock, [&](int64_t i0, int64_t i1) {
+    kernels::kernels().transpose(w + i0, g.in, g.out, i1 - i0, t + i0 * g.out, g.out);
+  });
   for_each_tile(g.N, g.out, [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
-    gemm(false, false, n1 - n0, o1 - o0, g.in, x + n0 * g.in, g.in, wt + o0, g.out, y + n0 * g.out + o0, g.out,
-         b ? Start::col_bias : Start::zero, b ? b + o0 : nullptr);
+    gemm(false, false, n1 - n0, o1 - o0, g.in, x + n0 * g.in, g.in, t + o0, g.out, y + n0 * g.out + o0, g.out,
+         init, b ? b + o0 : nullptr);
   });
 }
 
@@ -211,15 +228,7 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
                     options_.bias ? Start::col_bias : Start::zero, options_.bias ? bias_.value.data() : nullptr);
     return;
   }
-  // W transposed once per pass, so every block of the batch reads contiguous rows of W^T; in blocks of its
-  // rows, spread over the threads.
-  wt_.resize(Shape{g.in, g.out});
-  const float* w = weight_.value.data();
-  float* wt = wt_.data();
-  parallel_for(g.in, kTransposeBlock, [&](int64_t i0, int64_t i1) {
-    kernels::kernels().transpose(w + i0, g.in, g.out, i1 - i0, wt + i0 * g.out, g.out);
-  });
-  linear_forward(x.data(), wt_.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g);
+  linear_forward(x.data(), weight_.value.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g, wt_);
 }
 
 void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, const RunContext& ctx) {

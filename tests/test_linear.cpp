@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -140,6 +141,34 @@ TEST_CASE("linear: outputs and gradients are bit-identical for 1, 2 and 4 thread
       for (int64_t n = 0; n < 50; ++n) s += static_cast<double>(dy[n * 70 + k]) * x[n * 300 + f];
       CHECK(dws[0][static_cast<size_t>(k * 300 + f)] == doctest::Approx(s).epsilon(1e-5));
     }
+}
+
+TEST_CASE("linear forward: a micro-batch and a larger batch give each row the same FMA chain, from the bias") {
+  // A forward of at most one row block (a micro-batch) transposes W tile by tile inside the product; a larger
+  // batch transposes W once. Both must give every output the chain b[o] + x[n][0] W[o][0] + ... in order.
+  const int64_t N = 50, IN = 300, OUT = 70, MICRO = 16;
+  const Tensor x = random_tensor(Shape{N, IN}, 41);
+  Tensor micro(Shape{MICRO, IN});
+  std::memcpy(micro.data(), x.data() + 20 * IN, static_cast<size_t>(MICRO * IN) * sizeof(float));
+  Linear fc("ip1", LinearOptions{OUT});
+  LayerParams params(fc, Shape{N, IN});
+  Tensor y_all, y_micro;
+  fc.forward(x, y_all, RunContext{Mode::train});
+  fc.forward(micro, y_micro, RunContext{Mode::train});
+  const std::vector<float> w = params.value("weight"), b = params.value("bias");
+  auto chain = [&](int64_t n, int64_t o) {
+    float acc = b[static_cast<size_t>(o)];
+    for (int64_t i = 0; i < IN; ++i) acc = std::fma(x[n * IN + i], w[static_cast<size_t>(o * IN + i)], acc);
+    return acc;
+  };
+  int64_t wrong = 0;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < OUT; ++o) {
+      const float want = chain(n, o);
+      wrong += !same_bits(&y_all[n * OUT + o], &want, 1);
+      if (n >= 20 && n < 20 + MICRO) wrong += !same_bits(&y_micro[(n - 20) * OUT + o], &want, 1);
+    }
+  CHECK(wrong == 0);
 }
 
 TEST_CASE("linear in bf16: a double reference on bf16-rounded operands, the same bits for 1, 2 and 4 threads") {
