@@ -3,26 +3,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <experimental/simd>
 #include <set>
 #include <utility>
 
 #include "framework/core/errors.hpp"
+#include "framework/core/kernels/kernels.hpp"
 #include "framework/core/parallel.hpp"
 
-// The update rules below reproduce torch's float arithmetic operation by operation. Torch rounds once where
-// it fuses a multiply into an add (Tensor.add with alpha is vec::fmadd; addcmul's self + (value*t1)*t2 is
-// contracted to an FMA by the compiler in torch's AVX2 build) and rounds every other operation separately
-// (mul_, the division and eps of the Adam denominator, addcdiv_). The fused steps are written as explicit
-// FMAs; contraction is switched off for the rest of this file so the compiler cannot fuse a product into
-// the following add where torch rounds twice. The tests check bit equality with torch, and the result of
-// an element does not depend on whether a vector loop or its scalar tail computed it.
-// (The build passes -ffp-contract=off everywhere too; clang, in the sanitizer builds, takes only that.)
-#if !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-// GCC 12 false positive on _mm512_undefined_ps() inside the AVX-512 sqrt that stdx::sqrt expands to.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+// The update rules reproduce torch's float arithmetic operation by operation; they run as kernels
+// (kernels::SgdStep, kernels::AdamStep in framework/core/kernels/), compiled for each instruction set path.
+// This file holds the options, the state and the per-step scalars.
 
 namespace stride {
 namespace {
@@ -30,18 +20,6 @@ namespace {
 // Elements per block of the update loop: large enough to amortize a task, small enough to spread a
 // 100k-parameter network over a few threads. A constant, so blocks never depend on the thread count.
 constexpr int64_t kBlockSize = 8192;
-
-// std::fma / std::sqrt are defined before the pragma above, and GCC will not inline a function compiled
-// with other optimization options, which would leave the kernels as scalar calls; the builtins inline.
-inline float fused_multiply_add(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
-inline float square_root(float a) { return __builtin_sqrtf(a); }
-
-// GCC vectorizes no loop with a sqrt unless errno is off (-fno-math-errno, which a pragma cannot set), so
-// the Adam loop is written with the Parallelism TS simd type (AVX-512/AVX2/SSE by the build's -march).
-namespace stdx = std::experimental;
-using Simd = stdx::native_simd<float>;
-inline Simd fused_multiply_add(const Simd& a, const Simd& b, const Simd& c) { return stdx::fma(a, b, c); }
-inline Simd square_root(const Simd& a) { return stdx::sqrt(a); }
 
 std::string num(double v) {
   char buf[32];
@@ -55,42 +33,8 @@ void require(bool ok, const std::string& message) {
 
 // ---- SGD ---------------------------------------------------------------------------------------------------
 // torch.optim.SGD (dampening 0): d = g + wd*p; buf = first step ? d : buf*momentum + d;
-// d = nesterov ? d + momentum*buf : buf; p = p - lr*d.
-
-struct SgdScalars {
-  float weight_decay, momentum, neg_lr;
-};
-
-// p, g, buf: (n) -> p, buf updated in place
-template <bool Decay, bool First, bool Nesterov>
-void sgd_momentum_kernel(float* __restrict p, const float* __restrict g, float* __restrict buf, int64_t n,
-                         SgdScalars s) {
-  for (int64_t i = 0; i < n; ++i) {
-    float d = g[i];
-    if constexpr (Decay) d = fused_multiply_add(p[i], s.weight_decay, d);  // d_p.add(param, alpha=wd)
-    float b;
-    if constexpr (First) {
-      b = d;  // torch.clone(d_p)
-    } else {
-      b = buf[i] * s.momentum;  // buf.mul_(momentum)
-      b = b + d;                // .add_(d_p, alpha=1): fmadd with 1 is a plain add
-    }
-    buf[i] = b;
-    if constexpr (Nesterov) d = fused_multiply_add(b, s.momentum, d);  // d_p.add(buf, alpha=momentum)
-    else d = b;
-    p[i] = fused_multiply_add(d, s.neg_lr, p[i]);  // param.add_(d_p, alpha=-lr)
-  }
-}
-
-// p, g: (n) -> p updated in place
-template <bool Decay>
-void sgd_plain_kernel(float* __restrict p, const float* __restrict g, int64_t n, SgdScalars s) {
-  for (int64_t i = 0; i < n; ++i) {
-    float d = g[i];
-    if constexpr (Decay) d = fused_multiply_add(p[i], s.weight_decay, d);
-    p[i] = fused_multiply_add(d, s.neg_lr, p[i]);
-  }
-}
+// d = nesterov ? d + momentum*buf : buf; p = p - lr*d. The loop is a kernel (kernels::SgdStep, with torch's
+// roundings spelled out there), compiled for each instruction set path.
 
 class Sgd final : public Optimizer {
  public:
@@ -101,30 +45,18 @@ class Sgd final : public Optimizer {
  private:
   void update_block(const Block& blk, float* params, const float* grads, double lr, int64_t step) override {
     const auto& o = options();
-    const SgdScalars s{static_cast<float>(o.weight_decay), static_cast<float>(o.momentum),
-                       static_cast<float>(-lr)};
+    kernels::SgdStep s;
+    s.weight_decay = static_cast<float>(o.weight_decay);
+    s.momentum = static_cast<float>(o.momentum);
+    s.neg_lr = static_cast<float>(-lr);
     // torch skips the decay term when weight_decay is 0 (adding 0*p would turn -0 gradients into +0).
-    const bool decay = blk.decay && o.weight_decay != 0.0;
-    float* p = params + blk.begin;
-    const float* g = grads + blk.begin;
-    const int64_t n = blk.end - blk.begin;
-    if (o.momentum == 0.0) {
-      decay ? sgd_plain_kernel<true>(p, g, n, s) : sgd_plain_kernel<false>(p, g, n, s);
-      return;
-    }
-    float* buf = slot_data(0) + blk.begin;
-    const bool first = step == 1;  // torch creates the buffer from the first gradient
-    const int variant = (decay ? 4 : 0) | (first ? 2 : 0) | (o.nesterov ? 1 : 0);
-    switch (variant) {
-      case 0: sgd_momentum_kernel<false, false, false>(p, g, buf, n, s); break;
-      case 1: sgd_momentum_kernel<false, false, true>(p, g, buf, n, s); break;
-      case 2: sgd_momentum_kernel<false, true, false>(p, g, buf, n, s); break;
-      case 3: sgd_momentum_kernel<false, true, true>(p, g, buf, n, s); break;
-      case 4: sgd_momentum_kernel<true, false, false>(p, g, buf, n, s); break;
-      case 5: sgd_momentum_kernel<true, false, true>(p, g, buf, n, s); break;
-      case 6: sgd_momentum_kernel<true, true, false>(p, g, buf, n, s); break;
-      default: sgd_momentum_kernel<true, true, true>(p, g, buf, n, s); break;
-    }
+    s.decay = blk.decay && o.weight_decay != 0.0;
+    s.use_momentum = o.momentum != 0.0;
+    s.first = step == 1;  // torch creates the buffer from the first gradient
+    s.nesterov = o.nesterov;
+    // On the path's vector instructions (the portable build of this file would call fmaf per element).
+    float* buf = s.use_momentum ? slot_data(0) + blk.begin : nullptr;
+    kernels::kernels().sgd_step(params + blk.begin, grads + blk.begin, buf, blk.end - blk.begin, s);
   }
 };
 
@@ -132,45 +64,6 @@ class Sgd final : public Optimizer {
 // torch.optim.Adam: g = g + wd*p (L2); torch.optim.AdamW: p = p * (1 - lr*wd) (decoupled). Then
 // m = m*beta1 + (1-beta1)*g; v = v*beta2 + (1-beta2)*g*g; denom = sqrt(v)/sqrt(bc2) + eps;
 // p = p + (-lr/bc1)*m/denom, with bc_k = 1 - beta_k^step computed in double as torch does in Python.
-
-struct AdamScalars {
-  float l2;                   // Adam's weight_decay (L2 on the gradient)
-  float decoupled;            // AdamW's 1 - lr*wd
-  float beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float bias_correction2_sqrt, eps, neg_step_size;
-};
-
-// One element (T = float) or one SIMD vector of elements (T = Simd) of the Adam update, in torch's order.
-template <bool L2, bool Decoupled, class T>
-inline void adam_update(T& p, T g, T& m, T& v, const AdamScalars& s) {
-  if constexpr (Decoupled) p = p * T(s.decoupled);          // param.mul_(1 - lr*wd)
-  if constexpr (L2) g = fused_multiply_add(p, T(s.l2), g);  // grad.add(param, alpha=wd)
-  m = fused_multiply_add(g, T(s.one_minus_beta1), m * T(s.beta1));  // exp_avg.mul_(b1).add_(g, alpha=1-b1)
-  // exp_avg_sq.mul_(b2).addcmul_(g, g, value=1-b2): torch's build fuses addcmul's self + (value*g)*g
-  // into an FMA (checked against torch 1.13 on 100k random elements: fused matches all, unfused ~5% off).
-  v = fused_multiply_add(T(s.one_minus_beta2) * g, g, v * T(s.beta2));
-  const T denom = square_root(v) / T(s.bias_correction2_sqrt) + T(s.eps);  // (sqrt / bc2_sqrt).add_(eps)
-  p = p + T(s.neg_step_size) * m / denom;                                    // addcdiv_(m, denom, -step_size)
-}
-
-// p, g, m, v: (n) -> p, m, v updated in place
-// Whole SIMD vectors first, then the tail one by one; every operation is IEEE-rounded the same way in
-// both (sqrt and division are correctly rounded, FMAs explicit), so an element's result does not depend
-// on which of the two loops handles it.
-template <bool L2, bool Decoupled>
-void adam_kernel(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
-                 int64_t n, const AdamScalars& s) {
-  constexpr auto kWidth = static_cast<int64_t>(Simd::size());
-  int64_t i = 0;
-  for (; i + kWidth <= n; i += kWidth) {
-    Simd pv(p + i, stdx::element_aligned), mv(m + i, stdx::element_aligned), vv(v + i, stdx::element_aligned);
-    adam_update<L2, Decoupled>(pv, Simd(g + i, stdx::element_aligned), mv, vv, s);
-    pv.copy_to(p + i, stdx::element_aligned);
-    mv.copy_to(m + i, stdx::element_aligned);
-    vv.copy_to(v + i, stdx::element_aligned);
-  }
-  for (; i < n; ++i) adam_update<L2, Decoupled>(p[i], g[i], m[i], v[i], s);
-}
 
 class Adam final : public Optimizer {
  public:
@@ -183,24 +76,22 @@ class Adam final : public Optimizer {
     const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
     const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
     const double step_size = lr / bias_correction1;
-    const AdamScalars s{static_cast<float>(o.weight_decay),
-                        static_cast<float>(1.0 - lr * o.weight_decay),
-                        static_cast<float>(o.beta1),
-                        static_cast<float>(1.0 - o.beta1),
-                        static_cast<float>(o.beta2),
-                        static_cast<float>(1.0 - o.beta2),
-                        static_cast<float>(std::sqrt(bias_correction2)),
-                        static_cast<float>(o.eps),
-                        static_cast<float>(-step_size)};
+    kernels::AdamStep s;
+    s.l2 = static_cast<float>(o.weight_decay);
+    s.decoupled = static_cast<float>(1.0 - lr * o.weight_decay);
+    s.beta1 = static_cast<float>(o.beta1);
+    s.one_minus_beta1 = static_cast<float>(1.0 - o.beta1);
+    s.beta2 = static_cast<float>(o.beta2);
+    s.one_minus_beta2 = static_cast<float>(1.0 - o.beta2);
+    s.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+    s.eps = static_cast<float>(o.eps);
+    s.neg_step_size = static_cast<float>(-step_size);
     const bool decay = blk.decay && o.weight_decay != 0.0;
-    float* p = params + blk.begin;
-    const float* g = grads + blk.begin;
-    float* m = slot_data(0) + blk.begin;
-    float* v = slot_data(1) + blk.begin;
-    const int64_t n = blk.end - blk.begin;
-    if (!decay) adam_kernel<false, false>(p, g, m, v, n, s);
-    else if (decoupled_) adam_kernel<false, true>(p, g, m, v, n, s);
-    else adam_kernel<true, false>(p, g, m, v, n, s);
+    s.decay = !decay ? kernels::AdamStep::Decay::none
+              : decoupled_ ? kernels::AdamStep::Decay::decoupled
+                           : kernels::AdamStep::Decay::l2;
+    kernels::kernels().adam_step(params + blk.begin, grads + blk.begin, slot_data(0) + blk.begin,
+                                 slot_data(1) + blk.begin, blk.end - blk.begin, s);
   }
 
   bool decoupled_;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/cpu.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/optimizer.hpp"
 #include "framework/core/parallel.hpp"
@@ -275,7 +276,7 @@ TEST_CASE("restoring slots and step count resumes bit-identically") {
   }
 }
 
-TEST_CASE("the update is bit-identical at 1, 2 and 4 threads on 100k elements") {
+TEST_CASE("the update is bit-identical at 1, 2 and 4 threads and on every kernel path, on 100k elements") {
   // Sizes chosen so blocks end mid-vector and parameters start at odd offsets.
   const std::vector<OptimizerParam> params = {
       {"conv1/weight", 0, 60001, true}, {"conv1/bias", 60001, 3, false}, {"fc/weight", 60004, 39996, true}};
@@ -292,15 +293,25 @@ TEST_CASE("the update is bit-identical at 1, 2 and 4 threads on 100k elements") 
     o.weight_decay = 1e-3;
     o.decay_all = false;
     std::vector<std::vector<float>> results;
-    for (int threads : {1, 2, 4}) {
-      ThreadLimit limit(threads);
-      auto opt = Optimizer::create(o, params, total);
-      std::vector<float> p = p0;
-      for (int s = 0; s < 3; ++s)
-        opt->step(p, std::span<const float>(grads).subspan(static_cast<size_t>(s * total), total), 0.01);
-      for (size_t i = 0; i < opt->slot_names().size(); ++i) p.insert(p.end(), opt->slot(i).begin(), opt->slot(i).end());
-      results.push_back(std::move(p));
+    struct RestoreIsa {
+      Isa saved = active_isa();
+      ~RestoreIsa() { set_isa(saved); }
+    } restore;
+    // SGD's update is a kernel (kernels::SgdStep): the portable path (scalar fmaf) against the vector ones.
+    for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16}) {
+      if (!isa_supported(isa)) continue;
+      set_isa(isa);
+      for (int threads : {1, 2, 4}) {
+        ThreadLimit limit(threads);
+        auto opt = Optimizer::create(o, params, total);
+        std::vector<float> p = p0;
+        for (int s = 0; s < 3; ++s)
+          opt->step(p, std::span<const float>(grads).subspan(static_cast<size_t>(s * total), total), 0.01);
+        for (size_t i = 0; i < opt->slot_names().size(); ++i) p.insert(p.end(), opt->slot(i).begin(), opt->slot(i).end());
+        results.push_back(std::move(p));
+      }
     }
+    CHECK(results.size() >= 6);  // the portable path and at least one vector path
     INFO(kind);
     // The parameters moved (a no-op update would pass the identity check trivially).
     CHECK(std::memcmp(results[0].data(), p0.data(), p0.size() * sizeof(float)) != 0);

@@ -495,6 +495,84 @@ void to_fixed(const float* x, int64_t n, double factor, int64_t* out, bool add) 
     for (int64_t i = 0; i < n; ++i) out[i] = nearest_int64(static_cast<double>(x[i]) * factor);
 }
 
+// ---- the optimizer ------------------------------------------------------------------------------------------
+// SgdStep's rule. Plain loops the compiler vectorizes for the path (the portable build would call fmaf per
+// element); __builtin_fmaf, because std::fma is compiled outside this path's target and would not inline.
+template <bool Decay, bool First, bool Nesterov>
+void sgd_momentum(float* __restrict p, const float* __restrict g, float* __restrict buf, int64_t n, const SgdStep& s) {
+  const float wd = s.weight_decay, momentum = s.momentum, neg_lr = s.neg_lr;
+  for (int64_t i = 0; i < n; ++i) {
+    float d = g[i];
+    if constexpr (Decay) d = __builtin_fmaf(p[i], wd, d);  // d_p.add(param, alpha=wd)
+    float b;
+    if constexpr (First) {
+      b = d;  // torch.clone(d_p)
+    } else {
+      b = buf[i] * momentum;  // buf.mul_(momentum)
+      b = b + d;              // .add_(d_p, alpha=1): fmadd with 1 is a plain add
+    }
+    buf[i] = b;
+    if constexpr (Nesterov) d = __builtin_fmaf(b, momentum, d);  // d_p.add(buf, alpha=momentum)
+    else d = b;
+    p[i] = __builtin_fmaf(d, neg_lr, p[i]);  // param.add_(d_p, alpha=-lr)
+  }
+}
+
+template <bool Decay>
+void sgd_plain(float* __restrict p, const float* __restrict g, int64_t n, const SgdStep& s) {
+  const float wd = s.weight_decay, neg_lr = s.neg_lr;
+  for (int64_t i = 0; i < n; ++i) {
+    float d = g[i];
+    if constexpr (Decay) d = __builtin_fmaf(p[i], wd, d);
+    p[i] = __builtin_fmaf(d, neg_lr, p[i]);
+  }
+}
+
+void sgd_step(float* p, const float* g, float* buf, int64_t n, const SgdStep& s) {
+  if (!s.use_momentum) {
+    s.decay ? sgd_plain<true>(p, g, n, s) : sgd_plain<false>(p, g, n, s);
+    return;
+  }
+  switch ((s.decay ? 4 : 0) | (s.first ? 2 : 0) | (s.nesterov ? 1 : 0)) {
+    case 0: sgd_momentum<false, false, false>(p, g, buf, n, s); break;
+    case 1: sgd_momentum<false, false, true>(p, g, buf, n, s); break;
+    case 2: sgd_momentum<false, true, false>(p, g, buf, n, s); break;
+    case 3: sgd_momentum<false, true, true>(p, g, buf, n, s); break;
+    case 4: sgd_momentum<true, false, false>(p, g, buf, n, s); break;
+    case 5: sgd_momentum<true, false, true>(p, g, buf, n, s); break;
+    case 6: sgd_momentum<true, true, false>(p, g, buf, n, s); break;
+    default: sgd_momentum<true, true, true>(p, g, buf, n, s); break;
+  }
+}
+
+// AdamStep's rule; the loop vectorizes like SGD's (sqrt and division are correctly rounded in every lane,
+// and -fno-math-errno lets the compiler vectorize the sqrt).
+template <AdamStep::Decay D>
+void adam_elements(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+                   int64_t n, const AdamStep& s) {
+  for (int64_t i = 0; i < n; ++i) {
+    float pi = p[i], gi = g[i];
+    if constexpr (D == AdamStep::Decay::decoupled) pi = pi * s.decoupled;           // param.mul_(1 - lr*wd)
+    if constexpr (D == AdamStep::Decay::l2) gi = __builtin_fmaf(pi, s.l2, gi);       // grad.add(param, alpha=wd)
+    const float mi = __builtin_fmaf(gi, s.one_minus_beta1, m[i] * s.beta1);  // exp_avg.mul_(b1).add_(g, alpha=1-b1)
+    // exp_avg_sq.mul_(b2).addcmul_(g, g, value=1-b2): torch's build fuses addcmul's self + (value*g)*g
+    // into an FMA (checked against torch 1.13 on 100k random elements: fused matches all, unfused ~5% off).
+    const float vi = __builtin_fmaf(s.one_minus_beta2 * gi, gi, v[i] * s.beta2);
+    const float denom = __builtin_sqrtf(vi) / s.bias_correction2_sqrt + s.eps;  // (sqrt / bc2_sqrt).add_(eps)
+    p[i] = pi + s.neg_step_size * mi / denom;                                     // addcdiv_(m, denom, -step_size)
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s) {
+  switch (s.decay) {
+    case AdamStep::Decay::none: adam_elements<AdamStep::Decay::none>(p, g, m, v, n, s); break;
+    case AdamStep::Decay::l2: adam_elements<AdamStep::Decay::l2>(p, g, m, v, n, s); break;
+    case AdamStep::Decay::decoupled: adam_elements<AdamStep::Decay::decoupled>(p, g, m, v, n, s); break;
+  }
+}
+
 // ---- pooling -----------------------------------------------------------------------------------------------
 // How to load lanes q..q+L-1 of row[q' * sw + o] (q' the lane's output column): the mask of lanes inside
 // the row and below Q, and for stride 2 the masks of the two source vectors. Depends only on (q, s), so the
@@ -868,6 +946,6 @@ const KernelTable kTable = {V::isa,      L,          &pack_a,     &rows_gemm,  &
                             &avg_pool_forward, &avg_pool_backward, &relu_forward, &relu_backward, &max_abs_bits,
                             &to_fixed,   &fma_probe, &pack_pairs, &pack_a_bf16, &row_pairs, &rows_gemm_bf16,
                             &shifted_source_bf16, &im2col_bf16, &transpose_pairs, &dpbf16_probe, &a_panels, &pack_a_part,
-                            &transpose_rows, &plan_live_rows};
+                            &transpose_rows, &plan_live_rows, &sgd_step, &adam_step};
 
 }  // namespace stride::kernels::STRIDE_KERNEL_NS

@@ -125,6 +125,36 @@ struct RowsGemmBf16 {
   const LiveRows* live = nullptr;  // as RowsGemm's, over pair rows
 };
 
+// ---- The optimizers' updates (framework/optimizer.cpp) follow torch's float arithmetic operation by
+// operation: torch rounds once where it fuses a multiply into an add (Tensor.add with alpha is vec::fmadd;
+// addcmul's self + (value*t1)*t2 is contracted to an FMA in torch's AVX2 build) and rounds every other
+// operation on its own (mul_, the division and eps of Adam's denominator, addcdiv_). The fused steps are
+// explicit FMAs and the build's -ffp-contract=off keeps the compiler from fusing the rest. test_optimizer
+// checks the bits against torch 1.13.
+//
+// One SGD step over n elements with torch.optim.SGD's roundings (dampening 0): d = g + wd p (one FMA, only
+// with decay); with momentum, buf = first ? d : buf * momentum + d (a product and a sum, each rounded) and
+// d = nesterov ? d + momentum buf (one FMA) : buf; then p = p - lr d (one FMA). Without momentum buf is not
+// touched. Element-wise, so every path and every split gives the same bits (FMAs are correctly rounded).
+struct SgdStep {
+  float weight_decay = 0, momentum = 0, neg_lr = 0;
+  bool decay = false, use_momentum = false, first = false, nesterov = false;
+};
+
+// One Adam / AdamW step over n elements with torch.optim.Adam's / AdamW's roundings: AdamW first p = p *
+// (1 - lr wd), Adam g = g + wd p (one FMA); m = m * beta1 + (1 - beta1) g (the product rounded, then one FMA);
+// v = v * beta2 + ((1 - beta2) g) g (two products rounded, then one FMA, as torch's build contracts addcmul);
+// denom = sqrt(v) / sqrt(bc2) + eps; p = p + (-lr / bc1) m / denom (each operation rounded). The scalars are
+// rounded to float by the caller.
+struct AdamStep {
+  enum class Decay { none, l2, decoupled };
+  float l2 = 0;         // Adam's weight_decay (L2 on the gradient)
+  float decoupled = 1;  // AdamW's 1 - lr*wd
+  float beta1 = 0, one_minus_beta1 = 0, beta2 = 0, one_minus_beta2 = 0;
+  float bias_correction2_sqrt = 1, eps = 0, neg_step_size = 0;
+  Decay decay = Decay::none;
+};
+
 struct KernelTable {
   Isa isa;
   int lanes;  // floats per vector register
@@ -203,6 +233,9 @@ struct KernelTable {
   void (*transpose_rows)(const float* const* rows, int64_t K, int64_t J, float* dst, int64_t ldt);
   // LiveRows for an N x K product on this path, from each row's live columns [begin[k], end[k]).
   void (*plan_live_rows)(const int32_t* begin, const int32_t* end, int64_t N, int64_t K, LiveRows& out);
+  // The SGD update (framework/optimizer.cpp): p and buf updated in place.
+  void (*sgd_step)(float* p, const float* g, float* buf, int64_t n, const SgdStep& s);
+  void (*adam_step)(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s);
 };
 
 // The table of the active path (active_isa()).
