@@ -41,36 +41,50 @@ void for_each_tile(int64_t rows, int64_t cols, Tile tile) {
   });
 }
 
+// The left operand's rows packed once per row block (kBatchBlock rows, at out + r0 * K) for every column tile
+// of that block, as each tile's gemm would pack them: lenet5's ip1 has 16 column tiles per micro-batch forward
+// and 25 in its input gradient, which packed the same rows each time.
+void pack_row_blocks_fp32(const float* A, int64_t N, int64_t K, std::vector<float>& out) {
+  out.resize(static_cast<size_t>(N * K));
+  parallel_for(chunk_count(N, kBatchBlock), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t r = b0; r < b1; ++r) {
+      const int64_t r0 = r * kBatchBlock, r1 = std::min(N, r0 + kBatchBlock);
+      pack_a(false, r1 - r0, K, A + r0 * K, K, out.data() + r0 * K);
+    }
+  });
+}
+
 // w: (out, in) = W, b: (out) or null; x: (N, in) -> y: (N, out). The bias starts each output's FMA chain
 // (Start::col_bias). The product reads W^T's rows (contiguous output columns). A micro-batch (N within one row
-// block) transposes, in each tile's gemm, just the tile's block of W into a per-thread buffer that stays in
+// block) transposes, in each tile's product, just the tile's block of W into a per-thread buffer that stays in
 // L2: W is read once per pass. A larger batch (evaluation) transposes the whole of W once into wt, instead of
 // once per row block. Either way the tile's B holds the same values, so the bits are the same.
-void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearGeom& g,
-                    Tensor& wt) {
+void linear_forward(const float* x, const float* w, const float* b, float* y, const LinearGeom& g, Tensor& wt,
+                    std::vector<float>& xpack) {
   const Start init = b ? Start::col_bias : Start::zero;
-  if (g.N <= kBatchBlock) {
-    for_each_tile(g.N, g.out, [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
-      gemm(false, true, n1 - n0, o1 - o0, g.in, x + n0 * g.in, g.in, w + o0 * g.in, g.in, y + n0 * g.out + o0,
-           g.out, init, b ? b + o0 : nullptr);
+  pack_row_blocks_fp32(x, g.N, g.in, xpack);
+  const bool per_tile = g.N <= kBatchBlock;
+  if (!per_tile) {
+    wt.resize(Shape{g.in, g.out});
+    float* t = wt.data();
+    parallel_for(g.in, kTransposeBlock, [&](int64_t i0, int64_t i1) {
+      kernels::kernels().transpose(w + i0, g.in, g.out, i1 - i0, t + i0 * g.out, g.out);
     });
-    return;
   }
-  wt.resize(Shape{g.in, g.out});
-  float* t = wt.data();
-  parallel_for(g.in, kTransposeBlock, [&](int64_t i0, int64_t i1) {
-    kernels::kernels().transpose(w + i0, g.in, g.out, i1 - i0, t + i0 * g.out, g.out);
-  });
   for_each_tile(g.N, g.out, [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
-    gemm(false, false, n1 - n0, o1 - o0, g.in, x + n0 * g.in, g.in, t + o0, g.out, y + n0 * g.out + o0, g.out,
-         init, b ? b + o0 : nullptr);
+    const float* a = xpack.data() + n0 * g.in;
+    float* c = y + n0 * g.out + o0;
+    const float* bias = b ? b + o0 : nullptr;
+    if (per_tile) gemm_packed(true, n1 - n0, o1 - o0, g.in, a, w + o0 * g.in, g.in, c, g.out, init, bias);
+    else gemm_packed(false, n1 - n0, o1 - o0, g.in, a, wt.data() + o0, g.out, c, g.out, init, bias);
   });
 }
 
 // dy: (N, out), W: (out, in) -> dx: (N, in), overwritten
-void linear_backward_data(const float* dy, const float* w, float* dx, const LinearGeom& g) {
+void linear_backward_data(const float* dy, const float* w, float* dx, const LinearGeom& g, std::vector<float>& dypack) {
+  pack_row_blocks_fp32(dy, g.N, g.out, dypack);
   for_each_tile(g.N, g.in, [&](int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
-    gemm(false, false, n1 - n0, i1 - i0, g.out, dy + n0 * g.out, g.out, w + i0, g.in, dx + n0 * g.in + i0, g.in);
+    gemm_packed(false, n1 - n0, i1 - i0, g.out, dypack.data() + n0 * g.out, w + i0, g.in, dx + n0 * g.in + i0, g.in);
   });
 }
 
@@ -228,7 +242,8 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
                     options_.bias ? Start::col_bias : Start::zero, options_.bias ? bias_.value.data() : nullptr);
     return;
   }
-  linear_forward(x.data(), weight_.value.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g, wt_);
+  linear_forward(x.data(), weight_.value.data(), options_.bias ? bias_.value.data() : nullptr, y.data(), g, wt_,
+                 rows_packed_);
 }
 
 void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, const RunContext& ctx) {
@@ -270,7 +285,7 @@ void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* 
                            options_.bias && !bias_.grad.empty() ? bias_.grad.data() : nullptr, g);
   if (dx) {
     dx->resize(x.shape());
-    linear_backward_data(dy.data(), weight_.value.data(), dx->data(), g);
+    linear_backward_data(dy.data(), weight_.value.data(), dx->data(), g, rows_packed_);
   }
 }
 

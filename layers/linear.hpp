@@ -43,6 +43,7 @@ class Linear final : public Layer {
   int64_t in_features_ = 0;  // known after bind
   ParamView weight_, bias_;
   Tensor wt_;  // (in, out): the weight transposed for a forward pass of more than one row block
+  std::vector<float> rows_packed_;  // fp32 passes: the left operand (x or dy) packed once per block of rows
   // bf16 passes: the packed left operand and the right operand as bf16 pairs, rebuilt every pass.
   std::vector<uint32_t> apack_, bpairs_;
   // W^T as pairs over the input features (forward) and W as pairs over the output features (input gradient),

@@ -17,4 +17,10 @@ using kernels::Start;
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
           int64_t ldb, float* C, int64_t ldc, Start init = Start::zero, const float* bias = nullptr);
 
+// gemm in two parts, for products that share their left operand (column tiles of one block of rows): op(A)
+// packed once (M * K floats at dst), then each product on the packed A. The same bits as gemm.
+void pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda, float* dst);
+void gemm_packed(bool trans_b, int64_t M, int64_t N, int64_t K, const float* a_packed, const float* B, int64_t ldb,
+                 float* C, int64_t ldc, Start init = Start::zero, const float* bias = nullptr);
+
 }  // namespace stride
