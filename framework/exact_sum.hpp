@@ -35,6 +35,7 @@ struct SumSegment {
 struct SumBucket {
   int64_t begin = 0, end = 0;  // the union of its segments
   std::vector<SumSegment> segments;
+  size_t first_segment = 0;  // the index of segments[0] among every bucket's segments, in bucket order
   int64_t size() const { return end - begin; }
 };
 
@@ -60,10 +61,11 @@ class ExactSum {
   void begin_step(int64_t step_micro_batches, int64_t local);
   int64_t step_micro_batches() const { return step_micro_batches_; }
   int64_t local_micro_batches() const { return local_; }
-  // The gradient of one of this process's micro-batches that is not its last: copied.
+  // The gradient of one of this process's micro-batches that is not its last: copied, and each segment's
+  // largest magnitude noted on the way, so exponents() reads only the live buffer.
   void keep(std::span<const float> grads);
   // The gradient buffer that holds this process's last micro-batch, read in place (empty when it has none).
-  void set_live(std::span<const float> grads) { live_ = grads; }
+  void set_live(std::span<const float> grads);
 
   // Per segment of bucket b, this process's largest binary exponent e (every |value| < 2^e), or kAllZero,
   // or kNotFinite. `out` has one entry per segment. `parallel` as for to_fixed.
@@ -75,7 +77,8 @@ class ExactSum {
   // The step's sums of bucket b (every process's to_fixed added) rounded to float into grads (the whole
   // flat buffer).
   void from_fixed(size_t b, const int32_t* exponents, const int64_t* sums, std::span<float> grads, bool parallel) const;
-  // One process: every bucket through exponents, to_fixed and from_fixed.
+  // One process: every bucket through exponents, to_fixed and from_fixed, the last two fused block by block
+  // (the same bits, without the int64 buffer's round trip through memory).
   void reduce_locally(std::span<float> grads);
 
   // Largest number of segments in a bucket (for exponent buffers).
@@ -83,15 +86,28 @@ class ExactSum {
 
  private:
   int32_t scale(int32_t exponent) const;  // the power of two a value is multiplied by
+  // This process's micro-batch gradients over elements [i0, i1) of seg at the power of two `factor`, summed
+  // into out[0, i1 - i0).
+  void fixed_block(const SumSegment& seg, double factor, int64_t i0, int64_t i1, int64_t* out) const;
+
+  // keep()'s pieces: [begin, end) inside one segment (global index `segment`); a segment's pieces are
+  // [segment_pieces_[s], segment_pieces_[s + 1]).
+  struct CopyPiece {
+    size_t segment = 0;
+    int64_t begin = 0, end = 0;
+  };
+  std::vector<CopyPiece> pieces_;
+  std::vector<size_t> segment_pieces_;
 
   int64_t size_;
   std::vector<SumBucket> buckets_;
   size_t max_segments_ = 0;
   int64_t step_micro_batches_ = 1, local_ = 0, kept_count_ = 0;
   std::vector<float> kept_;  // kept_count_ gradients of size_ each
+  std::vector<uint32_t> kept_largest_;  // per kept gradient and piece: its largest |value| as float bits
   std::span<const float> live_;
+  std::vector<const float*> sources_;  // the kept gradients, then the live buffer: what to_fixed sums
   std::vector<int32_t> exps_;
-  std::vector<int64_t> fixed_;
 };
 
 }  // namespace stride

@@ -444,10 +444,24 @@ TEST_CASE("kernels: the exact sum's conversions round to the nearest int64, ties
   for (const KernelTable* t : tables()) {
     CAPTURE(isa_name(t->isa));
     std::vector<int64_t> out(x.size(), 7);
-    t->to_fixed(x.data(), static_cast<int64_t>(x.size()), factor, out.data(), /*add=*/false);
+    const float* one[] = {x.data()};
+    t->to_fixed(one, 1, 0, static_cast<int64_t>(x.size()), factor, out.data());
     CHECK(out == expected);
-    t->to_fixed(x.data(), static_cast<int64_t>(x.size()), factor, out.data(), /*add=*/true);
-    for (size_t i = 0; i < x.size(); ++i) CHECK(out[i] == 2 * expected[i]);
+    const float* three_sources[] = {x.data(), x.data(), x.data()};
+    t->to_fixed(three_sources, 3, 0, static_cast<int64_t>(x.size()), factor, out.data());
+    for (size_t i = 0; i < x.size(); ++i) CHECK(out[i] == 3 * expected[i]);
+    t->to_fixed(nullptr, 0, 0, static_cast<int64_t>(x.size()), factor, out.data());
+    CHECK(out == std::vector<int64_t>(x.size(), 0));
+    // Longer than the kernel's window of 256 sums, three different sources, from element 5 on.
+    const std::vector<float> a = random_vector(605, 7), b = random_vector(605, 8), c = random_vector(605, 9);
+    std::vector<int64_t> long_out(600, 7);
+    const float* abc[] = {a.data(), b.data(), c.data()};
+    t->to_fixed(abc, 3, 5, 600, factor, long_out.data());
+    int64_t wrong = 0;
+    for (size_t i = 0; i < 600; ++i)
+      wrong += long_out[i] !=
+               std::llrint(a[i + 5] * factor) + std::llrint(b[i + 5] * factor) + std::llrint(c[i + 5] * factor);
+    CHECK(wrong == 0);
 
     // The largest magnitude as float bits: found anywhere in the run, and NaN or infinity above every number.
     std::vector<float> y = random_vector(37, 6);

@@ -486,13 +486,42 @@ inline int64_t nearest_int64(double v) {
   return static_cast<int64_t>(hi_int << 32) + (std::bit_cast<int64_t>(lo + kMagic) - kMagicBits);
 }
 
-// out[i] = (or += when add) the nearest int64 to x[i] * factor; factor is a power of two and every
-// |x[i] * factor| < 2^62.
-void to_fixed(const float* x, int64_t n, double factor, int64_t* out, bool add) {
-  if (add)
-    for (int64_t i = 0; i < n; ++i) out[i] += nearest_int64(static_cast<double>(x[i]) * factor);
-  else
-    for (int64_t i = 0; i < n; ++i) out[i] = nearest_int64(static_cast<double>(x[i]) * factor);
+// nearest_int64(x * factor) in fewer instructions where FMAs are cheap: hi = fma(x, factor / 2^32, magic) and
+// lo = fma(hi - magic, -2^32, x * factor) round exactly where nearest_int64's separate operations do (the
+// products are exact: powers of two), and the two constants' bits come off in one subtraction (mod 2^64).
+// The same integer; the portable path keeps nearest_int64 (its fma is a library call).
+inline int64_t nearest_int64_scaled(float x, double factor, double factor_hi) {
+  if constexpr (V::isa == Isa::generic) {
+    return nearest_int64(static_cast<double>(x) * factor);
+  } else {
+    constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+    constexpr auto kMagicBits = std::bit_cast<uint64_t>(kMagic);
+    const double xd = static_cast<double>(x);
+    const double hi = __builtin_fma(xd, factor_hi, kMagic);
+    const double lo = __builtin_fma(hi - kMagic, -0x1p32, xd * factor);
+    const uint64_t bits = (std::bit_cast<uint64_t>(hi) << 32) + std::bit_cast<uint64_t>(lo + kMagic);
+    return static_cast<int64_t>(bits - ((kMagicBits << 32) + kMagicBits));
+  }
+}
+
+// out[i] = the sum over the sources of the nearest int64 to x[offset + i] * factor; factor is a power of two and
+// every |x * factor| < 2^62. A window of 256 sums (2 KB) takes every source in turn, so the sums stay in L1
+// while the sources stream in.
+void to_fixed(const float* const* sources, int64_t count, int64_t offset, int64_t n, double factor, int64_t* out) {
+  constexpr int64_t kWindow = 256;
+  const double factor_hi = factor * 0x1p-32;
+  for (int64_t i0 = 0; i0 < n; i0 += kWindow) {
+    const int64_t m = std::min(kWindow, n - i0);
+    int64_t* o = out + i0;
+    if (count == 0) std::fill(o, o + m, int64_t{0});
+    for (int64_t k = 0; k < count; ++k) {
+      const float* x = sources[k] + offset + i0;
+      if (k == 0)
+        for (int64_t i = 0; i < m; ++i) o[i] = nearest_int64_scaled(x[i], factor, factor_hi);
+      else
+        for (int64_t i = 0; i < m; ++i) o[i] += nearest_int64_scaled(x[i], factor, factor_hi);
+    }
+  }
 }
 
 // ---- the optimizer ------------------------------------------------------------------------------------------

@@ -193,10 +193,10 @@ struct KernelTable {
   void (*relu_forward)(const float* x, float* y, int64_t n);
   void (*relu_backward)(const float* y, const float* dy, float* dx, int64_t n);
   // The exact gradient sum's conversions: the largest |x[i]| as float bits (NaN and infinity above every
-  // finite value), and out[i] = (or += when add) x[i] * factor rounded to the nearest int64, ties to even
-  // (factor a power of two, every |x[i] * factor| < 2^62).
+  // finite value), and out[i] = the sum over k < count of sources[k][offset + i] * factor, each rounded to the
+  // nearest int64, ties to even (factor a power of two, every |x * factor| < 2^62 and the sum in range).
   uint32_t (*max_abs_bits)(const float* x, int64_t n);
-  void (*to_fixed)(const float* x, int64_t n, double factor, int64_t* out, bool add);
+  void (*to_fixed)(const float* const* sources, int64_t count, int64_t offset, int64_t n, double factor, int64_t* out);
   // Runs `iterations` rounds of independent register-only FMAs; returns the FLOPs done.
   double (*fma_probe)(int64_t iterations);
 
