@@ -392,37 +392,42 @@ TEST_CASE("kernels: transpose_rows copies rows from anywhere, zero-padded, on ev
 }
 
 TEST_CASE("kernels: col2im_add adds every column back where im2col read it, in the same order on every path") {
-  for (int64_t sw : {1, 2, 3}) {
-    CAPTURE(sw);
-    kernels::Im2col g;
-    g.C = 2;
-    g.R = 3;
-    g.S = 2;
-    g.dh = 1;
-    g.dw = 2;
-    g.sh = 2;
-    g.sw = sw;
-    g.P = 5;
-    g.Q = 21;
-    g.Hs = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;
-    g.Ws = (g.Q - 1) * sw + (g.S - 1) * g.dw + 1;
-    const auto col = random_vector(static_cast<size_t>(g.C * g.R * g.S * g.P * g.Q), 12);
-    const auto base = random_vector(static_cast<size_t>(g.C * g.Hs * g.Ws), 13);
-    std::vector<float> expect = base;
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t r = 0; r < g.R; ++r)
-        for (int64_t s = 0; s < g.S; ++s)
-          for (int64_t p = 0; p < g.P; ++p)
-            for (int64_t q = 0; q < g.Q; ++q)
-              expect[static_cast<size_t>((c * g.Hs + p * g.sh + r * g.dh) * g.Ws + q * sw + s * g.dw)] +=
-                  col[static_cast<size_t>((((c * g.R + r) * g.S + s) * g.P + p) * g.Q + q)];
-    for (const KernelTable* t : tables()) {
-      CAPTURE(isa_name(t->isa));
-      std::vector<float> out = base;
-      t->col2im_add(g, col.data(), out.data());
-      CHECK(same_bits(out, expect));
-    }
-  }
+  // Stride 2 with dw = 1 runs kernel columns in pairs (S = 2, 3 and 5: pairs, a pair and a single, ...).
+  for (int64_t sw : {1, 2, 3})
+    for (int64_t dw : {1, 2})
+      for (int64_t S : {1, 2, 3, 5}) {
+        CAPTURE(sw);
+        CAPTURE(dw);
+        CAPTURE(S);
+        kernels::Im2col g;
+        g.C = 2;
+        g.R = 3;
+        g.S = S;
+        g.dh = 1;
+        g.dw = dw;
+        g.sh = 2;
+        g.sw = sw;
+        g.P = 5;
+        g.Q = 21;
+        g.Hs = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;
+        g.Ws = (g.Q - 1) * sw + (g.S - 1) * g.dw + 1;
+        const auto col = random_vector(static_cast<size_t>(g.C * g.R * g.S * g.P * g.Q), 12);
+        const auto base = random_vector(static_cast<size_t>(g.C * g.Hs * g.Ws), 13);
+        std::vector<float> expect = base;
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t r = 0; r < g.R; ++r)
+            for (int64_t s = 0; s < g.S; ++s)
+              for (int64_t p = 0; p < g.P; ++p)
+                for (int64_t q = 0; q < g.Q; ++q)
+                  expect[static_cast<size_t>((c * g.Hs + p * g.sh + r * g.dh) * g.Ws + q * sw + s * g.dw)] +=
+                      col[static_cast<size_t>((((c * g.R + r) * g.S + s) * g.P + p) * g.Q + q)];
+        for (const KernelTable* t : tables()) {
+          CAPTURE(isa_name(t->isa));
+          std::vector<float> out = base;
+          t->col2im_add(g, col.data(), out.data());
+          CHECK(same_bits(out, expect));
+        }
+      }
 }
 
 TEST_CASE("kernels: the exact sum's conversions round to the nearest int64, ties to even, as llrint, on every path") {

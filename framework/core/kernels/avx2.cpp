@@ -63,6 +63,12 @@ struct V {
     lo = _mm256_permute2f128_ps(a, b, 0x20);
     hi = _mm256_permute2f128_ps(a, b, 0x31);
   }
+  // a and b interleaved over (lo, hi): a0 b0 a1 b1 ...
+  static void zip(vec a, vec b, vec& lo, vec& hi) {
+    const __m256 x = _mm256_unpacklo_ps(a, b), y = _mm256_unpackhi_ps(a, b);  // a0 b0 a1 b1 a4 b4 a5 b5 | a2 b2 a3 b3 a6 ..
+    lo = _mm256_permute2f128_ps(x, y, 0x20);
+    hi = _mm256_permute2f128_ps(x, y, 0x31);
+  }
   static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
   static vec div(vec a, vec b) { return _mm256_div_ps(a, b); }
   using ivec = __m256i;

@@ -37,6 +37,11 @@ struct V {
     lo = _mm512_permutex2var_ps(v, _mm512_setr_epi32(0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16), nz);
     hi = _mm512_permutex2var_ps(v, _mm512_setr_epi32(8, 16, 9, 16, 10, 16, 11, 16, 12, 16, 13, 16, 14, 16, 15, 16), nz);
   }
+  // a and b interleaved over (lo, hi): a0 b0 a1 b1 ...
+  static void zip(vec a, vec b, vec& lo, vec& hi) {
+    lo = _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+    hi = _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+  }
   static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
   static vec div(vec a, vec b) { return _mm512_div_ps(a, b); }
   // Pooling: int32 index vectors, compare masks and selects.

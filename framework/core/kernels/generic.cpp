@@ -43,6 +43,10 @@ struct V {
     lo = v;
     hi = -0.0f;
   }
+  static void zip(vec a, vec b, vec& lo, vec& hi) {
+    lo = a;
+    hi = b;
+  }
   static vec add(vec a, vec b) { return a + b; }
   static vec div(vec a, vec b) { return a / b; }
   using ivec = int32_t;

@@ -320,11 +320,40 @@ inline void copy_plane(float* dst, const float* src, int64_t rows, int64_t sh, i
 // The adjoint of im2col onto a plane that holds every column it reads (the padded input):
 // dst[c][p * sh + r * dh][q * sw + s * dw] += col[((c * R + r) * S + s) * P * Q + p * Q + q], in the order
 // (c, r, s, p, q); lanes of a vector are distinct elements, so every path adds in that order.
+// Stride 2 spreads a row of sources over every other float of the destination row, adding -0.0 (which
+// changes nothing) in between; with dw = 1, kernel columns s and s + 1 land on the even and the odd floats of
+// the same span, so they run as one pass of interleaved sources: each float gets the addend it got before,
+// and a float that column s + 2 also reaches still gets it afterwards (two passes of the row instead of three
+// for a 3-wide kernel).
 void col2im_add(const Im2col& s, const float* col, float* dst) {
   const int64_t Hs = s.Hs, Ws = s.Ws, P = s.P, Q = s.Q;
+  // Stride 2: sources v (and w, the next kernel column's, when paired) onto the 2 * min(L, Q - q) floats at dq.
+  auto spread_add = [&](float* dq, int64_t q, const float* in, const float* in_next) {
+    // Floats of the destination touched: the row spans 2 (Q - 1) + 1 floats alone, one more when paired.
+    const int64_t n = std::min<int64_t>(2 * L, 2 * (Q - q) - (in_next ? 0 : 1));
+    if (n == 2 * L && q + L <= Q) {  // inside the row: no masks
+      vec lo, hi;
+      if (in_next) V::zip(V::loadu(in + q), V::loadu(in_next + q), lo, hi);
+      else V::spread(V::loadu(in + q), lo, hi);
+      V::storeu(dq, V::add(V::loadu(dq), lo));
+      V::storeu(dq + L, V::add(V::loadu(dq + L), hi));
+      return;
+    }
+    const mask m0 = V::lanes(0, static_cast<int>(std::min<int64_t>(n, L)));
+    const mask m1 = V::lanes(0, static_cast<int>(std::max<int64_t>(n - L, 0)));
+    const bool full = q + L <= Q;
+    const mask tail = V::lanes(0, static_cast<int>(std::min<int64_t>(L, Q - q)));
+    const vec v = full ? V::loadu(in + q) : V::maskz_loadu(tail, in + q);
+    vec lo, hi;
+    if (in_next) V::zip(v, full ? V::loadu(in_next + q) : V::maskz_loadu(tail, in_next + q), lo, hi);
+    else V::spread(v, lo, hi);
+    V::mask_storeu(dq, m0, V::add(V::maskz_loadu(m0, dq), lo));
+    if (n > L) V::mask_storeu(dq + L, m1, V::add(V::maskz_loadu(m1, dq + L), hi));
+  };
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r)
-      for (int64_t si = 0; si < s.S; ++si) {
+      for (int64_t si = 0; si < s.S;) {
+        const bool paired = s.sw == 2 && s.dw == 1 && si + 1 < s.S;
         const float* in = col + ((c * s.R + r) * s.S + si) * P * Q;
         for (int64_t p = 0; p < P; ++p, in += Q) {
           float* d = dst + (c * Hs + p * s.sh + r * s.dh) * Ws + si * s.dw;
@@ -338,22 +367,12 @@ void col2im_add(const Im2col& s, const float* col, float* dst) {
               }
             }
           } else if (s.sw == 2) {
-            const int64_t span = 2 * (Q - 1) + 1;  // floats of the destination row touched
-            for (int64_t q = 0; q < Q; q += L) {
-              const int64_t n = std::min<int64_t>(2 * L, span - 2 * q);
-              const mask m0 = V::lanes(0, static_cast<int>(std::min<int64_t>(n, L)));
-              const mask m1 = V::lanes(0, static_cast<int>(std::max<int64_t>(n - L, 0)));
-              const vec v = q + L <= Q ? V::loadu(in + q) : V::maskz_loadu(V::lanes(0, static_cast<int>(Q - q)), in + q);
-              vec lo, hi;
-              V::spread(v, lo, hi);
-              float* dq = d + 2 * q;
-              V::mask_storeu(dq, m0, V::add(V::maskz_loadu(m0, dq), lo));
-              if (n > L) V::mask_storeu(dq + L, m1, V::add(V::maskz_loadu(m1, dq + L), hi));
-            }
+            for (int64_t q = 0; q < Q; q += L) spread_add(d + 2 * q, q, in, paired ? in + P * Q : nullptr);
           } else {
             for (int64_t q = 0; q < Q; ++q) d[q * s.sw] += in[q];
           }
         }
+        si += paired ? 2 : 1;
       }
 }
 
