@@ -79,7 +79,8 @@ ExactSum::ExactSum(const std::vector<SumSegment>& params, int64_t size, int64_t 
     bucket.first_segment = segment;
     for (const SumSegment& seg : bucket.segments) {
       segment_pieces_.push_back(pieces_.size());
-      for (int64_t i = seg.begin; i < seg.end; i += kCopyGrain) pieces_.push_back({segment, i, std::min(seg.end, i + kCopyGrain)});
+      for (int64_t i = seg.begin; i < seg.end; i += kCopyGrain)
+        pieces_.push_back({i, std::min(seg.end, i + kCopyGrain)});
       ++segment;
     }
   }

@@ -90,10 +90,10 @@ class ExactSum {
   // into out[0, i1 - i0).
   void fixed_block(const SumSegment& seg, double factor, int64_t i0, int64_t i1, int64_t* out) const;
 
-  // keep()'s pieces: [begin, end) inside one segment (global index `segment`); a segment's pieces are
-  // [segment_pieces_[s], segment_pieces_[s + 1]).
+  // keep()'s pieces: ranges [begin, end) of the buffer that each lie inside one segment; the pieces of
+  // segment s (numbered across buckets, SumBucket::first_segment) are segment_pieces_[s] up to
+  // segment_pieces_[s + 1].
   struct CopyPiece {
-    size_t segment = 0;
     int64_t begin = 0, end = 0;
   };
   std::vector<CopyPiece> pieces_;

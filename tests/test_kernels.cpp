@@ -452,9 +452,10 @@ TEST_CASE("kernels: the exact sum's conversions round to the nearest int64, ties
     const float* one[] = {x.data()};
     t->to_fixed(one, 1, 0, static_cast<int64_t>(x.size()), factor, out.data());
     CHECK(out == expected);
-    const float* three_sources[] = {x.data(), x.data(), x.data()};
-    t->to_fixed(three_sources, 3, 0, static_cast<int64_t>(x.size()), factor, out.data());
-    for (size_t i = 0; i < x.size(); ++i) CHECK(out[i] == 3 * expected[i]);
+    // Two sources: x's largest values are near 2^62, so two of them are as many as an int64 holds.
+    const float* two_sources[] = {x.data(), x.data()};
+    t->to_fixed(two_sources, 2, 0, static_cast<int64_t>(x.size()), factor, out.data());
+    for (size_t i = 0; i < x.size(); ++i) CHECK(out[i] == 2 * expected[i]);
     t->to_fixed(nullptr, 0, 0, static_cast<int64_t>(x.size()), factor, out.data());
     CHECK(out == std::vector<int64_t>(x.size(), 0));
     // Longer than the kernel's window of 256 sums, three different sources, from element 5 on.

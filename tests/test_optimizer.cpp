@@ -307,7 +307,8 @@ TEST_CASE("the update is bit-identical at 1, 2 and 4 threads and on every kernel
         std::vector<float> p = p0;
         for (int s = 0; s < 3; ++s)
           opt->step(p, std::span<const float>(grads).subspan(static_cast<size_t>(s * total), total), 0.01);
-        for (size_t i = 0; i < opt->slot_names().size(); ++i) p.insert(p.end(), opt->slot(i).begin(), opt->slot(i).end());
+        for (size_t i = 0; i < opt->slot_names().size(); ++i)
+          p.insert(p.end(), opt->slot(i).begin(), opt->slot(i).end());
         results.push_back(std::move(p));
       }
     }

@@ -327,7 +327,8 @@ inline void copy_plane(float* dst, const float* src, int64_t rows, int64_t sh, i
 // for a 3-wide kernel).
 void col2im_add(const Im2col& s, const float* col, float* dst) {
   const int64_t Hs = s.Hs, Ws = s.Ws, P = s.P, Q = s.Q;
-  // Stride 2: sources v (and w, the next kernel column's, when paired) onto the 2 * min(L, Q - q) floats at dq.
+  // Stride 2: the sources of output columns q.. (interleaved with the next kernel column's when paired) added
+  // onto the destination floats from dq.
   auto spread_add = [&](float* dq, int64_t q, const float* in, const float* in_next) {
     // Floats of the destination touched: the row spans 2 (Q - 1) + 1 floats alone, one more when paired.
     const int64_t n = std::min<int64_t>(2 * L, 2 * (Q - q) - (in_next ? 0 : 1));

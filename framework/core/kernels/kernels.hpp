@@ -233,7 +233,7 @@ struct KernelTable {
   void (*transpose_rows)(const float* const* rows, int64_t K, int64_t J, float* dst, int64_t ldt);
   // LiveRows for an N x K product on this path, from each row's live columns [begin[k], end[k]).
   void (*plan_live_rows)(const int32_t* begin, const int32_t* end, int64_t N, int64_t K, LiveRows& out);
-  // The SGD update (framework/optimizer.cpp): p and buf updated in place.
+  // The optimizers' updates (SgdStep, AdamStep above): p and the optimizer's state updated in place.
   void (*sgd_step)(float* p, const float* g, float* buf, int64_t n, const SgdStep& s);
   void (*adam_step)(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s);
 };
