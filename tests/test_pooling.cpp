@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/cpu.hpp"
 #include "framework/core/errors.hpp"
 #include "framework/core/layer_config.hpp"
 #include "framework/core/parallel.hpp"
@@ -511,6 +513,65 @@ TEST_CASE("lp pooling gradients match central differences") {
 TEST_CASE("global average pooling gradients match central differences") {
   GlobalAvgPool2d gap("gap");
   grad_check(gap, random_tensor(Shape{2, 3, 4, 5}, 9));
+}
+
+TEST_CASE("2x2 stride-2 max pooling: first maximum, NaN and -inf as the definition says, on every kernel path") {
+  // The kernels run this window (lenet5's) on a path of its own; check it against the definition, scalar:
+  // start at -inf with the window's first index, take an element when it is greater or NaN, in row-major
+  // order. Values from a small set (ties everywhere), some NaN and -inf; W = 42 and 43 give full vector chunks
+  // and tails on every path, H = 11 in ceil mode a last window of one row (the general path).
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  struct Shape4 {
+    int64_t H, W;
+    bool ceil;
+  };
+  for (const Shape4 sh : {Shape4{10, 42, false}, Shape4{10, 43, false}, Shape4{11, 42, true}}) {
+    CAPTURE(sh.W);
+    CAPTURE(sh.ceil);
+    Tensor x(Shape{2, 3, sh.H, sh.W});
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const int64_t k = (i * 7919) % 23;
+      x[i] = k == 0 ? nan : k == 1 ? -inf : static_cast<float>(k % 5) - 2.0f;
+    }
+    MaxPool2d pool1("pool1", pool(2, 2, 0, sh.ceil));
+    const Shape out = pool1.output_shape(x.shape());
+    const int64_t P = out[2], Q = out[3];
+    std::vector<float> want_y(static_cast<size_t>(out.numel()));
+    std::vector<float> want_dx(static_cast<size_t>(x.numel()), 0.0f);
+    const Tensor dy = dy_pattern(out);
+    for (int64_t plane = 0; plane < 6; ++plane)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) {
+          float best = -inf;
+          int64_t at = (2 * p) * sh.W + 2 * q;
+          for (int64_t h = 2 * p; h < std::min(2 * p + 2, sh.H); ++h)
+            for (int64_t w = 2 * q; w < std::min(2 * q + 2, sh.W); ++w) {
+              const float v = x[plane * sh.H * sh.W + h * sh.W + w];
+              if (v > best || v != v) {
+                best = v;
+                at = h * sh.W + w;
+              }
+            }
+          const int64_t o = (plane * P + p) * Q + q;
+          want_y[static_cast<size_t>(o)] = best;
+          want_dx[static_cast<size_t>(plane * sh.H * sh.W + at)] += dy[o];
+        }
+    struct RestoreIsa {
+      Isa saved = active_isa();
+      ~RestoreIsa() { set_isa(saved); }
+    } restore;
+    int paths = 0;
+    for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16}) {
+      if (!isa_supported(isa)) continue;
+      CAPTURE(static_cast<int>(isa));
+      set_isa(isa);
+      const Pass r = run(pool1, x, &dy);
+      CHECK(std::memcmp(r.y.data(), want_y.data(), want_y.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(r.dx.data(), want_dx.data(), want_dx.size() * sizeof(float)) == 0);
+      ++paths;
+    }
+    CHECK(paths >= 2);  // the portable path and at least one vector path
+  }
 }
 
 TEST_CASE("pooling is bit-identical at 1, 2 and 4 threads") {

@@ -57,6 +57,10 @@ struct V {
     const __m256 e = _mm256_shuffle_ps(lo, hi, 0x88);  // lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8));
   }
+  static vec odd(vec lo, vec hi) {
+    const __m256 o = _mm256_shuffle_ps(lo, hi, 0xdd);  // lo1 lo3 hi1 hi3 | lo5 lo7 hi5 hi7
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8));
+  }
   static void spread(vec v, vec& lo, vec& hi) {
     const __m256 nz = _mm256_set1_ps(-0.0f);
     const __m256 a = _mm256_unpacklo_ps(v, nz), b = _mm256_unpackhi_ps(v, nz);  // v0 . v1 . v4 . v5 . | v2 . v3 . v6 . v7 .

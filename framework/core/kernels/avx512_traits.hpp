@@ -31,6 +31,10 @@ struct V {
     const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_ps(lo, idx, hi);
   }
+  static vec odd(vec lo, vec hi) {
+    const __m512i idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return _mm512_permutex2var_ps(lo, idx, hi);
+  }
   // v spread over the even lanes of (lo, hi), the odd lanes -0.0 (adding them changes nothing).
   static void spread(vec v, vec& lo, vec& hi) {
     const __m512 nz = _mm512_set1_ps(-0.0f);

@@ -39,6 +39,7 @@ struct V {
   static vec fmadd(vec a, vec b, vec c) { return std::fma(a, b, c); }
   static mask lanes(int a, int b) { return a <= 0 && b > 0; }
   static vec even(vec lo, vec /*hi*/) { return lo; }
+  static vec odd(vec /*lo*/, vec hi) { return hi; }
   static void spread(vec v, vec& lo, vec& hi) {
     lo = v;
     hi = -0.0f;

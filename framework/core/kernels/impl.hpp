@@ -675,7 +675,56 @@ inline const ColPlan& window_plan(ColPlan* plans, const Pool& g, int64_t q, int6
   return plans[kMaxPoolS];
 }
 
+// The common 2 x 2, stride-2 window without padding, every window inside the plane (lenet5's pools): a
+// chunk's two source rows loaded once and split into even and odd columns, instead of a planned load per
+// window element. The window's first element starts best and idx, which is what max_pool_forward's start
+// (-inf, the first element's index) becomes after that element; then the same comparisons in the same
+// order, so the same outputs and indices.
+void max_pool_2x2(const Pool& g, const float* x, float* y, int32_t* argmax) {
+  const int64_t W = g.W;
+  const mask all = V::lanes(0, L);
+  for (int64_t q = 0; q < g.Q; q += L) {
+    const int64_t n = std::min<int64_t>(L, g.Q - q);  // output lanes of this chunk; 2n source columns
+    const bool full = n == L;
+    const mask out = V::lanes(0, static_cast<int>(n));
+    const mask m0 = V::lanes(0, static_cast<int>(std::min<int64_t>(2 * n, L)));
+    const mask m1 = V::lanes(0, static_cast<int>(std::max<int64_t>(2 * n - L, 0)));
+    const typename V::ivec cols = V::imul(V::iadd(V::iota(), V::iset1(static_cast<int32_t>(q))), 2);
+    auto load = [&](const float* row, vec& lo, vec& hi) {
+      lo = full ? V::loadu(row) : V::maskz_loadu(m0, row);
+      hi = full ? V::loadu(row + L) : V::maskz_loadu(m1, row + L);
+    };
+    for (int64_t plane = 0; plane < g.planes; ++plane) {
+      const float* xp = x + plane * g.H * W;
+      for (int64_t p = 0; p < g.P; ++p) {
+        const float* r0 = xp + 2 * p * W + 2 * q;
+        vec a0, a1, b0, b1;
+        load(r0, a0, a1);
+        load(r0 + W, b0, b1);
+        const typename V::ivec first = V::iadd(cols, V::iset1(static_cast<int32_t>(2 * p * W)));
+        vec best = V::even(a0, a1);
+        typename V::ivec idx = first;
+        auto step = [&](vec v, int64_t offset) {
+          const mask t = V::take(v, best, all);
+          best = V::select(t, v, best);
+          idx = V::iselect(t, V::iadd(first, V::iset1(static_cast<int32_t>(offset))), idx);
+        };
+        step(V::odd(a0, a1), 1);
+        step(V::even(b0, b1), W);
+        step(V::odd(b0, b1), W + 1);
+        V::mask_storeu(y + (plane * g.P + p) * g.Q + q, out, best);
+        V::imask_storeu(argmax + (plane * g.P + p) * g.Q + q, out, idx);
+      }
+    }
+  }
+}
+
 void max_pool_forward(const Pool& g, const float* x, float* y, int32_t* argmax) {
+  if (g.R == 2 && g.S == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && 2 * g.P <= g.H &&
+      2 * g.Q <= g.W) {
+    max_pool_2x2(g, x, y, argmax);
+    return;
+  }
   const vec neg_inf = V::set1(-__builtin_inff());
   ColPlan plans[kMaxPoolS + 1];
   for (int64_t q = 0; q < g.Q; q += L) {
