@@ -33,6 +33,20 @@ void float_block(const int64_t* in, int64_t n, double factor, float* g) {
   for (int64_t i = 0; i < n; ++i) g[i] = static_cast<float>(static_cast<double>(static_cast<float>(in[i])) * factor);
 }
 
+// A segment whose sum needs no conversion, written straight into its n floats at g: NaN when it held a NaN
+// or infinity, zeros when it is all zeros or there is nothing to sum. False for every other segment.
+bool fill_without_sum(int32_t exponent, bool nothing_to_sum, float* g, int64_t n) {
+  if (exponent == ExactSum::kNotFinite) {
+    std::fill(g, g + n, std::numeric_limits<float>::quiet_NaN());
+    return true;
+  }
+  if (exponent == ExactSum::kAllZero || nothing_to_sum) {
+    std::fill(g, g + n, 0.0f);
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 ExactSum::ExactSum(const std::vector<SumSegment>& params, int64_t size, int64_t bucket_elements) : size_(size) {
@@ -161,11 +175,9 @@ void ExactSum::exponents(size_t b, int32_t* out, bool parallel) const {
       while (m > seen && !largest_bits.compare_exchange_weak(seen, m)) {
       }
     };
-    if (live_.empty()) {
-    } else if (parallel) {
-      parallel_for(seg.end - seg.begin, kCopyGrain, scan);
-    } else {
-      scan(0, seg.end - seg.begin);
+    if (!live_.empty()) {
+      if (parallel) parallel_for(seg.end - seg.begin, kCopyGrain, scan);
+      else scan(0, seg.end - seg.begin);
     }
     const uint32_t bits = largest_bits.load();
     if (bits >= 0x7f800000u) {
@@ -194,12 +206,11 @@ void ExactSum::fixed_block(const SumSegment& seg, double factor, int64_t i0, int
 
 void ExactSum::to_fixed(size_t b, const int32_t* exponents, int64_t* out, bool parallel) const {
   const SumBucket& bucket = buckets_[b];
-  const int64_t sources = kept_count_ + (live_.empty() ? 0 : 1);
   for (size_t s = 0; s < bucket.segments.size(); ++s) {
     const SumSegment seg = bucket.segments[s];
     int64_t* o = out + (seg.begin - bucket.begin);
     const int32_t e = exponents[s];
-    if (e == kAllZero || e == kNotFinite || sources == 0) {
+    if (e == kAllZero || e == kNotFinite || sources_.empty()) {
       std::fill(o, o + (seg.end - seg.begin), int64_t{0});
       continue;
     }
@@ -219,21 +230,15 @@ void ExactSum::from_fixed(size_t b, const int32_t* exponents, const int64_t* sum
     float* g = grads.data() + seg.begin;
     const int64_t n = seg.end - seg.begin;
     const int32_t e = exponents[s];
-    if (e == kNotFinite) {
-      std::fill(g, g + n, std::numeric_limits<float>::quiet_NaN());
-    } else if (e == kAllZero) {
-      std::fill(g, g + n, 0.0f);
-    } else {
-      const double factor = std::ldexp(1.0, -scale(e));
-      auto convert = [&](int64_t i0, int64_t i1) { float_block(in + i0, i1 - i0, factor, g + i0); };
-      if (parallel) parallel_for(n, kGrain, convert);
-      else convert(0, n);
-    }
+    if (fill_without_sum(e, false, g, n)) continue;
+    const double factor = std::ldexp(1.0, -scale(e));
+    auto convert = [&](int64_t i0, int64_t i1) { float_block(in + i0, i1 - i0, factor, g + i0); };
+    if (parallel) parallel_for(n, kGrain, convert);
+    else convert(0, n);
   }
 }
 
 void ExactSum::reduce_locally(std::span<float> grads) {
-  const bool any = kept_count_ > 0 || !live_.empty();
   for (size_t b = 0; b < buckets_.size(); ++b) {
     exponents(b, exps_.data(), /*parallel=*/true);
     const SumBucket& bucket = buckets_[b];
@@ -241,23 +246,18 @@ void ExactSum::reduce_locally(std::span<float> grads) {
       const SumSegment seg = bucket.segments[s];
       float* g = grads.data() + seg.begin;
       const int32_t e = exps_[s];
-      if (e == kNotFinite) {
-        std::fill(g, g + (seg.end - seg.begin), std::numeric_limits<float>::quiet_NaN());
-      } else if (e == kAllZero || !any) {
-        std::fill(g, g + (seg.end - seg.begin), 0.0f);
-      } else {
-        // to_fixed and from_fixed of each block while its int64 sums are in L1.
-        const double to = std::ldexp(1.0, scale(e)), back = std::ldexp(1.0, -scale(e));
-        parallel_for(seg.end - seg.begin, kGrain, [&](int64_t i0, int64_t i1) {
-          constexpr int64_t kBlock = 1024;
-          int64_t sums[kBlock];  // 8 KB of the task's stack
-          for (int64_t i = i0; i < i1; i += kBlock) {
-            const int64_t n = std::min(kBlock, i1 - i);
-            fixed_block(seg, to, i, i + n, sums);
-            float_block(sums, n, back, g + i);
-          }
-        });
-      }
+      if (fill_without_sum(e, sources_.empty(), g, seg.end - seg.begin)) continue;
+      // to_fixed and from_fixed of each block while its int64 sums are in L1.
+      const double to = std::ldexp(1.0, scale(e)), back = std::ldexp(1.0, -scale(e));
+      parallel_for(seg.end - seg.begin, kGrain, [&](int64_t i0, int64_t i1) {
+        constexpr int64_t kBlock = 1024;
+        int64_t sums[kBlock];  // 8 KB of the task's stack
+        for (int64_t i = i0; i < i1; i += kBlock) {
+          const int64_t n = std::min(kBlock, i1 - i);
+          fixed_block(seg, to, i, i + n, sums);
+          float_block(sums, n, back, g + i);
+        }
+      });
     }
   }
 }

@@ -497,8 +497,9 @@ uint32_t max_abs_bits(const float* x, int64_t n) {
 // the integers, so the add rounds u (ties to even) and the sum's bits minus the constant's are round(u). v is
 // split as hi * 2^32 + lo: hi = round(v / 2^32), lo = v - hi * 2^32 is exact and |lo| <= 2^31, and since
 // hi * 2^32 is even, round(v) = hi * 2^32 + round(lo), ties included.
+constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+
 inline int64_t nearest_int64(double v) {
-  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
   constexpr int64_t kMagicBits = std::bit_cast<int64_t>(kMagic);
   const double hi = v * 0x1p-32 + kMagic;
   const double lo = v - (hi - kMagic) * 0x1p32;
@@ -514,7 +515,6 @@ inline int64_t nearest_int64_scaled(float x, double factor, double factor_hi) {
   if constexpr (V::isa == Isa::generic) {
     return nearest_int64(static_cast<double>(x) * factor);
   } else {
-    constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
     constexpr auto kMagicBits = std::bit_cast<uint64_t>(kMagic);
     const double xd = static_cast<double>(x);
     const double hi = __builtin_fma(xd, factor_hi, kMagic);
