@@ -197,7 +197,7 @@ void print_allreduce(const cluster::AllreduceTimes& t, const std::string& label,
 }
 
 // `stride bench --trace`'s file (format in docs/performance.md, "Many-core projection"): the run, then each
-// recorded step's scopes and loops, times in microseconds from the step's start.
+// recorded step's scopes and loops (none at more than one thread), times in microseconds from the step's start.
 void write_trace(const std::string& path, const json& run, const std::vector<trace::StepTrace>& steps) {
   json out = run;
   out["format"] = "stride-trace";
@@ -261,8 +261,9 @@ int bench(int argc, char** argv) {
        "fp32, or bf16: convolutions and linear layers on bf16 inputs and weights with fp32 sums")
       ("per-layer", po::bool_switch(), "also time forward, backward-data and backward-weights of each layer")
       ("json", po::bool_switch(), "print one JSON object instead of text")
-      ("trace", po::value(&trace_path), "record every parallel task of the timed steps at 1 thread into this JSON "
-       "file (for scripts/manycore_projection.py)")
+      ("trace", po::value(&trace_path), "record the timed steps into this JSON file: at 1 thread (the default "
+       "with --trace) every parallel task, for scripts/manycore_projection.py; with --threads N > 1 the "
+       "layers' and the step's scopes only, for scripts/thread_scaling.py")
       ("comm", po::bool_switch(), "instead: time the allreduce of the model's gradients over the processes of "
        "mpirun -np P (exact int64 sum and a float sum for comparison; docs/cluster.md); --steps repeats")
       ("elements", po::value(&elements)->default_value(0),
@@ -286,10 +287,8 @@ int bench(int argc, char** argv) {
     }
   }();
   const bool tracing = !trace_path.empty();
-  if (tracing && threads > 1)
-    throw UsageError("bench: --trace records at 1 thread (each task's time is then its own), got --threads " +
-                     std::to_string(threads));
-  std::unique_ptr<ThreadLimit> limit = limit_threads(tracing ? 1 : threads);
+  // A trace is taken at 1 thread unless --threads says otherwise: only that one records every loop.
+  std::unique_ptr<ThreadLimit> limit = limit_threads(tracing && threads == 0 ? 1 : threads);
   const bool as_json = vm["json"].as<bool>(), layers = vm["per-layer"].as<bool>();
 
   ModelSource src = resolve_model(model);

@@ -250,6 +250,10 @@ def main(argv):
             trace = json.load(f)
         if trace.get("format") != "stride-trace" or not trace.get("steps"):
             sys.exit("%s: not a stride trace with steps (format %r)" % (path, trace.get("format")))
+        if trace.get("threads", 1) != 1:
+            sys.exit("%s: recorded at %s threads, which keeps the scopes but not the loops; the projection needs "
+                     "a 1-thread trace (stride bench --trace FILE without --threads, or --threads 1; "
+                     "scripts/thread_scaling.py compares the two)" % (path, trace.get("threads")))
         results.append(project(trace, workers, args.loop_overhead_us, args.node_cores, args.allreduce_ms_per_mb))
     results.sort(key=lambda r: (r["model"], r["batch"]))
     if args.json:

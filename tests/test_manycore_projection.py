@@ -97,6 +97,14 @@ def main():
         if p.returncode == 0 or "not a stride trace" not in p.stderr:
             failures.append("a file that is not a trace: exit %d, stderr %r" % (p.returncode, p.stderr))
 
+        # A trace taken at 2 threads has scopes but no loops: nothing to replay.
+        two = os.path.join(tmp, "two.json")
+        with open(two, "w") as f:
+            json.dump(dict(trace, threads=2, steps=[dict(step(0.5), loops=[])]), f)
+        p = subprocess.run([sys.executable, SCRIPT, two], capture_output=True, text=True)
+        if p.returncode == 0 or "recorded at 2 threads" not in p.stderr:
+            failures.append("a 2-thread trace: exit %d, stderr %r" % (p.returncode, p.stderr))
+
     for f in failures:
         print("FAIL:", f)
     print("%d checks failed" % len(failures) if failures else "all checks passed")

@@ -1,5 +1,6 @@
 // `stride bench --trace` (framework/core/trace.hpp): the file is well-formed and covers every layer and phase
-// of a step, and recording changes neither the results nor the chunks a loop is split into.
+// of a step, and recording changes neither the results nor the chunks a loop is split into; at two threads
+// it holds the scopes only.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "framework/core/errors.hpp"
@@ -75,8 +77,40 @@ TEST_CASE("recording a trace changes no result, and records each fixed chunk as 
       }
     }
   }
-  // Outside a step, or with more than one thread, nothing is recorded.
-  run_with_threads(2, [] { CHECK_THROWS_AS(trace::Recorder(), stride::Error); });
+  CHECK(trace::active() == nullptr);
+}
+
+TEST_CASE("at two threads a trace records the scopes and no loops, and changes no result") {
+  std::vector<float> plain, traced;
+  std::vector<trace::StepTrace> steps;
+  run_with_threads(2, [&] {
+    plain = two_steps(false);
+    traced = two_steps(true, &steps);
+  });
+  REQUIRE(plain.size() == traced.size());
+  CHECK(std::memcmp(plain.data(), traced.data(), plain.size() * sizeof(float)) == 0);
+  REQUIRE(steps.size() == 2);
+  for (const trace::StepTrace& st : steps) {
+    CHECK(st.loops.empty());  // their bodies ran on both threads
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const trace::Scope& s : st.scopes) {
+      CHECK(s.start_us <= s.end_us);
+      CHECK(s.end_us <= st.duration_us);
+      seen.insert({s.layer, s.phase});
+    }
+    for (const char* layer : {"conv1", "pool1", "conv2", "pool2", "ip1", "relu1", "ip2"})
+      for (const char* phase : {"forward", "backward"}) {
+        CAPTURE(layer);
+        CAPTURE(phase);
+        CHECK(seen.count({layer, phase}) == 1);
+      }
+    CHECK(seen.count({"step", "optimizer"}) == 1);
+  }
+  // One recorder at a time.
+  run_with_threads(2, [] {
+    trace::Recorder one;
+    CHECK_THROWS_AS(trace::Recorder(), stride::Error);
+  });
   CHECK(trace::active() == nullptr);
 }
 
@@ -176,8 +210,23 @@ TEST_CASE("stride bench --trace writes every loop, layer and phase of each step"
     }
     CHECK(with_loops.count({"step", "optimizer"}) == 1);
   }
-  // Recording needs one thread.
-  const auto two = test::run_stride("bench --model lenet5 --batch 8 --steps 1 --threads 2 --trace " + path);
-  CHECK(two.exit_code == 2);
-  CHECK(two.output.find("--trace records at 1 thread") != std::string::npos);
+  // At 2 threads: the scopes of every step, no loops.
+  const auto two = test::run_stride("bench --model lenet5 --batch 32 --micro-batch 16 --steps 2 --warmup 1 "
+                                    "--threads 2 --trace " + path);
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  std::ifstream in2(path);
+  const json t2 = json::parse(in2);
+  CHECK(t2["threads"] == 2);
+  REQUIRE(t2["steps"].size() == 2);
+  for (const json& st : t2["steps"]) {
+    CHECK(st["loops"].empty());
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const json& s : st["scopes"]) seen.insert({s["layer"].get<std::string>(), s["phase"].get<std::string>()});
+    for (const std::string& name : layers) {
+      CAPTURE(name);
+      CHECK(seen.count({name, "forward"}) == 1);
+      CHECK(seen.count({name, "backward"}) == 1);
+    }
+  }
 }

@@ -1,18 +1,24 @@
 #pragma once
 // A record of every parallel loop of a training step, and of the serial work between them, for
-// `stride bench --trace` and scripts/manycore_projection.py (docs/performance.md, "Many-core projection").
+// `stride bench --trace`, scripts/manycore_projection.py and scripts/thread_scaling.py (docs/performance.md,
+// "Many-core projection" and "Thread scaling per scope").
 //
-// Recording happens at one thread only: every loop body then runs on the recording thread, in index order, so
-// a plain vector needs no lock and the times of a chunk are its own. parallel_for and parallel_chunks
-// (framework/core/parallel.cpp) report each loop and each body call here; scopes (a layer's forward, the loss,
-// the optimizer, ...) say whose the loops and the serial time between them are. Recording changes nothing a
-// loop computes or how it is split: at one thread parallel_for already makes one body call over [0, n), and
-// parallel_chunks one call per fixed chunk. When no recorder is active (every run but `bench --trace`), a
-// loop or a scope costs one load of a pointer and a branch.
+// At one thread the recorder takes everything: every loop body then runs on the recording thread, in index
+// order, so a plain vector needs no lock and the times of a chunk are its own. parallel_for and
+// parallel_chunks (framework/core/parallel.cpp) report each loop and each body call here; scopes (a layer's
+// forward, the loss, the optimizer, ...) say whose the loops and the serial time between them are. Recording
+// changes nothing a loop computes or how it is split: at one thread parallel_for already makes one body call
+// over [0, n), and parallel_chunks one call per fixed chunk.
+// At more threads it takes the scopes only, as wall time on the recording thread (the one that constructed
+// it, which opens every scope: they lie between the loops, never inside a body); loop bodies run on several
+// threads and are not recorded. Compared with a one-thread trace, that shows which scopes scale and which do
+// not. When no recorder is active (every run but `bench --trace`), a loop or a scope costs one load of a
+// pointer and a branch.
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace stride::trace {
@@ -55,7 +61,7 @@ struct StepTrace {
 // Collects steps between begin_step and end_step. Only one recorder is active at a time.
 class Recorder {
  public:
-  // Throws Error unless the scheduler runs one thread (max_threads() == 1).
+  // Records loops and tasks when the scheduler runs one thread (max_threads() == 1), else scopes only.
   Recorder();
   ~Recorder();
   Recorder(const Recorder&) = delete;
@@ -64,19 +70,27 @@ class Recorder {
   void begin_step();
   void end_step();
   const std::vector<StepTrace>& steps() const { return steps_; }
+  int threads() const { return threads_; }  // the scheduler's thread count when recording began
+  bool records_loops() const { return threads_ == 1; }
 
-  // Called by parallel.cpp, the scopes and TrainingStep; ignored outside a step.
+  // Called by parallel.cpp, the scopes and TrainingStep; ignored outside a step and on other threads.
   int begin_loop(LoopKind kind, int64_t n, int64_t grain);  // returns a loop id, or -1 (nested or no step)
   void end_loop(int loop);
   void task(int loop, int64_t chunk, int64_t begin, int64_t end, double start_us, double duration_us);
   int open_scope(std::string_view layer, std::string_view phase);
   void close_scope(int scope);
-  void set_micro_batch(int64_t k) { micro_batch_ = k; }
+  void set_micro_batch(int64_t k) {
+    if (mine()) micro_batch_ = k;
+  }
   double now_us() const;
 
  private:
   using Clock = std::chrono::steady_clock;
+  bool mine() const { return std::this_thread::get_id() == owner_; }
+
   std::vector<StepTrace> steps_;
+  int threads_ = 1;
+  std::thread::id owner_;
   bool in_step_ = false;
   int open_ = -1;         // innermost open scope of the current step
   int loop_depth_ = 0;    // loops started inside a loop body are part of that body's time
