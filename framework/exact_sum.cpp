@@ -134,7 +134,11 @@ void ExactSum::set_live(std::span<const float> grads) {
   if (!grads.empty()) sources_.push_back(grads.data());
 }
 
-void ExactSum::keep(std::span<const float> grads) {
+void ExactSum::keep(std::span<const float> grads) { keep(grads, nullptr); }
+
+void ExactSum::keep_and_clear(std::span<float> grads) { keep(grads, grads.data()); }
+
+void ExactSum::keep(std::span<const float> grads, float* clear) {
   if (static_cast<int64_t>(grads.size()) != size_ || kept_count_ + 1 >= std::max<int64_t>(local_, 1))
     throw Error("exact sum: keep() of a wrong size or beyond this process's micro-batches");
   float* dst = kept_.data() + kept_count_ * size_;
@@ -149,6 +153,7 @@ void ExactSum::keep(std::span<const float> grads) {
         const int64_t n = std::min(kGrain, piece.end - i);
         std::memcpy(dst + i, grads.data() + i, static_cast<size_t>(n) * sizeof(float));
         m = std::max(m, kernels::kernels().max_abs_bits(dst + i, n));
+        if (clear) std::memset(clear + i, 0, static_cast<size_t>(n) * sizeof(float));
       }
       largest[p] = m;
     }

@@ -64,6 +64,9 @@ class ExactSum {
   // The gradient of one of this process's micro-batches that is not its last: copied, and each segment's
   // largest magnitude noted on the way, so exponents() reads only the live buffer.
   void keep(std::span<const float> grads);
+  // As keep(), and leaves zeros in grads' pieces (every parameter's range) while they are in L1: the next
+  // micro-batch's backward then starts from zeros without a pass of its own over the gradients.
+  void keep_and_clear(std::span<float> grads);
   // The gradient buffer that holds this process's last micro-batch, read in place (empty when it has none).
   void set_live(std::span<const float> grads);
 
@@ -85,6 +88,7 @@ class ExactSum {
   size_t max_segments() const { return max_segments_; }
 
  private:
+  void keep(std::span<const float> grads, float* clear);  // clear: grads' own floats to zero, or null
   int32_t scale(int32_t exponent) const;  // the power of two a value is multiplied by
   // This process's micro-batch gradients over elements [i0, i1) of seg at the power of two `factor`, summed
   // into out[0, i1 - i0).

@@ -132,7 +132,7 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
     RunContext micro_ctx = ctx;
     micro_ctx.first_sample = ctx.first_sample + mine.first + first;
     const auto micro_labels = labels.subspan(static_cast<size_t>(first), static_cast<size_t>(count));
-    net_.zero_grad();
+    if (k == 0) net_.zero_grad();  // the later ones start from the zeros keep_and_clear() left
     const Tensor& logits = net_.forward(*micro, micro_ctx);
     double* row = rows_.data() + k * row_width_;
     {
@@ -149,7 +149,7 @@ StepStats TrainingStep::run_exact(const Tensor& x, std::span<const int32_t> labe
     if (k + 1 < share.count) {
       net_.backward(dlogits_, micro_ctx);
       const trace::ScopeGuard scope("step", "gradient_sum");
-      sum_.keep(net_.grads());
+      sum_.keep_and_clear(net_.grads());
     } else {  // the last: its buckets can leave while backward goes on
       sum_.set_live(net_.grads());
       net_.backward(dlogits_, micro_ctx, on_layer);

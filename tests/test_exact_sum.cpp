@@ -32,8 +32,9 @@ std::vector<std::vector<float>> micro_batch_gradients(int64_t m, uint32_t seed) 
 
 // The step's sum with the micro-batches spread over processes as `groups` says (counts per process, in
 // order), exchanging exponents by max and fixed-point sums by integer addition, as MPI would.
+// With `clear`, the kept micro-batches go through keep_and_clear() on copies, which must be left all +0.0.
 std::vector<float> sum_in_groups(const std::vector<std::vector<float>>& g, const std::vector<int64_t>& groups,
-                                 int64_t bucket_elements) {
+                                 int64_t bucket_elements, bool clear = false) {
   const auto m = static_cast<int64_t>(g.size());
   std::vector<ExactSum> procs;
   std::vector<std::vector<float>> live(groups.size(), std::vector<float>(kSize, 0.0f));
@@ -42,8 +43,16 @@ std::vector<float> sum_in_groups(const std::vector<std::vector<float>>& g, const
     procs.emplace_back(kParams, kSize, bucket_elements);
     procs[p].begin_step(m, groups[p]);
     for (int64_t k = 0; k < groups[p]; ++k, ++next) {
-      if (k + 1 < groups[p]) procs[p].keep(g[static_cast<size_t>(next)]);
-      else live[p] = g[static_cast<size_t>(next)];
+      if (k + 1 < groups[p] && clear) {
+        std::vector<float> copy = g[static_cast<size_t>(next)];
+        procs[p].keep_and_clear(copy);
+        const std::vector<float> zeros(copy.size(), 0.0f);
+        CHECK(std::memcmp(copy.data(), zeros.data(), zeros.size() * sizeof(float)) == 0);
+      } else if (k + 1 < groups[p]) {
+        procs[p].keep(g[static_cast<size_t>(next)]);
+      } else {
+        live[p] = g[static_cast<size_t>(next)];
+      }
     }
     if (groups[p] > 0) procs[p].set_live(live[p]);
   }
@@ -99,6 +108,9 @@ TEST_CASE("exact sum: the same bits for any grouping of the micro-batches and an
       for (int64_t bucket : {1, 300, 1 << 20}) {
         const std::vector<float> other = sum_in_groups(g, groups, bucket);
         CHECK(std::memcmp(other.data(), one.data(), one.size() * sizeof(float)) == 0);
+        // keep_and_clear (the training step's) keeps the same values as keep.
+        const std::vector<float> cleared = sum_in_groups(g, groups, bucket, /*clear=*/true);
+        CHECK(std::memcmp(cleared.data(), one.data(), one.size() * sizeof(float)) == 0);
       }
     // Against the sum in long double (64-bit mantissa: exact enough here), within the documented bound.
     int c = 0;
