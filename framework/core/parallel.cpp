@@ -93,7 +93,8 @@ void traced_chunks(trace::Recorder& r, int64_t n, int64_t size, FunctionRef<void
 void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
-  if (trace::Recorder* r = trace::active(); r && r->records_loops() && max_threads() == 1) return traced_for(*r, n, grain, body);
+  if (trace::Recorder* r = trace::active(); r && r->records_loops() && max_threads() == 1)
+    return traced_for(*r, n, grain, body);
   if (n <= grain || max_threads() == 1) {
     body(0, n);
     return;
@@ -110,7 +111,8 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
 void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t, int64_t)> body) {
   if (n <= 0) return;
   if (size < 1) size = 1;
-  if (trace::Recorder* r = trace::active(); r && r->records_loops() && max_threads() == 1) return traced_chunks(*r, n, size, body);
+  if (trace::Recorder* r = trace::active(); r && r->records_loops() && max_threads() == 1)
+    return traced_chunks(*r, n, size, body);
   const int64_t chunks = chunk_count(n, size);
   auto run = [&](int64_t c) { body(c, c * size, std::min(n, (c + 1) * size)); };
   if (chunks == 1 || max_threads() == 1) {
