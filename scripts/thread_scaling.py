@@ -16,8 +16,9 @@ The fastest is the steady figure on a shared machine (other load only ever slows
 typical step costs. Scope times are wall time on the recording thread, so at more than one thread a scope
 includes the waiting at the end of its loops (imbalance, fork/join) and the memory traffic the threads share:
 what a one-thread trace and scripts/manycore_projection.py cannot show. The traces must be of the same model,
-batch, micro-batch and precision; two traces at the same thread count compare two binaries or settings, or
-with --pool are taken together (runs at 1 and 2 threads alternated a few times, the usual way on a noisy machine).
+batch and micro-batch. Two traces at the same thread count compare two binaries or two precisions (fp32 against
+bf16: which scopes bf16 speeds up; "lost" is then simply how much slower), or with --pool are taken together
+(traces at the same thread count and precision: runs alternated a few times, the usual way on a noisy machine).
 """
 
 import argparse
@@ -26,7 +27,7 @@ import os
 import statistics
 import sys
 
-SAME = ("model", "batch", "micro_batch", "precision")
+SAME = ("model", "batch", "micro_batch")
 
 
 def load(path):
@@ -44,14 +45,16 @@ def load(path):
     n = len(steps)
     # A scope missing from a step took no time in it (a phase that step did not run).
     times = {key: [per_step.get(i, 0.0) for i in range(n)] for key, per_step in scopes.items()}
-    return {"path": path, "run": trace, "threads": int(trace.get("threads", 1)), "step": steps, "scopes": times}
+    return {"path": path, "run": trace, "threads": int(trace.get("threads", 1)),
+            "precision": trace.get("precision", "fp32"), "step": steps, "scopes": times}
 
 
 def pool(traces):
-    """Traces at one thread count as one: their steps together (each scope 0 in steps that lack it)."""
+    """Traces at one thread count and precision as one: their steps together (each scope 0 in steps that
+    lack it)."""
     out = []
     for t in traces:
-        same = next((o for o in out if o["threads"] == t["threads"]), None)
+        same = next((o for o in out if (o["threads"], o["precision"]) == (t["threads"], t["precision"])), None)
         if same is None:
             out.append(dict(t, scopes=dict(t["scopes"])))
             continue
@@ -84,7 +87,7 @@ def compare(traces):
         row = {"layer": key[0], "phase": key[1], "traces": []}
         for t in traces:
             values = t["step"] if key == ("step", "(whole step)") else t["scopes"].get(key, [0.0])
-            row["traces"].append(dict(summary(values), threads=t["threads"]))
+            row["traces"].append(dict(summary(values), threads=t["threads"], precision=t["precision"]))
         base = row["traces"][0]
         for cell in row["traces"][1:]:
             cell["speedup_fastest"] = base["fastest_ms"] / cell["fastest_ms"] if cell["fastest_ms"] > 0 else None
@@ -96,8 +99,9 @@ def compare(traces):
         rows[1:] = sorted(rows[1:], key=lambda r: -r["traces"][-1]["lost_ms"])
     run = first["run"]
     return {"model": run.get("model"), "batch": run.get("batch"), "micro_batch": run.get("micro_batch"),
-            "precision": run.get("precision"), "cpu": run.get("cpu"),
-            "traces": [{"path": t["path"], "threads": t["threads"], "steps": len(t["step"])} for t in traces],
+            "cpu": run.get("cpu"),
+            "traces": [{"path": t["path"], "threads": t["threads"], "precision": t["precision"],
+                        "steps": len(t["step"])} for t in traces],
             "rows": rows}
 
 
@@ -105,13 +109,16 @@ def speedup(x):
     return "-" if x is None else "%.2fx" % x
 
 
+def label(t):
+    return "%d thread%s %s" % (t["threads"], "" if t["threads"] == 1 else "s", t["precision"])
+
+
 def print_text(r):
-    print("%s batch %s (micro-batch %s), %s, on %s; fastest / median of each trace's steps, ms" %
-          (r["model"], r["batch"], r["micro_batch"], r["precision"], r["cpu"]))
+    print("%s batch %s (micro-batch %s) on %s; fastest / median of each trace's steps, ms" %
+          (r["model"], r["batch"], r["micro_batch"], r["cpu"]))
     head = "%-28s" % "scope"
     for t in r["traces"]:
-        head += " | %-24s" % ("%d thread%s (%s)" % (t["threads"], "" if t["threads"] == 1 else "s",
-                                                   os.path.basename(t["path"])))[:24]
+        head += " | %-24s" % ("%s (%s)" % (label(t), os.path.basename(t["path"])))[:24]
     print(head)
     for row in r["rows"]:
         line = "%-28s" % ("%s %s" % (row["layer"], row["phase"]))
@@ -125,11 +132,10 @@ def print_text(r):
 
 
 def print_markdown(r):
-    print("%s, batch %s (micro-batch %s), %s, %s: fastest (median) of each trace's steps" %
-          (r["model"], r["batch"], r["micro_batch"], r["precision"], r["cpu"]))
+    print("%s, batch %s (micro-batch %s), %s: fastest (median) of each trace's steps" %
+          (r["model"], r["batch"], r["micro_batch"], r["cpu"]))
     print()
-    head = "| scope |" + "".join(" %d thread%s ms |" % (t["threads"], "" if t["threads"] == 1 else "s")
-                                 for t in r["traces"])
+    head = "| scope |" + "".join(" %s ms |" % label(t) for t in r["traces"])
     head += "".join(" speedup | lost ms |" for _ in r["traces"][1:])
     print(head)
     print("| --- |" + " ---: |" * (len(r["traces"]) + 2 * (len(r["traces"]) - 1)))
@@ -147,7 +153,8 @@ def main(argv):
     ap.add_argument("--markdown", action="store_true", help="print a table for docs/performance.md")
     ap.add_argument("--json", action="store_true", help="print the comparison as JSON")
     ap.add_argument("--pool", action="store_true",
-                    help="count traces at the same thread count as one (runs alternated on a noisy machine)")
+                    help="count traces at the same thread count and precision as one (runs alternated on a "
+                    "noisy machine)")
     args = ap.parse_args(argv)
     traces = [load(p) for p in args.traces]
     check_same_run(traces)

@@ -11,7 +11,8 @@ Speedups (fastest): step 100 / 55 = 1.8182x, conv forward 2x, optimizer 20 / 15 
 1.76x, 1.1733x. Lost against a perfect split of the 1-thread time: step 55 - 50 = 5 us, conv forward 40 - 40
 = 0, optimizer 15 - 10 = 5 us. Order: the whole step, then the optimizer (5 us), then conv forward (0).
 With --pool, a second 2-thread trace of one step scaled by 0.9 joins the first: the step's fastest becomes
-0.0495 ms and its median (scales 0.9, 1.0, 1.5) 0.055 ms. A trace of another batch size is refused.
+0.0495 ms and its median (scales 0.9, 1.0, 1.5) 0.055 ms. A 1-thread bf16 trace (scale 0.5) stays apart from
+the fp32 one under --pool: its whole step 0.050 ms, 2x the fp32 step. A trace of another batch size is refused.
 """
 import json
 import os
@@ -104,6 +105,20 @@ def main():
             whole = r["rows"][0]["traces"][1]
             check("--pool, 2 threads fastest", whole["fastest_ms"], 0.0495)
             check("--pool, 2 threads median", whole["median_ms"], 0.055)
+
+        bf16 = os.path.join(tmp, "bf16.json")
+        with open(bf16, "w") as f:
+            json.dump(dict(RUN, threads=1, precision="bf16", steps=[one_thread_step(0.5)]), f)
+        out = subprocess.run([sys.executable, SCRIPT, one, bf16, two, "--pool", "--json"], check=True,
+                             capture_output=True, text=True).stdout
+        r = json.loads(out)
+        kinds = [(t["threads"], t["precision"]) for t in r["traces"]]
+        if kinds != [(1, "fp32"), (1, "bf16"), (2, "fp32")]:
+            failures.append("--pool with a bf16 trace: %r, expected 1 fp32, 1 bf16, 2 fp32" % kinds)
+        else:
+            whole = r["rows"][0]["traces"][1]
+            check("bf16 whole step", whole["fastest_ms"], 0.050)
+            check("bf16 speedup", whole["speedup_fastest"], 2.0)
 
         for flags in ([], ["--pool"]):
             p = subprocess.run([sys.executable, SCRIPT, one, other, *flags], capture_output=True, text=True)
