@@ -11,7 +11,7 @@ Recorder* active_recorder = nullptr;
 
 Recorder* active() { return active_recorder; }
 
-Recorder::Recorder() : threads_(max_threads()), owner_(std::this_thread::get_id()) {
+Recorder::Recorder() : records_loops_(max_threads() == 1), owner_(std::this_thread::get_id()) {
   if (active_recorder) throw Error("trace: another recorder is active");
   active_recorder = this;
 }

@@ -70,8 +70,7 @@ class Recorder {
   void begin_step();
   void end_step();
   const std::vector<StepTrace>& steps() const { return steps_; }
-  int threads() const { return threads_; }  // the scheduler's thread count when recording began
-  bool records_loops() const { return threads_ == 1; }
+  bool records_loops() const { return records_loops_; }  // the scheduler ran one thread when recording began
 
   // Called by parallel.cpp, the scopes and TrainingStep; ignored outside a step and on other threads.
   int begin_loop(LoopKind kind, int64_t n, int64_t grain);  // returns a loop id, or -1 (nested or no step)
@@ -89,7 +88,7 @@ class Recorder {
   bool mine() const { return std::this_thread::get_id() == owner_; }
 
   std::vector<StepTrace> steps_;
-  int threads_ = 1;
+  bool records_loops_ = true;
   std::thread::id owner_;
   bool in_step_ = false;
   int open_ = -1;         // innermost open scope of the current step
