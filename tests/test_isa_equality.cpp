@@ -18,16 +18,13 @@
 #include "layers/conv2d.hpp"
 #include "layers/linear.hpp"
 #include "tests/gradcheck.hpp"
+#include "tests/isa_guard.hpp"
 #include "tests/random_batch.hpp"
 
 using namespace stride;
+using test::IsaGuard;
 
 namespace {
-
-struct IsaGuard {
-  Isa saved = active_isa();
-  ~IsaGuard() { set_isa(saved); }
-};
 
 std::vector<Isa> vector_paths() {
   std::vector<Isa> out;

@@ -16,10 +16,12 @@
 #include "framework/core/gemm.hpp"
 #include "framework/core/kernels/kernels.hpp"
 #include "framework/core/rng.hpp"
+#include "tests/isa_guard.hpp"
 
 using namespace stride;
 using kernels::KernelTable;
 using kernels::Start;
+using test::IsaGuard;
 
 namespace {
 
@@ -40,12 +42,6 @@ std::vector<const KernelTable*> tables() {
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
-
-// Restores the active path at the end of a test that forces one.
-struct IsaGuard {
-  Isa saved = active_isa();
-  ~IsaGuard() { set_isa(saved); }
-};
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include "framework/optimizer.hpp"
 #include "framework/core/parallel.hpp"
 #include "framework/core/rng.hpp"
+#include "tests/isa_guard.hpp"
 
 using namespace stride;
 
@@ -293,10 +294,7 @@ TEST_CASE("the update is bit-identical at 1, 2 and 4 threads and on every kernel
     o.weight_decay = 1e-3;
     o.decay_all = false;
     std::vector<std::vector<float>> results;
-    struct RestoreIsa {
-      Isa saved = active_isa();
-      ~RestoreIsa() { set_isa(saved); }
-    } restore;
+    test::IsaGuard guard;
     // SGD's update is a kernel (kernels::SgdStep): the portable path (scalar fmaf) against the vector ones.
     for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16}) {
       if (!isa_supported(isa)) continue;

@@ -17,6 +17,7 @@
 #include "layers/lp_pool2d.hpp"
 #include "layers/max_pool2d.hpp"
 #include "tests/gradcheck.hpp"
+#include "tests/isa_guard.hpp"
 
 using namespace stride;
 using namespace stride::test;
@@ -556,10 +557,7 @@ TEST_CASE("2x2 stride-2 max pooling: first maximum, NaN and -inf as the definiti
           want_y[static_cast<size_t>(o)] = best;
           want_dx[static_cast<size_t>(plane * sh.H * sh.W + at)] += dy[o];
         }
-    struct RestoreIsa {
-      Isa saved = active_isa();
-      ~RestoreIsa() { set_isa(saved); }
-    } restore;
+    IsaGuard guard;
     int paths = 0;
     for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16}) {
       if (!isa_supported(isa)) continue;
