@@ -133,31 +133,27 @@ double measure_peak(double (*probe)(int64_t), Isa isa) {
   }
   return peak;
 }
+
+enum class Probe { fma, dpbf16 };
+
+// Measured once per (probe, path) for the life of the process (40 timed runs): `stride bench` reads a peak
+// several times per report.
+double cached_peak(Probe probe, Isa isa) {
+  static std::mutex mutex;
+  static double cache[2][4] = {};
+  std::lock_guard<std::mutex> lock(mutex);
+  double& peak = cache[static_cast<int>(probe)][static_cast<int>(isa)];
+  if (peak > 0) return peak;
+  const kernels::KernelTable* t = kernels::kernel_table(isa);
+  if (!t) throw ConfigError(std::string("this CPU cannot run the ") + isa_name(isa) + " path");
+  peak = measure_peak(probe == Probe::fma ? t->fma_probe : t->dpbf16_probe, isa);
+  return peak;
+}
 }  // namespace
 
-double fma_peak_gflops(Isa isa) {
-  static std::mutex mutex;
-  static double cache[4] = {0, 0, 0, 0};
-  std::lock_guard<std::mutex> lock(mutex);
-  double& peak = cache[static_cast<int>(isa)];
-  if (peak > 0) return peak;
-  const kernels::KernelTable* t = kernels::kernel_table(isa);
-  if (!t) throw ConfigError(std::string("this CPU cannot run the ") + isa_name(isa) + " path");
-  peak = measure_peak(t->fma_probe, isa);
-  return peak;
-}
+double fma_peak_gflops(Isa isa) { return cached_peak(Probe::fma, isa); }
 
-double bf16_peak_gflops(Isa isa) {
-  static std::mutex mutex;
-  static double cache[4] = {0, 0, 0, 0};
-  std::lock_guard<std::mutex> lock(mutex);
-  double& peak = cache[static_cast<int>(isa)];
-  if (peak > 0) return peak;
-  const kernels::KernelTable* t = kernels::kernel_table(isa);
-  if (!t) throw ConfigError(std::string("this CPU cannot run the ") + isa_name(isa) + " path");
-  peak = measure_peak(t->dpbf16_probe, isa);
-  return peak;
-}
+double bf16_peak_gflops(Isa isa) { return cached_peak(Probe::dpbf16, isa); }
 
 namespace kernels {
 
