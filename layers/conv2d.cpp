@@ -374,41 +374,77 @@ const ConvGeom& Conv2d::prepare(const Shape& in) {
   return geom_;
 }
 
-const float* Conv2d::column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const {
+Conv2d::SourceImage Conv2d::source_image(const float* xn, Scratch& sc, int64_t c0) const {
   const ConvGeom& g = geom_;
-  if (direct_) return xn + c0 * g.pq();
+  if (!prepad_) return SourceImage{xn + c0 * g.H * g.W, g.H, g.W, g.pad_h, g.pad_w};
+  pad_sample(xn, sc.padded.data(), g, PadTables{row_src_.data(), col_src_.data()});
+  const int64_t Hs = g.H + 2 * g.pad_h, Ws = g.W + 2 * g.pad_w;
+  return SourceImage{sc.padded.data() + c0 * Hs * Ws, Hs, Ws, 0, 0};
+}
+
+kernels::ShiftedSource Conv2d::shifted_columns(const SourceImage& im, int64_t channels) const {
+  const ConvGeom& g = geom_;
+  kernels::ShiftedSource s;
+  s.src = im.img;
+  s.C = channels;
+  s.Hs = im.Hs;
+  s.Ws = im.Ws;
+  s.S = g.S;
+  s.dw = g.dilation_w;
+  s.sw = g.stride_w;
+  s.top = im.top;
+  s.left = im.left;
+  s.rows = src_rows_;
+  s.Q = g.Q;
+  return s;
+}
+
+kernels::Im2col Conv2d::im2col_columns(const SourceImage& im, int64_t channels) const {
+  kernels::Im2col s = padded_input_geometry(geom_, im.Hs, im.Ws);
+  s.src = im.img;
+  s.C = channels;
+  s.top = im.top;
+  s.left = im.left;
+  return s;
+}
+
+kernels::ShiftedSource Conv2d::dx_shifted_source(const float* dyn) const {
+  const ConvGeom& g = geom_;
+  kernels::ShiftedSource s;
+  s.src = dyn;
+  s.C = g.K;
+  s.Hs = g.P;
+  s.Ws = g.Q;
+  s.S = g.S;
+  s.dw = g.dilation_w;
+  s.sw = 1;
+  s.top = dx_top();
+  s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
+  s.rows = dx_rows_;
+  s.Q = dx_w_;
+  return s;
+}
+
+void Conv2d::scatter_columns(const float* dcol, float* dxn, Scratch& sc) const {
+  const ConvGeom& g = geom_;
+  const bool padded = g.pad_h > 0 || g.pad_w > 0;
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
+  float* dxp = padded ? sc.dpadded.data() : dxn;
+  std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
+  kernels::kernels().col2im_add(padded_input_geometry(g, Hp, Wp), dcol, dxp);
+  if (padded) fold_sample(dxp, dxn, g, PadTables{row_src_.data(), col_src_.data()});
+}
+
+const float* Conv2d::column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const {
+  if (direct_) return xn + c0 * geom_.pq();
   const kernels::KernelTable& k = kernels::kernels();
-  const float* img = xn;
-  int64_t Hs = g.H, Ws = g.W, top = g.pad_h, left = g.pad_w;
-  if (prepad_) {
-    pad_sample(xn, sc.padded.data(), g, PadTables{row_src_.data(), col_src_.data()});
-    img = sc.padded.data();
-    Hs = g.H + 2 * g.pad_h;
-    Ws = g.W + 2 * g.pad_w;
-    top = left = 0;
-  }
-  img += c0 * Hs * Ws;
+  const SourceImage im = source_image(xn, sc, c0);
   if (shifted_) {
-    kernels::ShiftedSource s;
-    s.src = img;
-    s.C = c1 - c0;
-    s.Hs = Hs;
-    s.Ws = Ws;
-    s.S = g.S;
-    s.dw = g.dilation_w;
-    s.sw = g.stride_w;
-    s.top = top;
-    s.left = left;
-    s.rows = src_rows_;
-    s.Q = g.Q;
+    kernels::ShiftedSource s = shifted_columns(im, c1 - c0);
     s.out = sc.col.data();
     k.shifted_source(s);
   } else {
-    kernels::Im2col s = padded_input_geometry(g, Hs, Ws);
-    s.src = img;
-    s.C = c1 - c0;
-    s.top = top;
-    s.left = left;
+    kernels::Im2col s = im2col_columns(im, c1 - c0);
     s.out = sc.col.data();
     k.im2col(s);
   }
@@ -492,8 +528,6 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   if (dx) dx->resize(x.shape());
   const kernels::KernelTable& k = kernels::kernels();
   const PadTables t{row_src_.data(), col_src_.data()};
-  const bool padded = g.pad_h > 0 || g.pad_w > 0;
-  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
   const int64_t CRS = g.crs(), PQ = g.pq(), chw = g.C * g.H * g.W, KRS = g.K * g.R * g.S;
   const int64_t rows = CRS + (opt_.bias ? 1 : 0);
   const int64_t psize = rows * g.K;
@@ -615,18 +649,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         gm.ldc = PQ;
         k.rows_gemm(gm);
       } else if (dx_implicit_) {
-        kernels::ShiftedSource s;
-        s.src = dyn;
-        s.C = g.K;
-        s.Hs = g.P;
-        s.Ws = g.Q;
-        s.S = g.S;
-        s.dw = g.dilation_w;
-        s.sw = 1;
-        s.top = dx_top();
-        s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
-        s.rows = dx_rows_;
-        s.Q = dx_w_;
+        kernels::ShiftedSource s = dx_shifted_source(dyn);
         s.out = sc.col.data();
         k.shifted_source(s);
         float* out = prepad_ ? sc.dpadded.data() : dxn;
@@ -652,10 +675,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
         gm.c = sc.col.data();
         gm.ldc = PQ;
         k.rows_gemm(gm);
-        float* dxp = padded ? sc.dpadded.data() : dxn;
-        std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
-        k.col2im_add(padded_input_geometry(g, Hp, Wp), sc.col.data(), dxp);
-        if (padded) fold_sample(dxp, dxn, g, t);
+        scatter_columns(sc.col.data(), dxn, sc);
       }
     }
   });
@@ -776,36 +796,11 @@ const uint32_t* Conv2d::pair_source(const float* xn, Scratch& sc) const {
                    out + c2 * g.pq());
     return out;
   }
-  const float* img = xn;
-  int64_t Hs = g.H, Ws = g.W, top = g.pad_h, left = g.pad_w;
-  if (prepad_) {
-    pad_sample(xn, sc.padded.data(), g, PadTables{row_src_.data(), col_src_.data()});
-    img = sc.padded.data();
-    Hs = g.H + 2 * g.pad_h;
-    Ws = g.W + 2 * g.pad_w;
-    top = left = 0;
-  }
-  if (shifted_) {
-    kernels::ShiftedSource s;
-    s.src = img;
-    s.C = g.C;
-    s.Hs = Hs;
-    s.Ws = Ws;
-    s.S = g.S;
-    s.dw = g.dilation_w;
-    s.sw = g.stride_w;
-    s.top = top;
-    s.left = left;
-    s.rows = src_rows_;
-    s.Q = g.Q;
-    k.shifted_source_bf16(s, out, sc.tmp2.data());
-  } else {
-    kernels::Im2col s = padded_input_geometry(g, Hs, Ws);
-    s.src = img;
-    s.top = top;
-    s.left = left;
-    k.im2col_bf16(s, out, sc.tmp2.data());
-  }
+  const SourceImage im = source_image(xn, sc, 0);
+  if (shifted_)
+    k.shifted_source_bf16(shifted_columns(im, g.C), out, sc.tmp2.data());
+  else
+    k.im2col_bf16(im2col_columns(im, g.C), out, sc.tmp2.data());
   return out;
 }
 
@@ -880,8 +875,6 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   if (dx) dx->resize(x.shape());
   const kernels::KernelTable& k = kernels::kernels();
   const PadTables t{row_src_.data(), col_src_.data()};
-  const bool padded = g.pad_h > 0 || g.pad_w > 0;
-  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w;
   const int64_t CRS = g.crs(), PQ = g.pq(), PQ2 = (PQ + 1) / 2, chw = g.C * g.H * g.W, RS = g.R * g.S;
   const int64_t K2 = (g.K + 1) / 2;
   const int64_t rows = CRS + (opt_.bias ? 1 : 0);
@@ -960,19 +953,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
       gm.init = kernels::Start::zero;
       gm.a_packed = wdxpack2_.data();
       if (dx_implicit_) {
-        kernels::ShiftedSource s;
-        s.src = dyn;
-        s.C = g.K;
-        s.Hs = g.P;
-        s.Ws = g.Q;
-        s.S = g.S;
-        s.dw = g.dilation_w;
-        s.sw = 1;
-        s.top = dx_top();
-        s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
-        s.rows = dx_rows_;
-        s.Q = dx_w_;
-        k.shifted_source_bf16(s, sc.pairs.data(), sc.tmp2.data());
+        k.shifted_source_bf16(dx_shifted_source(dyn), sc.pairs.data(), sc.tmp2.data());
         float* out = prepad_ ? sc.dpadded.data() : dxn;
         gm.M = g.C;
         gm.N = dx_h_ * dx_w_;
@@ -1004,10 +985,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
         gm.c = sc.col.data();
         gm.ldc = PQ;
         k.rows_gemm_bf16(gm);
-        float* dxp = padded ? sc.dpadded.data() : dxn;
-        std::fill(dxp, dxp + g.C * Hp * Wp, 0.0f);
-        k.col2im_add(padded_input_geometry(g, Hp, Wp), sc.col.data(), dxp);
-        if (padded) fold_sample(dxp, dxn, g, t);
+        scatter_columns(sc.col.data(), dxn, sc);
       }
     }
   });

@@ -96,6 +96,21 @@ class Conv2d final : public Layer {
   // The rows of input channels [c0, c1) only: row crs of them at source + boff_[crs] - boff_[c0 R S].
   const float* column_source(const float* xn, Scratch& sc) const { return column_source(xn, sc, 0, geom_.C); }
   const float* column_source(const float* xn, Scratch& sc, int64_t c0, int64_t c1) const;
+  // The image a column source reads from input channel c0 on: x_n itself with zeros top/left rows and
+  // columns around it (zeros padding), or its padded copy in sc.padded (other boundaries). The fp32 and bf16
+  // sources below are built from it alike and differ only in the kernel that fills them (out left unset).
+  struct SourceImage {
+    const float* img;
+    int64_t Hs, Ws, top, left;
+  };
+  SourceImage source_image(const float* xn, Scratch& sc, int64_t c0) const;
+  kernels::ShiftedSource shifted_columns(const SourceImage& im, int64_t channels) const;
+  kernels::Im2col im2col_columns(const SourceImage& im, int64_t channels) const;
+  // The implicit input gradient's source: dy_n shifted, dx_top() rows of zeros above it (out left unset).
+  kernels::ShiftedSource dx_shifted_source(const float* dyn) const;
+  // The strided input gradient's last step: dcol (C*R*S, P*Q) added onto a zeroed (padded) plane, whose
+  // border is then folded back onto dx_n (overwritten).
+  void scatter_columns(const float* dcol, float* dxn, Scratch& sc) const;
   // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
   // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
   // The fp32 weight-gradient partials (partials_) when wgrad_transposed_.
