@@ -226,6 +226,29 @@ struct LocalHeap {
   std::vector<uint8_t> data;
 };
 
+// A version-1 B-tree node's header (III.A.1): signature, node type (0: group, 1: chunk), level and entries
+// used, checked against the level its parent implies (-1 at the root: any) and the node's 2K entries; the
+// sibling addresses are read past (the walk goes down from the root only).
+struct BtreeNodeHeader {
+  int level;
+  uint64_t used;
+};
+
+BtreeNodeHeader read_btree_node_header(Cursor& c, int node_type, int expected_level, uint64_t two_k) {
+  if (std::memcmp(c.take(4, "signature"), "TREE", 4) != 0) c.fail("expected the TREE signature");
+  if (c.u8("node type") != node_type)
+    c.fail(node_type == 0 ? "a chunk B-tree node where a group node belongs"
+                          : "a group B-tree node where a chunk node belongs");
+  const int level = c.u8("node level");
+  const uint64_t used = c.u16("entries used");
+  if (expected_level >= 0 && level != expected_level)
+    c.fail("level " + num(static_cast<uint64_t>(level)) + ", expected " + num(static_cast<uint64_t>(expected_level)));
+  if (used > two_k) c.fail(num(used) + " entries in a node of " + num(two_k));
+  c.address("left sibling");
+  c.address("right sibling");
+  return BtreeNodeHeader{level, used};
+}
+
 // One chunk as an index records it.
 struct ChunkRecord {
   std::array<uint64_t, kMaxRank> offset{};
@@ -1038,15 +1061,7 @@ void Walker::walk_group_btree(uint64_t address, int expected_level, const LocalH
   const uint64_t so = static_cast<uint64_t>(f_.offset_size), sl = static_cast<uint64_t>(f_.length_size);
   const std::vector<uint8_t> node = read(at, 8 + 2 * so + (two_k + 1) * sl + two_k * so, node_place, "the node");
   Cursor c(f_, node_place, node.data(), node.size(), at);
-  if (std::memcmp(c.take(4, "signature"), "TREE", 4) != 0) c.fail("expected the TREE signature");
-  if (c.u8("node type") != 0) c.fail("a chunk B-tree node where a group node belongs");
-  const int level = c.u8("node level");
-  const uint64_t used = c.u16("entries used");
-  if (expected_level >= 0 && level != expected_level)
-    c.fail("level " + num(static_cast<uint64_t>(level)) + ", expected " + num(static_cast<uint64_t>(expected_level)));
-  if (used > two_k) c.fail(num(used) + " entries in a node of " + num(two_k));
-  c.address("left sibling");
-  c.address("right sibling");
+  const auto [level, used] = read_btree_node_header(c, 0, expected_level, two_k);
   for (uint64_t i = 0; i <= used; ++i) {
     const uint64_t key_at = c.at();
     heap_name(heap, c.length("key (name offset)"), node_place, key_at);
@@ -1275,15 +1290,7 @@ void Walker::walk_chunk_btree(uint64_t address, int expected_level, const Layout
   const uint64_t key = 8 + 8 * (static_cast<uint64_t>(rank) + 1);
   const std::vector<uint8_t> node = read(at, 8 + 2 * so + (two_k + 1) * key + two_k * so, node_place, "the node");
   Cursor c(f_, node_place, node.data(), node.size(), at);
-  if (std::memcmp(c.take(4, "signature"), "TREE", 4) != 0) c.fail("expected the TREE signature");
-  if (c.u8("node type") != 1) c.fail("a group B-tree node where a chunk node belongs");
-  const int level = c.u8("node level");
-  const uint64_t used = c.u16("entries used");
-  if (expected_level >= 0 && level != expected_level)
-    c.fail("level " + num(static_cast<uint64_t>(level)) + ", expected " + num(static_cast<uint64_t>(expected_level)));
-  if (used > two_k) c.fail(num(used) + " entries in a node of " + num(two_k));
-  c.address("left sibling");
-  c.address("right sibling");
+  const auto [level, used] = read_btree_node_header(c, 1, expected_level, two_k);
   for (uint64_t i = 0; i < used; ++i) {
     const uint64_t key_at = c.at();
     ChunkRecord r;

@@ -267,6 +267,15 @@ TEST_CASE("hdf5 structure: crafted checkpoints are refused before libhdf5 reads 
   CHECK(contains(msg, "group B-tree node at byte " + std::to_string(sb.root_btree)));
   CHECK(contains(msg, "a node reached twice"));
 
+  // The root group's B-tree node typed as a chunk node, and one promising more entries than a node holds (2K =
+  // 32 for the default group K of 16): each is refused at its field.
+  msg = crafted("btree_node_type.h5", [&](auto& b) { b.at(sb.root_btree + 4) = 1; });
+  CHECK(contains(msg, "group B-tree node at byte " + std::to_string(sb.root_btree + 5)));
+  CHECK(contains(msg, "a chunk B-tree node where a group node belongs"));
+  msg = crafted("btree_entries.h5", [&](auto& b) { put(b, sb.root_btree + 6, 2, 0xFFFF); });
+  CHECK(contains(msg, "group B-tree node at byte " + std::to_string(sb.root_btree + 8)));
+  CHECK(contains(msg, "65535 entries in a node of 32"));
+
   // A continuation message pointing back at its own object header's chunk.
   msg = crafted("continuation_cycle.h5", [&](auto& b) {
     const uint64_t header = sb.root_header;
