@@ -384,19 +384,8 @@ Conv2d::SourceImage Conv2d::source_image(const float* xn, Scratch& sc, int64_t c
 
 kernels::ShiftedSource Conv2d::shifted_columns(const SourceImage& im, int64_t channels) const {
   const ConvGeom& g = geom_;
-  kernels::ShiftedSource s;
-  s.src = im.img;
-  s.C = channels;
-  s.Hs = im.Hs;
-  s.Ws = im.Ws;
-  s.S = g.S;
-  s.dw = g.dilation_w;
-  s.sw = g.stride_w;
-  s.top = im.top;
-  s.left = im.left;
-  s.rows = src_rows_;
-  s.Q = g.Q;
-  return s;
+  return kernels::ShiftedSource{.src = im.img, .C = channels, .Hs = im.Hs, .Ws = im.Ws, .S = g.S, .dw = g.dilation_w,
+                                .sw = g.stride_w, .top = im.top, .left = im.left, .rows = src_rows_, .Q = g.Q};
 }
 
 kernels::Im2col Conv2d::im2col_columns(const SourceImage& im, int64_t channels) const {
@@ -410,19 +399,9 @@ kernels::Im2col Conv2d::im2col_columns(const SourceImage& im, int64_t channels) 
 
 kernels::ShiftedSource Conv2d::dx_shifted_source(const float* dyn) const {
   const ConvGeom& g = geom_;
-  kernels::ShiftedSource s;
-  s.src = dyn;
-  s.C = g.K;
-  s.Hs = g.P;
-  s.Ws = g.Q;
-  s.S = g.S;
-  s.dw = g.dilation_w;
-  s.sw = 1;
-  s.top = dx_top();
-  s.left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w);
-  s.rows = dx_rows_;
-  s.Q = dx_w_;
-  return s;
+  return kernels::ShiftedSource{.src = dyn, .C = g.K, .Hs = g.P, .Ws = g.Q, .S = g.S, .dw = g.dilation_w, .sw = 1,
+                                .top = dx_top(), .left = (g.S - 1) * g.dilation_w - (prepad_ ? 0 : g.pad_w),
+                                .rows = dx_rows_, .Q = dx_w_};
 }
 
 void Conv2d::scatter_columns(const float* dcol, float* dxn, Scratch& sc) const {
