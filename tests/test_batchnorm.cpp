@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -10,6 +9,7 @@
 #include "framework/core/layer_config.hpp"
 #include "framework/core/parallel.hpp"
 #include "layers/batchnorm.hpp"
+#include "tests/expect_error.hpp"
 #include "tests/gradcheck.hpp"
 
 using namespace stride;
@@ -17,6 +17,7 @@ using stride::test::check_gradients;
 using stride::test::LayerParams;
 using stride::test::random_tensor;
 using stride::test::tensor_from;
+using stride::test::thrown_message;
 
 namespace {
 
@@ -29,15 +30,6 @@ void set_tiny_params(LayerParams& p) {
   p.value("bias") = {0.5f, -1.0f};
   p.value("running_mean") = {0.0f, 0.0f};
   p.value("running_var") = {1.0f, 1.0f};
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 }  // namespace
@@ -174,12 +166,12 @@ TEST_CASE("batchnorm: shape and config errors name the layer") {
   BatchNorm bn("bn1", BatchNormKind::d2, BatchNormOptions{});
   LayerParams params(bn, Shape{2, 2, 1, 2});
   Tensor y;
-  CHECK(message_of([&] { bn.forward(Tensor(Shape{2, 3, 1, 2}), y, RunContext{}); }) ==
+  CHECK(thrown_message<Error>([&] { bn.forward(Tensor(Shape{2, 3, 1, 2}), y, RunContext{}); }) ==
         "bn1: expected input with 2 channels, got (N=2, C=3, H=1, W=2)");
-  CHECK(message_of([&] { bn.output_shape(Shape{2, 2}); }) ==
+  CHECK(thrown_message<Error>([&] { bn.output_shape(Shape{2, 2}); }) ==
         "bn1: expected input of rank 4 (N, C, H, W), got (N=2, F=2)");
   BatchNorm bn1d("bn2", BatchNormKind::d1, BatchNormOptions{});
-  CHECK(message_of([&] { bn1d.output_shape(Shape{2, 2, 1, 1}); }) ==
+  CHECK(thrown_message<Error>([&] { bn1d.output_shape(Shape{2, 2, 1, 1}); }) ==
         "bn2: expected input of rank 2 (N, C), got (N=2, C=2, H=1, W=1)");
   LayerParams p1(bn1d, Shape{1, 2});
   CHECK_THROWS_AS(bn1d.forward(Tensor(Shape{1, 2}), y, RunContext{Mode::train}), ShapeError);  // 1 value per channel

@@ -11,16 +11,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "framework/core/errors.hpp"
 #include "io/checkpoint.hpp"
 #include "io/checkpoint_dir.hpp"
+#include "tests/expect_error.hpp"
 #include "tests/temp_dir.hpp"
 
 using namespace stride;
+using stride::test::io_error;
 namespace fs = std::filesystem;
 
 namespace {
@@ -90,15 +91,6 @@ void check_equal(const Checkpoint& a, const Checkpoint& b) {
     CHECK(arr.shape == b.optimizer.at(name).shape);
     CHECK(arr.values == b.optimizer.at(name).values);
   }
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const IoError& e) {
-    return e.what();
-  }
-  return "(no IoError)";
 }
 
 void flip_byte(const std::string& path, uint64_t offset) {
@@ -175,7 +167,7 @@ TEST_CASE("checkpoint: a truncated file is a clear IoError naming the file") {
     CAPTURE(keep);
     write_checkpoint(path, sample_checkpoint(7, 75 * 40));
     fs::resize_file(path, keep);
-    const std::string msg = error_of([&] { read_checkpoint(path); });
+    const std::string msg = io_error([&] { read_checkpoint(path); });
     CHECK(msg.find(path) == 0);
     CHECK(msg != "(no IoError)");
   }
@@ -193,7 +185,7 @@ TEST_CASE("checkpoint: a flipped byte inside a dataset's data fails its Fletcher
     REQUIRE(where.size > 4);  // the data plus the 4-byte checksum
     REQUIRE(where.offset + where.size <= fs::file_size(path));
     flip_byte(path, where.offset + (where.size - 4) / 2);
-    const std::string msg = error_of([&] { read_checkpoint(path); });
+    const std::string msg = io_error([&] { read_checkpoint(path); });
     CHECK(msg.find(path) == 0);
     CHECK(msg.find(dataset) != std::string::npos);
     CHECK(msg.find("checksum") != std::string::npos);
@@ -205,11 +197,11 @@ TEST_CASE("checkpoint: wrong format or version is rejected with what was expecte
   Checkpoint c = sample_checkpoint(3);
   c.version = 99;
   write_checkpoint(tmp / "v.h5", c);
-  std::string msg = error_of([&] { read_checkpoint(tmp / "v.h5"); });
+  std::string msg = io_error([&] { read_checkpoint(tmp / "v.h5"); });
   CHECK(msg.find("attribute 'version': expected 1..2, got 99 (written by a newer stride)") != std::string::npos);
   c.version = 0;
   write_checkpoint(tmp / "v.h5", c);
-  msg = error_of([&] { read_checkpoint(tmp / "v.h5"); });
+  msg = io_error([&] { read_checkpoint(tmp / "v.h5"); });
   CHECK(msg.find("got 0") != std::string::npos);
   // Version 1 (weights, no /progress) still loads, without progress.
   c.version = 1;
@@ -222,12 +214,12 @@ TEST_CASE("checkpoint: wrong format or version is rejected with what was expecte
   // A version-2 file without /progress is malformed.
   c.version = 2;
   write_checkpoint(tmp / "v2.h5", c);
-  msg = error_of([&] { read_checkpoint(tmp / "v2.h5"); });
+  msg = io_error([&] { read_checkpoint(tmp / "v2.h5"); });
   CHECK(msg.find("missing group /progress") != std::string::npos);
   // Not HDF5 at all, and a missing file.
   std::ofstream(tmp / "text.h5") << "hello";
-  CHECK(error_of([&] { read_checkpoint(tmp / "text.h5"); }).find("not an HDF5 file") != std::string::npos);
-  CHECK(error_of([&] { read_checkpoint(tmp / "none.h5"); }).find("no such checkpoint file") != std::string::npos);
+  CHECK(io_error([&] { read_checkpoint(tmp / "text.h5"); }).find("not an HDF5 file") != std::string::npos);
+  CHECK(io_error([&] { read_checkpoint(tmp / "none.h5"); }).find("no such checkpoint file") != std::string::npos);
 }
 
 TEST_CASE("checkpoint: resuming from a run directory falls back past corrupt newer checkpoints with warnings") {
@@ -247,11 +239,12 @@ TEST_CASE("checkpoint: resuming from a run directory falls back past corrupt new
   CHECK(r.warnings[1].find("step-000000004.h5") != std::string::npos);
   CHECK(r.warnings[1].find("checksum") != std::string::npos);
   // Naming the corrupt file itself is an error, not a fallback.
-  CHECK(error_of([&] { find_resume_point((ck / "step-000000004.h5").string()); }).find("checksum") != std::string::npos);
+  CHECK(io_error([&] { find_resume_point((ck / "step-000000004.h5").string()); }).find("checksum") !=
+        std::string::npos);
   // Nothing usable at all.
   fs::remove(ck / "step-000000002.h5");
-  CHECK(error_of([&] { find_resume_point(tmp.path.string()); }).find("no readable checkpoint") != std::string::npos);
-  CHECK(error_of([&] { find_resume_point(tmp / "missing"); }).find("no such run directory") != std::string::npos);
+  CHECK(io_error([&] { find_resume_point(tmp.path.string()); }).find("no readable checkpoint") != std::string::npos);
+  CHECK(io_error([&] { find_resume_point(tmp / "missing"); }).find("no such run directory") != std::string::npos);
 }
 
 TEST_CASE("checkpoint: a write that hits the file-size limit (disk full) fails cleanly and keeps the old checkpoint") {
@@ -280,11 +273,11 @@ TEST_CASE("checkpoint: a write that hits the file-size limit (disk full) fails c
       }
     } limit(64 * 1024);
     const Checkpoint big = sample_checkpoint(20, 75 * 4000);
-    const std::string msg = error_of([&] { dir.save(big, 3); });
+    const std::string msg = io_error([&] { dir.save(big, 3); });
     CHECK(msg.find("step-000000020.h5: checkpoint not written") != std::string::npos);
     CHECK(msg.find("earlier file is untouched") != std::string::npos);
     // Overwriting an existing file fails the same way.
-    CHECK(error_of([&] { write_checkpoint(final_path, big); }).find("checkpoint not written") != std::string::npos);
+    CHECK(io_error([&] { write_checkpoint(final_path, big); }).find("checkpoint not written") != std::string::npos);
   }
   // No temporary left behind, no new file, latest unchanged, the old files intact.
   CHECK_FALSE(any_temporaries(tmp.path / "checkpoints"));

@@ -15,6 +15,7 @@
 #include "framework/core/parallel.hpp"
 #include "framework/core/bf16.hpp"
 #include "layers/conv2d.hpp"
+#include "tests/expect_error.hpp"
 #include "tests/gradcheck.hpp"
 
 using namespace stride;
@@ -22,6 +23,7 @@ using stride::test::check_gradients;
 using stride::test::LayerParams;
 using stride::test::random_tensor;
 using stride::test::tensor_from;
+using stride::test::thrown_message;
 
 namespace {
 
@@ -104,16 +106,6 @@ Reference reference_conv(const Tensor& x, const std::vector<float>& w, const std
           ref.y[yi] = acc;
         }
   return ref;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 }  // namespace
@@ -537,22 +529,23 @@ TEST_CASE("conv2d: output shape, parameter specs and FLOPs") {
 
 TEST_CASE("conv2d: shape errors name the layer, the expectation and the shape found") {
   Conv2d conv("conv1", conv_opts(8, 5, 5, Padding::zeros, 0, 0, true));
-  CHECK(error_of([&] {
+  CHECK(thrown_message<Error>([&] {
           conv.output_shape(Shape{2, 784});
         }) == "conv1: expected a rank-4 input (N, C, H, W), got (N=2, F=784)");
   CHECK_THROWS_AS(conv.output_shape(Shape{2, 784}), ShapeError);
   CHECK_THROWS_AS(conv.output_shape(Shape{1, 1, 3, 3}), ShapeError);
-  CHECK(error_of([&] { conv.output_shape(Shape{1, 1, 3, 3}); }).starts_with("conv1: kernel 5x5"));
-  CHECK(error_of([&] { conv.output_shape(Shape{1, 1, 3, 3}); }).find("(N=1, C=1, H=3, W=3)") != std::string::npos);
+  CHECK(thrown_message<Error>([&] { conv.output_shape(Shape{1, 1, 3, 3}); }).starts_with("conv1: kernel 5x5"));
+  CHECK(thrown_message<Error>([&] { conv.output_shape(Shape{1, 1, 3, 3}); }).find("(N=1, C=1, H=3, W=3)") !=
+        std::string::npos);
 
   Tensor y;
-  CHECK(error_of([&] {
+  CHECK(thrown_message<Error>([&] {
           conv.forward(Tensor(Shape{2, 3, 32, 32}), y, RunContext{});
         }) == "conv1: forward/backward called before bind");
 
   LayerParams params(conv, Shape{2, 3, 32, 32});
   CHECK_THROWS_AS(conv.forward(Tensor(Shape{2, 1, 28, 28}), y, RunContext{}), ShapeError);
-  CHECK(error_of([&] {
+  CHECK(thrown_message<Error>([&] {
           conv.forward(Tensor(Shape{2, 1, 28, 28}), y, RunContext{});
         }) == "conv1: expected input with 3 channels, got (N=2, C=1, H=28, W=28)");
   CHECK_THROWS_AS(conv.output_shape(Shape{2, 1, 28, 28}), ShapeError);
@@ -560,24 +553,25 @@ TEST_CASE("conv2d: shape errors name the layer, the expectation and the shape fo
   const Tensor x(Shape{2, 3, 8, 8});
   conv.forward(x, y, RunContext{});
   Tensor dx;
-  CHECK(error_of([&] {
+  CHECK(thrown_message<Error>([&] {
           conv.backward(x, y, Tensor(Shape{2, 8, 4, 5}), &dx, RunContext{});
         }) == "conv1: expected output gradient (N=2, C=8, H=4, W=4), got (N=2, C=8, H=4, W=5)");
 
   Conv2d refl("refl", conv_opts(1, 3, 3, Padding::reflect, 2, 1, true));
   CHECK(refl.output_shape(Shape{1, 1, 3, 3}) == Shape({1, 1, 5, 3}));
   CHECK_THROWS_AS(refl.output_shape(Shape{1, 1, 2, 3}), ShapeError);
-  CHECK(error_of([&] {
+  CHECK(thrown_message<Error>([&] {
           refl.output_shape(Shape{1, 1, 2, 3});
         }) == "refl: padding 'reflect' needs pad < input size, got pad 2x1 for input (N=1, C=1, H=2, W=3)");
   Conv2d circ("circ", conv_opts(1, 3, 3, Padding::circular, 1, 3, true));
   CHECK(circ.output_shape(Shape{1, 1, 3, 3}) == Shape({1, 1, 3, 7}));
   CHECK_THROWS_AS(circ.output_shape(Shape{1, 1, 3, 2}), ShapeError);
-  CHECK(error_of([&] { circ.output_shape(Shape{1, 1, 3, 2}); }).starts_with("circ: padding 'circular' needs pad <="));
+  CHECK(thrown_message<Error>([&] { circ.output_shape(Shape{1, 1, 3, 2}); })
+            .starts_with("circ: padding 'circular' needs pad <="));
 }
 
 TEST_CASE("conv2d: option errors are ConfigErrors naming the layer") {
-  auto bad = [](Conv2dOptions o) { return error_of([&] { Conv2d("convX", o); }); };
+  auto bad = [](Conv2dOptions o) { return thrown_message<Error>([&] { Conv2d("convX", o); }); };
   Conv2dOptions o = conv_opts(4, 3, 3, Padding::zeros, 1, 1, true);
   CHECK_THROWS_AS(Conv2d("convX", o = conv_opts(0, 3, 3, Padding::zeros, 1, 1, true)), ConfigError);
   CHECK(bad(conv_opts(0, 3, 3, Padding::zeros, 1, 1, true)) == "convX: expected out_channels >= 1, got 0");
@@ -632,23 +626,23 @@ TEST_CASE("conv2d: from_config reads every key, applies defaults and rejects unk
   auto typo = LayerConfig::parse(R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": 5, "kernal": 3})",
                                  "model.json");
   CHECK_THROWS_AS(Conv2d::from_config(typo), ConfigError);
-  CHECK(error_of([&] { Conv2d::from_config(typo); }) ==
+  CHECK(thrown_message<Error>([&] { Conv2d::from_config(typo); }) ==
         "model.json: layer 'conv1' (conv2d): unknown field(s) 'kernal'");
 
   auto no_kernel = LayerConfig::parse(R"({"name": "conv1", "type": "conv2d", "out_channels": 8})", "model.json");
-  CHECK(error_of([&] { Conv2d::from_config(no_kernel); }) ==
+  CHECK(thrown_message<Error>([&] { Conv2d::from_config(no_kernel); }) ==
         "model.json: layer 'conv1' (conv2d): missing required field 'kernel'");
   auto bad_mode = LayerConfig::parse(
       R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "mirror"})", "model.json");
   CHECK_THROWS_AS(Conv2d::from_config(bad_mode), ConfigError);
-  CHECK(error_of([&] { Conv2d::from_config(bad_mode); }).find("conv1") != std::string::npos);
+  CHECK(thrown_message<Error>([&] { Conv2d::from_config(bad_mode); }).find("conv1") != std::string::npos);
   auto bad_valid = LayerConfig::parse(
       R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": 3, "padding": "valid", "pad": 1})");
-  CHECK(error_of([&] { Conv2d::from_config(bad_valid); }) ==
+  CHECK(thrown_message<Error>([&] { Conv2d::from_config(bad_valid); }) ==
         "spec: layer 'conv1' (conv2d): padding 'valid' expects pad 0, got 1x1");
   auto zero_kernel =
       LayerConfig::parse(R"({"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel": [0, 3]})", "model.json");
-  CHECK(error_of([&] { Conv2d::from_config(zero_kernel); }) ==
+  CHECK(thrown_message<Error>([&] { Conv2d::from_config(zero_kernel); }) ==
         "model.json: layer 'conv1' (conv2d): expected kernel >= 1, got 0x3");
 }
 

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,6 +11,7 @@
 #include "framework/core/parallel.hpp"
 #include "layers/flatten.hpp"
 #include "layers/linear.hpp"
+#include "tests/expect_error.hpp"
 #include "tests/gradcheck.hpp"
 
 using namespace stride;
@@ -19,19 +19,11 @@ using stride::test::check_gradients;
 using stride::test::LayerParams;
 using stride::test::random_tensor;
 using stride::test::tensor_from;
+using stride::test::thrown_message;
 
 namespace {
 
 bool same_bits(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 }  // namespace
 
@@ -233,10 +225,11 @@ TEST_CASE("linear: shape and config errors name the layer") {
   Linear fc("ip1", LinearOptions{4});
   LayerParams params(fc, Shape{2, 3});
   Tensor y;
-  CHECK(message_of([&] { fc.forward(Tensor(Shape{2, 4}), y, RunContext{}); }) ==
+  CHECK(thrown_message<Error>([&] { fc.forward(Tensor(Shape{2, 4}), y, RunContext{}); }) ==
         "ip1: expected input with 3 features per sample, got (N=2, F=4)");
   CHECK_THROWS_AS(fc.forward(Tensor(Shape{2, 4}), y, RunContext{}), ShapeError);
-  CHECK(message_of([&] { fc.output_shape(Shape{6}); }) == "ip1: expected input of rank >= 2 (N, ...), got (6)");
+  CHECK(thrown_message<Error>([&] { fc.output_shape(Shape{6}); }) ==
+        "ip1: expected input of rank >= 2 (N, ...), got (6)");
 
   auto built = Linear::from_config(LayerConfig::parse(R"({"name": "ip2", "type": "linear", "out_features": 10,
                                                           "bias": false, "init": "xavier_uniform"})"));
@@ -262,7 +255,8 @@ TEST_CASE("flatten: (N, C, H, W) -> (N, C*H*W) copies values in NCHW order, back
   CHECK(flat.type() == "flatten");
   CHECK(flat.output_shape(Shape{2, 3, 4, 5}) == Shape{2, 60});
   CHECK(flat.output_shape(Shape{2, 7}) == Shape{2, 7});
-  CHECK(message_of([&] { flat.output_shape(Shape{6}); }) == "flat: expected input of rank >= 2 (N, ...), got (6)");
+  CHECK(thrown_message<Error>([&] { flat.output_shape(Shape{6}); }) ==
+        "flat: expected input of rank >= 2 (N, ...), got (6)");
   const Tensor x = random_tensor(Shape{2, 3, 2, 2}, 5);
   Tensor y;
   flat.forward(x, y, RunContext{});
