@@ -784,13 +784,6 @@ const uint32_t* Conv2d::pair_source(const float* xn, Scratch& sc) const {
 }
 
 namespace {
-// Whether `from` holds exactly the n values at w (the weight a pack was made from); if not, it takes them.
-bool packed_from(std::vector<float>& from, const float* w, size_t n) {
-  if (from.size() == n && std::memcmp(from.data(), w, n * sizeof(float)) == 0) return true;
-  from.assign(w, w + n);
-  return false;
-}
-
 // A (M, ...) fp32 matrix whose reduction index is (pair p, half h) for p < pairs, h < 2, element at
 // src(m, p, h) (0 where `valid` says the half is padding), packed as bf16 pairs for rows_gemm_bf16.
 template <typename At>
@@ -815,7 +808,7 @@ void Conv2d::forward_bf16(const Tensor& x, Tensor& y) {
   const int64_t C2 = (g.C + 1) / 2, RS = g.R * g.S, PQ = g.pq(), chw = g.C * g.H * g.W, CRS = g.crs();
   const float* w = weight_.value.data();
   // Weight (k; c2, r, s; h) = W[k][2 c2 + h][r][s].
-  if (!packed_from(wpack2_of_, w, weight_.value.size())) {
+  if (!same_or_copy(wpack2_of_, w, weight_.value.size())) {
     pack_pairs_of(g.K, C2 * RS, wre_, wpack2_, [&](int64_t m, int64_t p, int64_t h) {
       const int64_t c = 2 * (p / RS) + h;
       return c < g.C ? w[m * CRS + c * RS + p % RS] : 0.0f;
@@ -862,7 +855,7 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   const int64_t chunks = chunk_count(g.N, kBatchChunk);
   partials_.resize(Shape{chunks, psize});
   const float* w = weight_.value.data();
-  const bool dx_packed = !dx || packed_from(wdxpack2_of_, w, weight_.value.size());
+  const bool dx_packed = !dx || same_or_copy(wdxpack2_of_, w, weight_.value.size());
   if (!dx_packed && dx_implicit_) {
     // Flipped weight over output-channel pairs: (c; k2, r', s'; h) = W[2 k2 + h][c][R-1-r'][S-1-s'].
     pack_pairs_of(g.C, K2 * RS, wre_, wdxpack2_, [&](int64_t c, int64_t p, int64_t h) {

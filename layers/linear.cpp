@@ -143,14 +143,6 @@ void tiled_gemm_bf16(const std::vector<uint32_t>& a, const uint32_t* b, int64_t 
   });
 }
 
-// Whether `from` holds exactly the n values at w; if not, it takes them (and the caller rebuilds what it made
-// from them).
-bool same_values(std::vector<float>& from, const float* w, size_t n) {
-  if (from.size() == n && std::memcmp(from.data(), w, n * sizeof(float)) == 0) return true;
-  from.assign(w, w + n);
-  return false;
-}
-
 // B (K x N) as pair rows over K: out[kp * N + j] = bf16_pair(src[2kp][j], src[2kp + 1][j]) (rows of stride ld).
 void pair_rows(const float* src, int64_t ld, int64_t K, int64_t N, std::vector<uint32_t>& out) {
   const int64_t KP = (K + 1) / 2;
@@ -230,7 +222,7 @@ void Linear::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
     // y = x W^T + b: x packed in row blocks, W^T as pairs over the input features (W's rows read in pairs).
     pack_row_blocks(x.data(), g.in, false, g.N, g.in, apack_);
     const float* w = weight_.value.data();
-    if (!same_values(wt_pairs_of_, w, weight_.value.size())) {
+    if (!same_or_copy(wt_pairs_of_, w, weight_.value.size())) {
       wt_pairs_.resize(static_cast<size_t>((g.in + 1) / 2 * g.out));
       uint32_t* bp = wt_pairs_.data();
       parallel_for((g.in + 1) / 2, kTransposeBlock, [&](int64_t p0, int64_t p1) {
@@ -274,7 +266,7 @@ void Linear::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* 
       // dx (N, in) = dy (N, out) W (out, in), pairs over the output features.
       dx->resize(x.shape());
       pack_row_blocks(dy.data(), g.out, false, g.N, g.out, apack_);
-      if (!same_values(w_pairs_of_, weight_.value.data(), weight_.value.size()))
+      if (!same_or_copy(w_pairs_of_, weight_.value.data(), weight_.value.size()))
         pair_rows(weight_.value.data(), g.in, g.out, g.in, w_pairs_);
       tiled_gemm_bf16(apack_, w_pairs_.data(), g.in, g.N, g.in, (g.out + 1) / 2, dx->data(), g.in, Start::zero, nullptr);
     }

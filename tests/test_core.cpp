@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstring>
+#include <utility>
 #include <vector>
 
 #include "framework/core/errors.hpp"
@@ -77,6 +80,36 @@ TEST_CASE("parallel_chunks covers every index once with fixed boundaries") {
     for (size_t c = 0; c < starts.size(); ++c) CHECK(starts[c] == static_cast<int64_t>(c) * 64);
   }
   CHECK_THROWS_AS(ThreadLimit(0), ConfigError);
+}
+
+TEST_CASE("same_or_copy: bit-for-bit comparison, and the copy taken whole when anything differs") {
+  // Several of its 16384-float blocks and a partial last one; differences in the first, a middle and the
+  // last block, and ones only the bits show (the sign of a zero, a NaN's payload).
+  const size_t n = 3 * 16384 + 77;
+  std::vector<float> src(n);
+  for (size_t i = 0; i < n; ++i) src[i] = static_cast<float>(i) * 0.25f - 1000.0f;
+  run_with_threads(3, [&] {
+    std::vector<float> copy;
+    CHECK_FALSE(same_or_copy(copy, src.data(), n));  // empty: takes the values
+    CHECK(copy == src);
+    CHECK(same_or_copy(copy, src.data(), n));
+    const float nan_a = std::bit_cast<float>(0x7FC00001u), nan_b = std::bit_cast<float>(0x7FC00002u);
+    for (size_t at : {size_t{0}, size_t{16384 + 5}, n - 1}) {
+      for (auto [was, now] : {std::pair{1.0f, 2.0f}, std::pair{0.0f, -0.0f}, std::pair{nan_a, nan_b}}) {
+        src[at] = was;
+        REQUIRE_FALSE(same_or_copy(copy, src.data(), n));
+        src[at] = now;
+        CHECK_FALSE(same_or_copy(copy, src.data(), n));
+        CHECK(std::memcmp(copy.data(), src.data(), n * sizeof(float)) == 0);
+        CHECK(same_or_copy(copy, src.data(), n));
+      }
+    }
+    std::vector<float> shorter(src.begin(), src.begin() + 10);
+    CHECK_FALSE(same_or_copy(shorter, src.data(), n));  // another size: takes the values
+    CHECK(std::memcmp(shorter.data(), src.data(), n * sizeof(float)) == 0);
+    std::vector<float> none;
+    CHECK(same_or_copy(none, src.data(), 0));
+  });
 }
 
 TEST_CASE("weight init follows the documented bounds and depends only on (seed, param, element)") {

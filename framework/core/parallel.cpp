@@ -1,6 +1,8 @@
 #include "framework/core/parallel.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
@@ -126,6 +128,29 @@ void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t,
     for (int64_t c = r.begin(); c < r.end(); ++c) run(c);
   });
 #endif
+}
+
+bool same_or_copy(std::vector<float>& copy, const float* src, size_t n) {
+  constexpr int64_t kBlock = 16384;  // floats per task
+  const auto count = static_cast<int64_t>(n);
+  const int64_t blocks = chunk_count(count, kBlock);
+  if (copy.size() == n) {
+    std::atomic<bool> differ{false};
+    parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1 && !differ.load(std::memory_order_relaxed); ++b) {
+        const int64_t i = b * kBlock, len = std::min(kBlock, count - i);
+        if (std::memcmp(copy.data() + i, src + i, static_cast<size_t>(len) * sizeof(float)) != 0)
+          differ.store(true, std::memory_order_relaxed);
+      }
+    });
+    if (!differ.load()) return true;
+  }
+  copy.resize(n);
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t i = b0 * kBlock, end = std::min(b1 * kBlock, count);
+    std::memcpy(copy.data() + i, src + i, static_cast<size_t>(end - i) * sizeof(float));
+  });
+  return false;
 }
 
 int worker_slot() {

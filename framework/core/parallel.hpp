@@ -10,6 +10,7 @@
 #include <memory>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace stride {
 
@@ -41,6 +42,12 @@ void parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> 
 void parallel_chunks(int64_t n, int64_t size, FunctionRef<void(int64_t, int64_t, int64_t)> body);
 
 inline int64_t chunk_count(int64_t n, int64_t size) { return (n + size - 1) / size; }
+
+// Whether `copy` holds the n floats at src bit for bit; if not, it takes them. For the copy a layer keeps of
+// the weight its bf16 packs were made from: compared before every micro-batch, changed once per optimizer
+// step. Both passes run over fixed blocks on the threads (done serially, lenet5's ip1 made them the largest
+// serial stretch of its bf16 step in the many-core projection).
+bool same_or_copy(std::vector<float>& copy, const float* src, size_t n);
 
 // Index of the calling thread in the current pool, in [0, worker_slots()). Lets a kernel keep one scratch
 // buffer per thread. Valid only in bodies that do not start nested parallel loops (a thread waiting on a
