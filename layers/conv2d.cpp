@@ -499,6 +499,25 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const RunContext& ctx) {
   });
 }
 
+Conv2d::RowGroup Conv2d::wgrad_group(int64_t group, int64_t groups) const {
+  const ConvGeom& g = geom_;
+  const int64_t RS = g.R * g.S;
+  if (g.C >= kChannelBlocks) {
+    const int64_t c0 = g.C * group / groups, c1 = g.C * (group + 1) / groups;
+    return RowGroup{c0, c1, c0 * RS, c1 * RS};
+  }
+  const int64_t per_channel = groups / g.C, c0 = group / per_channel, j = group % per_channel;
+  return RowGroup{c0, c0 + 1, c0 * RS + g.R * j / per_channel * g.S, c0 * RS + g.R * (j + 1) / per_channel * g.S};
+}
+
+int64_t Conv2d::wgrad_groups() const {
+  const ConvGeom& g = geom_;
+  if (g.C >= kChannelBlocks) return kChannelBlocks;
+  // 2 * kChannelBlocks row ranges in all where the kernel has the rows: 16 groups on 16 threads would leave one
+  // thread the 17th (cifar10_quick's conv1: 3 channels x 5 ranges, 30 tasks per micro-batch of 16).
+  return g.C * std::min({g.R, (2 * kChannelBlocks + g.C - 1) / g.C, std::max<int64_t>(1, g.R * g.S / kMinGroupRows)});
+}
+
 // dy: (N, K, P, Q) -> dx: (N, C, H, W) overwritten; dW (K, C, R, S) and db (K) accumulated.
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx, const RunContext& ctx) {
   if (ctx.precision == Precision::bf16) return backward_bf16(x, dy, dx);
@@ -557,10 +576,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
       for (int64_t n = b; n < e; ++n) k.transpose(dyd + n * g.K * PQ, PQ, g.K, PQ, dyt_all + n * PQ * ldt, ldt);
     });
     const int64_t RS = g.R * g.S;
-    // 2 * kChannelBlocks row ranges in all where the kernel has the rows: 16 groups on 16 threads would leave one
-    // thread the 17th (cifar10_quick's conv1: 3 channels x 5 ranges, 30 tasks per micro-batch of 16).
-    const int64_t per_channel = g.C >= kChannelBlocks ? 1 : std::min({g.R, (2 * kChannelBlocks + g.C - 1) / g.C, std::max<int64_t>(1, g.R * g.S / kMinGroupRows)});
-    const int64_t groups = g.C >= kChannelBlocks ? kChannelBlocks : g.C * per_channel;
+    const int64_t groups = wgrad_groups();
     parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
       const size_t slot = static_cast<size_t>(worker_slot());
       assert(slot < scratch_.size());
@@ -568,19 +584,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t chunk = t / groups, group = t % groups;
         const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
-        int64_t c0, c1, r0, r1;
-        if (g.C >= kChannelBlocks) {
-          c0 = g.C * group / groups;
-          c1 = g.C * (group + 1) / groups;
-          r0 = c0 * RS;
-          r1 = c1 * RS;
-        } else {
-          const int64_t j = group % per_channel;
-          c0 = group / per_channel;
-          c1 = c0 + 1;
-          r0 = c0 * RS + g.R * j / per_channel * g.S;
-          r1 = c0 * RS + g.R * (j + 1) / per_channel * g.S;
-        }
+        const auto [c0, c1, r0, r1] = wgrad_group(group, groups);
         const bool bias_row = opt_.bias && group + 1 == groups;
         float* pw = part + chunk * psize;
         for (int64_t n = begin; n < end; ++n) {
@@ -756,7 +760,6 @@ void Conv2d::prepare_bf16() {
     sc.pairs.resize(static_cast<size_t>(std::max(fwd, bwd)));
     sc.apack.resize(static_cast<size_t>(std::max((g.crs() + 1) * PQ2, (direct_ ? g.C * PQ : col_size_) / 2 + PQ2)));
     sc.arows.resize(static_cast<size_t>(g.crs() + 1));
-    sc.dyt2.resize(static_cast<size_t>(PQ2 * kernels::wgrad_ldt(g.K)));
     sc.tmp2.resize(static_cast<size_t>(2 * plane));
   }
   wpack2_of_.clear();
@@ -875,51 +878,73 @@ void Conv2d::backward_bf16(const Tensor& x, const Tensor& dy, Tensor* dx) {
   float* dxd = dx ? dx->data() : nullptr;
   float* part = partials_.data();
 
-  parallel_chunks(g.N, kBatchChunk, [&](int64_t chunk, int64_t begin, int64_t end) {
+  // As in fp32: every sample's dy^T as pairs of adjacent pixels first, read by each row group of its chunk: the
+  // vector transpose, then adjacent rows paired (both vectorized; transpose_pairs would store pair by pair). An
+  // odd PQ's last row pairs with zeros.
+  dyt2_.resize(static_cast<size_t>(g.N * PQ2 * ldt));
+  parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
     Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
-    float* pw = part + chunk * psize;
     for (int64_t n = begin; n < end; ++n) {
-      const float* xn = xd + n * chw;
-      const float* dyn = dyd + n * g.K * PQ;
-      // dW^T (CRS, K) and db (+)= columns (CRS, PQ) * dy_n^T (PQ, K), pairs over pixels.
-      const float* src = column_source(xn, sc);
-      for (int64_t i = 0; i < CRS; ++i) sc.rows[static_cast<size_t>(i)] = src + boff_[static_cast<size_t>(i)];
-      if (opt_.bias) sc.rows[static_cast<size_t>(CRS)] = ones_.data();
-      // Each column row as pairs of adjacent pixels, read in place by the product (no transposing pack): the
-      // whole column source converted once when its rows align on pairs, else row by row.
-      uint32_t* ap = sc.apack.data();
-      if (wgrad_in_place_) {
-        const int64_t src_size = direct_ ? g.C * PQ : col_size_;
-        k.row_pairs_bf16(src, src_size, ap);
-        for (int64_t i = 0; i < CRS; ++i) sc.arows[static_cast<size_t>(i)] = ap + boff_[static_cast<size_t>(i)] / 2;
-        if (opt_.bias) {
-          k.row_pairs_bf16(ones_.data(), PQ, ap + src_size / 2);
-          sc.arows[static_cast<size_t>(CRS)] = ap + src_size / 2;
-        }
-      } else {
-        for (int64_t i = 0; i < rows; ++i) {
-          k.row_pairs_bf16(sc.rows[static_cast<size_t>(i)], PQ, ap + i * PQ2);
-          sc.arows[static_cast<size_t>(i)] = ap + i * PQ2;
-        }
-      }
-      // dy_n^T as pairs of adjacent pixels: the vector transpose, then adjacent rows paired (both vectorized;
-      // transpose_pairs would store pair by pair). An odd PQ's last row pairs with zeros.
-      k.transpose(dyn, PQ, g.K, PQ, sc.dyt.data(), ldt);
+      k.transpose(dyd + n * g.K * PQ, PQ, g.K, PQ, sc.dyt.data(), ldt);
       for (int64_t jp = 0; jp < PQ2; ++jp)
         k.pack_pairs(sc.dyt.data() + 2 * jp * ldt, 2 * jp + 1 < PQ ? sc.dyt.data() + (2 * jp + 1) * ldt : nullptr, ldt,
-                     sc.dyt2.data() + jp * ldt);
-      kernels::RowsGemmBf16 wg;
-      wg.M = rows;
-      wg.N = g.K;
-      wg.K = PQ2;
-      wg.a_rows = sc.arows.data();
-      wg.b = sc.dyt2.data();
-      wg.ldb = ldt;
-      wg.c = pw;
-      wg.ldc = g.K;
-      wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
-      k.rows_gemm_bf16(wg);
-      if (!dxd) continue;
+                     dyt2_.data() + (n * PQ2 + jp) * ldt);
+    }
+  });
+
+  // dW^T (CRS, K) and db (+)= columns (CRS, PQ) * dy_n^T (PQ, K), pairs over pixels: the fixed chunks and row
+  // groups of the fp32 pass, each row one chain over its chunk's samples and pixel pairs in order.
+  const int64_t groups = wgrad_groups();
+  parallel_for(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
+    Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / groups, group = t % groups;
+      const int64_t begin = chunk * kBatchChunk, end = std::min(g.N, begin + kBatchChunk);
+      const auto [c0, c1, r0, r1] = wgrad_group(group, groups);
+      const bool bias_row = opt_.bias && group + 1 == groups;
+      for (int64_t n = begin; n < end; ++n) {
+        const float* src = column_source(xd + n * chw, sc, c0, c1);
+        const int64_t shift = boff_[static_cast<size_t>(c0 * RS)];  // where channel c0's rows start
+        // Each column row as pairs of adjacent pixels, read in place by the product (no transposing pack): the
+        // group's channels of the column source converted at once when its rows align on pairs (shift is
+        // then even too, so the pairs are the whole source's), else row by row.
+        uint32_t* ap = sc.apack.data();
+        if (wgrad_in_place_) {
+          const int64_t src_size = (c1 - c0) * (direct_ ? PQ : col_size_ / g.C);
+          k.row_pairs_bf16(src, src_size, ap);
+          for (int64_t i = r0; i < r1; ++i)
+            sc.arows[static_cast<size_t>(i)] = ap + (boff_[static_cast<size_t>(i)] - shift) / 2;
+          if (bias_row) {
+            k.row_pairs_bf16(ones_.data(), PQ, ap + src_size / 2);
+            sc.arows[static_cast<size_t>(CRS)] = ap + src_size / 2;
+          }
+        } else {
+          for (int64_t i = r0; i < r1 + (bias_row ? 1 : 0); ++i) {
+            const float* row = i < CRS ? src + (boff_[static_cast<size_t>(i)] - shift) : ones_.data();
+            k.row_pairs_bf16(row, PQ, ap + (i - r0) * PQ2);
+            sc.arows[static_cast<size_t>(i)] = ap + (i - r0) * PQ2;
+          }
+        }
+        kernels::RowsGemmBf16 wg;
+        wg.M = r1 - r0 + (bias_row ? 1 : 0);
+        wg.N = g.K;
+        wg.K = PQ2;
+        wg.a_rows = sc.arows.data() + r0;
+        wg.b = dyt2_.data() + n * PQ2 * ldt;
+        wg.ldb = ldt;
+        wg.c = part + chunk * psize + r0 * g.K;
+        wg.ldc = g.K;
+        wg.init = n == begin ? kernels::Start::zero : kernels::Start::accumulate;
+        k.rows_gemm_bf16(wg);
+      }
+    }
+  });
+
+  // dx of each sample, written by the one task that owns the sample.
+  if (dxd) parallel_for(g.N, 1, [&](int64_t begin, int64_t end) {
+    Scratch& sc = scratch_[static_cast<size_t>(worker_slot())];
+    for (int64_t n = begin; n < end; ++n) {
+      const float* dyn = dyd + n * g.K * PQ;
       float* dxn = dxd + n * chw;
       kernels::RowsGemmBf16 gm;
       gm.init = kernels::Start::zero;

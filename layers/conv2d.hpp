@@ -70,11 +70,11 @@ class Conv2d final : public Layer {
   // sums its samples' gradients in one FMA chain per weight and costs one partial copy of the weight gradient;
   // the blocks are added in index order.
   static constexpr int64_t kBatchChunk = 8;
-  // The fp32 weight gradient of a block is also split into fixed row groups: kChannelBlocks groups of input
-  // channels, or for fewer channels each channel's kernel rows in up to ceil(2 kChannelBlocks / C) ranges (their
-  // rows of the partial are disjoint, so the bits do not change). A micro-batch of 16 has 2 blocks of
-  // samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and blocks of fewer
-  // samples would cost a partial copy each.
+  // The weight gradient of a block (fp32 and bf16) is also split into fixed row groups: kChannelBlocks groups
+  // of input channels, or for fewer channels each channel's kernel rows in up to ceil(2 kChannelBlocks / C)
+  // ranges (their rows of the partial are disjoint, so the bits do not change). A micro-batch of 16 has 2
+  // blocks of samples, too few tasks for 16 threads (docs/performance.md, "Many-core projection"), and blocks
+  // of fewer samples would cost a partial copy each.
   static constexpr int64_t kChannelBlocks = 8;
   // ... but a range keeps at least this many rows (about a register tile of the product; thinner groups ran
   // cifar10_quick's conv1 at half the speed).
@@ -113,6 +113,13 @@ class Conv2d final : public Layer {
   void scatter_columns(const float* dcol, float* dxn, Scratch& sc) const;
   // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
   // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
+  // The fixed row groups of a batch chunk's weight gradient (kChannelBlocks): input channels [c0, c1) and
+  // their rows [r0, r1) of the (C*R*S) rows; the bias row goes with the last group.
+  struct RowGroup {
+    int64_t c0, c1, r0, r1;
+  };
+  int64_t wgrad_groups() const;
+  RowGroup wgrad_group(int64_t group, int64_t groups) const;
   // The fp32 weight-gradient partials (partials_) when wgrad_transposed_.
   void backward_weights_transposed(const Tensor& x, const Tensor& dy);
   void prepare_bf16();
@@ -164,9 +171,9 @@ class Conv2d final : public Layer {
     std::vector<const float*> rows;  // (C*R*S + 8) row pointers into col (and ones_, zeros_) for the weight gradient
     std::vector<float> colt;  // (P*Q, ldt): one image's column source transposed (wgrad_transposed_)
     std::vector<const float*> dy_rows;  // (K) rows of one image's dy (the transposed weight gradient)
-    // bf16 only: a pair source (forward columns, or dy's for the input gradient), the packed columns and
-    // dy transposed as pairs over pixels for the weight gradient, and two planes of conversion scratch.
-    std::vector<uint32_t> pairs, apack, dyt2;
+    // bf16 only: a pair source (forward columns, or dy's for the input gradient), the weight gradient's
+    // column rows as pairs over pixels, and two planes of conversion scratch.
+    std::vector<uint32_t> pairs, apack;
     std::vector<const uint32_t*> arows;  // rows of apack
     std::vector<float> tmp2;
   };
@@ -178,6 +185,7 @@ class Conv2d final : public Layer {
   Tensor zeros_;      // (P*Q) zeros: the rows that pad a transposed column source to whole 8 x 8 blocks
   Tensor partials_;   // (chunks, (C*R*S + bias) * K): dW^T and db partial sums per batch chunk
   Tensor dyt_;        // (N, P*Q, ldt): every sample's dy transposed once, for all the row groups that read it
+  std::vector<uint32_t> dyt2_;  // bf16: (N, ceil(P*Q / 2), ldt), every sample's dy^T as pairs of pixels
   // bf16 plan: row offsets of the paired forward source ((C+1)/2 * R * S) and of the paired dy source
   // ((K+1)/2 * R * S), and the weights packed as pairs for the forward and input-gradient products.
   Shape bf16_prepared_for_{};
