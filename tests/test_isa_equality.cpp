@@ -89,7 +89,7 @@ TEST_CASE("training cifar10_quick and resnet8 gives the same weights on the AVX-
   }
 }
 
-TEST_CASE("every convolution variant and linear layer gives the same bits on every path, in fp32 and bf16") {
+TEST_CASE("convolution variants and the linear layer: the same bits on every path and thread count, fp32 and bf16") {
   IsaGuard guard;
   std::vector<Isa> paths = vector_paths();
   paths.push_back(Isa::generic);
@@ -111,10 +111,11 @@ TEST_CASE("every convolution variant and linear layer gives the same bits on eve
     return o;
   };
   const std::vector<Variant> variants = {
-      {"5x5 pad 2 (cifar10_quick)", make(Padding::zeros, 19, 5, 5, 2, 1, 1, true), Shape{3, 5, 12, 13}},
+      // Two with more than one batch chunk (kBatchChunk = 8), so the weight gradient adds chunk partials.
+      {"5x5 pad 2 (cifar10_quick)", make(Padding::zeros, 19, 5, 5, 2, 1, 1, true), Shape{10, 5, 12, 13}},
       {"3x3 stride 2 (resnet)", make(Padding::zeros, 17, 3, 3, 1, 2, 1, false), Shape{3, 6, 11, 10}},
       {"1x1 stride 2 (resnet shortcut)", make(Padding::zeros, 33, 1, 1, 0, 2, 1, false), Shape{2, 7, 9, 9}},
-      {"1x1 direct", make(Padding::valid, 5, 1, 1, 0, 1, 1, true), Shape{2, 9, 5, 7}},
+      {"1x1 direct", make(Padding::valid, 5, 1, 1, 0, 1, 1, true), Shape{11, 9, 5, 7}},
       {"valid 5x5 (lenet)", make(Padding::valid, 21, 5, 5, 0, 1, 1, true), Shape{2, 3, 14, 14}},
       {"reflect, dilation 2", make(Padding::reflect, 6, 3, 3, 2, 1, 2, true), Shape{2, 4, 9, 8}},
       {"circular stride 2", make(Padding::circular, 6, 3, 3, 1, 2, 1, true), Shape{2, 4, 9, 8}},
@@ -126,28 +127,32 @@ TEST_CASE("every convolution variant and linear layer gives the same bits on eve
       RunContext ctx{Mode::train};
       ctx.precision = precision;
       std::vector<float> y0, dx0, grads0;
-      for (Isa isa : paths) {
-        CAPTURE(isa_name(isa));
-        set_isa(isa);
-        Conv2d conv("conv", v.o);
-        test::LayerParams params(conv, v.in);
-        const Tensor x = test::random_tensor(v.in, 3);
-        Tensor y, dx;
-        conv.forward(x, y, ctx);
-        const Tensor dy = test::random_tensor(y.shape(), 4);
-        conv.backward(x, y, dy, &dx, ctx);
-        std::vector<float> grads;
-        for (const auto& g : params.grads) grads.insert(grads.end(), g.begin(), g.end());
-        if (isa == paths.front()) {
-          y0.assign(y.span().begin(), y.span().end());
-          dx0.assign(dx.span().begin(), dx.span().end());
-          grads0 = grads;
-          continue;
+      for (Isa isa : paths)
+        for (int threads : {1, 3}) {
+          CAPTURE(isa_name(isa));
+          CAPTURE(threads);
+          set_isa(isa);
+          Conv2d conv("conv", v.o);
+          test::LayerParams params(conv, v.in);
+          const Tensor x = test::random_tensor(v.in, 3);
+          Tensor y, dx;
+          std::vector<float> grads;
+          run_with_threads(threads, [&] {
+            conv.forward(x, y, ctx);
+            const Tensor dy = test::random_tensor(y.shape(), 4);
+            conv.backward(x, y, dy, &dx, ctx);
+          });
+          for (const auto& g : params.grads) grads.insert(grads.end(), g.begin(), g.end());
+          if (y0.empty()) {
+            y0.assign(y.span().begin(), y.span().end());
+            dx0.assign(dx.span().begin(), dx.span().end());
+            grads0 = grads;
+            continue;
+          }
+          CHECK(same_bits(y.span(), y0));
+          CHECK(same_bits(dx.span(), dx0));
+          CHECK(same_bits(grads, grads0));
         }
-        CHECK(same_bits(y.span(), y0));
-        CHECK(same_bits(dx.span(), dx0));
-        CHECK(same_bits(grads, grads0));
-      }
     }
   }
   for (Precision precision : {Precision::fp32, Precision::bf16}) {
