@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstring>
 #include <tuple>
 
 #include "framework/core/bf16.hpp"

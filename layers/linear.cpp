@@ -1,7 +1,6 @@
 #include "layers/linear.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 
 #include "framework/core/bf16.hpp"
