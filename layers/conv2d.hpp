@@ -111,10 +111,8 @@ class Conv2d final : public Layer {
   // The strided input gradient's last step: dcol (C*R*S, P*Q) added onto a zeroed (padded) plane, whose
   // border is then folded back onto dx_n (overwritten).
   void scatter_columns(const float* dcol, float* dxn, Scratch& sc) const;
-  // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
-  // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
-  // The fixed row groups of a batch chunk's weight gradient (kChannelBlocks): input channels [c0, c1) and
-  // their rows [r0, r1) of the (C*R*S) rows; the bias row goes with the last group.
+  // The fixed row groups of a batch chunk's weight gradient (kChannelBlocks), fp32 and bf16: input channels
+  // [c0, c1) and their rows [r0, r1) of the (C*R*S) rows; the bias row goes with the last group.
   struct RowGroup {
     int64_t c0, c1, r0, r1;
   };
@@ -122,6 +120,8 @@ class Conv2d final : public Layer {
   RowGroup wgrad_group(int64_t group, int64_t groups) const;
   // The fp32 weight-gradient partials (partials_) when wgrad_transposed_.
   void backward_weights_transposed(const Tensor& x, const Tensor& dy);
+  // bf16 (RunContext::precision): the same products on bf16 pairs (framework/core/bf16.hpp), pairs running
+  // over input channels (forward), output channels (input gradient) and pixels (weight gradient).
   void prepare_bf16();
   const uint32_t* pair_source(const float* xn, Scratch& sc) const;
   void forward_bf16(const Tensor& x, Tensor& y);
